@@ -1,0 +1,246 @@
+import { randomBytes } from "node:crypto"
+import { readFileSync } from "node:fs"
+import { Config, ConfigError, ConfigProvider, Context, Data, Effect, Either, Layer, Option, Redacted } from "effect"
+
+export type NodeEnv = "development" | "production" | "test"
+export type LogFormat = "json" | "pretty"
+
+/** The validated configuration of one process (API.md section 11). Secrets stay `Redacted`. */
+export interface AppConfigShape {
+  readonly nodeEnv: NodeEnv
+  readonly port: number
+  readonly host: string
+  readonly databaseUrl: Option.Option<Redacted.Redacted>
+  readonly databasePoolMax: number
+  readonly databaseStatementTimeoutMs: number
+  readonly dataDir: string
+  readonly redisUrl: Option.Option<Redacted.Redacted>
+  readonly authSecretKey: Redacted.Redacted
+  /** true when no AUTH_SECRET_KEY was given and a random one was generated for this start */
+  readonly authSecretKeyGenerated: boolean
+  readonly appSettingsSecretKey: Option.Option<Redacted.Redacted>
+  readonly accessTokenTtlMinutes: number
+  readonly refreshTokenTtlDays: number
+  readonly allowedOrigins: ReadonlyArray<string>
+  /** number of reverse-proxy hops whose X-Forwarded-For entries are trusted (0 = use the socket address) */
+  readonly trustProxyHops: number
+  readonly adminEmail: Option.Option<string>
+  readonly adminPassword: Option.Option<Redacted.Redacted>
+  readonly llmProvider: "local" | "openai"
+  readonly openaiApiKey: Option.Option<Redacted.Redacted>
+  readonly openaiBaseUrl: string
+  readonly embeddingsProvider: "local" | "openai"
+  readonly logLevel: "trace" | "debug" | "info" | "warning" | "error" | "fatal" | "none"
+  readonly logFormat: LogFormat
+  readonly metricsToken: Option.Option<Redacted.Redacted>
+  readonly otelExporterOtlpEndpoint: Option.Option<string>
+  readonly workerMode: "on" | "off"
+  readonly migrateOnStart: boolean
+  readonly shutdownGraceMs: number
+  readonly cacheTtlSeconds: number
+}
+
+export class AppConfig extends Context.Tag("chatkit/AppConfig")<AppConfig, AppConfigShape>() {}
+
+/** Every problem found in the environment, reported together before the server listens. */
+export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{ readonly problems: ReadonlyArray<string> }> {
+  override get message() {
+    return `Invalid configuration (${this.problems.length} problem${this.problems.length === 1 ? "" : "s"}):\n` +
+      this.problems.map((p) => `  - ${p}`).join("\n")
+  }
+}
+
+const DEV_ORIGINS = ["http://localhost:5173", "http://127.0.0.1:5173"]
+
+const oneOf = <const A extends string>(name: string, values: ReadonlyArray<A>, fallback: A) =>
+  Config.string(name).pipe(
+    Config.withDefault(fallback),
+    Config.map((s) => s.trim().toLowerCase()),
+    Config.validate({
+      message: `must be one of ${values.join(", ")}`,
+      validation: (s): s is A => (values as ReadonlyArray<string>).includes(s)
+    })
+  ) as Config.Config<A>
+
+const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `must be an integer between 1 and ${max}`, validation: (n) => n >= 1 && n <= max })
+  )
+
+const optionalSecret = (name: string) =>
+  Config.option(Config.redacted(name)).pipe(
+    Config.map(Option.filter((r) => Redacted.value(r).trim() !== ""))
+  )
+
+const optionalString = (name: string) =>
+  Config.option(Config.string(name)).pipe(Config.map(Option.filter((s) => s.trim() !== "")))
+
+const booleanFlag = (name: string, fallback: boolean) =>
+  Config.string(name).pipe(
+    Config.withDefault(String(fallback)),
+    Config.map((s) => s.trim().toLowerCase()),
+    Config.validate({
+      message: "must be true or false",
+      validation: (s) => ["true", "false", "1", "0", "yes", "no"].includes(s)
+    }),
+    Config.map((s) => s === "true" || s === "1" || s === "yes")
+  )
+
+const trustProxy = Config.string("TRUST_PROXY").pipe(
+  Config.withDefault("false"),
+  Config.map((s) => s.trim().toLowerCase()),
+  Config.validate({
+    message: "must be true, false or a number of proxy hops (0-10)",
+    validation: (s) => s === "true" || s === "false" || /^(?:[0-9]|10)$/.test(s)
+  }),
+  Config.map((s) => (s === "true" ? 1 : s === "false" ? 0 : Number(s)))
+)
+
+/** Parses every variable; errors of several variables accumulate into one ConfigError. */
+const rawConfig = (nodeEnv: NodeEnv) => {
+  const production = nodeEnv === "production"
+  return Config.all({
+    port: Config.port("PORT").pipe(Config.withDefault(8000)),
+    host: Config.string("HOST").pipe(Config.withDefault(production ? "0.0.0.0" : "127.0.0.1")),
+    databaseUrl: optionalSecret("DATABASE_URL"),
+    databasePoolMax: positiveInt("DATABASE_POOL_MAX", 10, 1000),
+    databaseStatementTimeoutMs: positiveInt("DATABASE_STATEMENT_TIMEOUT_MS", 10_000),
+    dataDir: Config.string("CHATKIT_DATA_DIR").pipe(Config.withDefault("./.data")),
+    redisUrl: optionalSecret("REDIS_URL"),
+    authSecretKey: optionalSecret("AUTH_SECRET_KEY"),
+    appSettingsSecretKey: optionalSecret("APP_SETTINGS_SECRET_KEY"),
+    accessTokenTtlMinutes: positiveInt("ACCESS_TOKEN_TTL_MINUTES", 15, 24 * 60),
+    refreshTokenTtlDays: positiveInt("REFRESH_TOKEN_TTL_DAYS", 7, 365),
+    allowedOrigins: optionalString("ALLOWED_ORIGINS"),
+    trustProxyHops: trustProxy,
+    adminEmail: optionalString("ADMIN_EMAIL"),
+    adminPassword: optionalSecret("ADMIN_PASSWORD"),
+    llmProvider: oneOf("LLM_PROVIDER", ["local", "openai"], "local"),
+    openaiApiKey: optionalSecret("OPENAI_API_KEY"),
+    openaiBaseUrl: Config.string("OPENAI_BASE_URL").pipe(Config.withDefault("https://api.openai.com/v1")),
+    embeddingsProvider: oneOf("EMBEDDINGS_PROVIDER", ["local", "openai"], "local"),
+    logLevel: oneOf("LOG_LEVEL", ["trace", "debug", "info", "warning", "error", "fatal", "none"], "info"),
+    logFormat: oneOf("LOG_FORMAT", ["json", "pretty"], "json"),
+    metricsToken: optionalSecret("METRICS_TOKEN"),
+    otelExporterOtlpEndpoint: optionalString("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    workerMode: oneOf("WORKER_MODE", ["on", "off"], "on"),
+    migrateOnStart: booleanFlag("MIGRATE_ON_START", !production),
+    shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000, 600_000),
+    cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", 300, 86_400)
+  })
+}
+
+type Raw = Config.Config.Success<ReturnType<typeof rawConfig>>
+
+/** Rules that need several variables at once; never echoes a secret's value. */
+const crossChecks = (nodeEnv: NodeEnv, raw: Raw): Array<string> => {
+  const problems: Array<string> = []
+  const production = nodeEnv === "production"
+  const secretLength = Option.map(raw.authSecretKey, (k) => Redacted.value(k).length)
+  if (Option.isSome(secretLength) && secretLength.value < 32) {
+    problems.push(`AUTH_SECRET_KEY: is ${secretLength.value} characters long; expected at least 32`)
+  }
+  if (production) {
+    if (Option.isNone(raw.databaseUrl)) {
+      problems.push("DATABASE_URL: is required in production (the embedded database is for development only)")
+    }
+    if (Option.isNone(raw.redisUrl)) {
+      problems.push("REDIS_URL: is required in production (limits and cache must be shared by every instance)")
+    }
+    if (Option.isNone(raw.authSecretKey)) {
+      problems.push("AUTH_SECRET_KEY: is required in production; expected at least 32 characters")
+    }
+    const origins = Option.getOrElse(raw.allowedOrigins, () => "")
+    if (origins.trim() === "" || origins.split(",").some((o) => o.trim() === "*")) {
+      problems.push("ALLOWED_ORIGINS: must list the allowed origins in production (empty or * is refused)")
+    }
+  }
+  for (const origin of Option.match(raw.allowedOrigins, { onNone: () => [], onSome: splitList })) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      problems.push(`ALLOWED_ORIGINS: "${origin}" is not an origin; expected scheme://host[:port]`)
+    }
+  }
+  if (raw.llmProvider === "openai" && Option.isNone(raw.openaiApiKey)) {
+    problems.push("OPENAI_API_KEY: is required when LLM_PROVIDER=openai")
+  }
+  return problems
+}
+
+const splitList = (s: string) => s.split(",").map((o) => o.trim()).filter((o) => o !== "")
+
+const describeConfigError = (error: ConfigError.ConfigError): Array<string> =>
+  ConfigError.reduceWithContext(error, undefined, {
+    andCase: (_, left: Array<string>, right: Array<string>) => [...left, ...right],
+    orCase: (_, left: Array<string>, right: Array<string>) => [...left, ...right],
+    invalidDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    missingDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    sourceUnavailableCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    unsupportedCase: (_, path, message) => [`${path.join(".")}: ${message}`]
+  })
+
+/**
+ * Reads the configuration from `provider`, applying every rule, and fails with all problems at once.
+ */
+export const loadConfig = (provider: ConfigProvider.ConfigProvider): Effect.Effect<AppConfigShape, InvalidConfig> =>
+  Effect.gen(function*() {
+    const problems: Array<string> = []
+    const env = yield* Effect.either(oneOf("NODE_ENV", ["development", "production", "test"], "development"))
+    if (Either.isLeft(env)) problems.push(...describeConfigError(env.left))
+    const nodeEnv: NodeEnv = Either.getOrElse(env, () => "production" as const)
+    const raw = yield* Effect.either(rawConfig(nodeEnv))
+    if (Either.isLeft(raw)) {
+      problems.push(...describeConfigError(raw.left))
+      return yield* new InvalidConfig({ problems })
+    }
+    problems.push(...crossChecks(nodeEnv, raw.right))
+    if (problems.length > 0) return yield* new InvalidConfig({ problems })
+    const { allowedOrigins, authSecretKey, ...rest } = raw.right
+    return {
+      ...rest,
+      nodeEnv,
+      allowedOrigins: Option.match(allowedOrigins, { onNone: () => DEV_ORIGINS, onSome: splitList }),
+      authSecretKey: Option.getOrElse(authSecretKey, () => Redacted.make(randomBytes(48).toString("base64url"))),
+      authSecretKeyGenerated: Option.isNone(authSecretKey)
+    }
+  }).pipe(Effect.withConfigProvider(provider))
+
+/**
+ * The environment with `NAME_FILE` variables resolved: the file's content (trailing newline
+ * removed) becomes `NAME`. An unreadable file is reported like any other problem.
+ */
+export const resolveFileVariables = (env: Record<string, string | undefined>) => {
+  const values = new Map<string, string>()
+  const problems: Array<string> = []
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && !key.endsWith("_FILE")) values.set(key, value)
+  }
+  for (const [key, path] of Object.entries(env)) {
+    if (!key.endsWith("_FILE") || path === undefined || path === "") continue
+    const name = key.slice(0, -"_FILE".length)
+    try {
+      values.set(name, readFileSync(path, "utf8").replace(/\r?\n$/, ""))
+    } catch {
+      problems.push(`${key}: cannot read the file named by this variable`)
+    }
+  }
+  return { values, problems }
+}
+
+/** Loads the configuration from an environment object (process.env in production). */
+export const loadConfigFromEnv = (env: Record<string, string | undefined>) => {
+  const { problems, values } = resolveFileVariables(env)
+  return loadConfig(ConfigProvider.fromMap(values)).pipe(
+    Effect.catchAll((e) => Effect.fail(new InvalidConfig({ problems: [...problems, ...e.problems] }))),
+    Effect.filterOrFail(() => problems.length === 0, () => new InvalidConfig({ problems }))
+  )
+}
+
+export const AppConfigLive = Layer.effect(AppConfig, loadConfigFromEnv(process.env))
+
+/** A configuration for tests: the embedded defaults of the `test` environment plus `overrides`. */
+export const testConfig = (overrides: Record<string, string> = {}) =>
+  Layer.effect(
+    AppConfig,
+    loadConfigFromEnv({ NODE_ENV: "test", AUTH_SECRET_KEY: "test-secret-key-0123456789-abcdefghijkl", ...overrides }).pipe(Effect.orDie)
+  )

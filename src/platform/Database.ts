@@ -1,0 +1,185 @@
+import { mkdirSync } from "node:fs"
+import { resolve } from "node:path"
+import { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
+import { PgClient } from "@effect/sql-pg"
+import { PGlite } from "@electric-sql/pglite"
+import { vector } from "@electric-sql/pglite-pgvector"
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import pg from "pg"
+import { AppConfig } from "./Config.js"
+import { dbQueriesTotal } from "./Metrics.js"
+
+/** The database could not be reached at start, after every retry; the message names no secret. */
+const unreachable = (target: string, error: unknown) =>
+  new SqlError({ message: `Database unreachable at ${target} after retrying: ${errorReason(error)}`, cause: error })
+
+export interface DatabaseOptions {
+  /** Schema to create and put first on the search_path (tests isolate files this way). */
+  readonly schema?: string
+  /** Connection attempts at start before giving up (default 8, about 20 s). */
+  readonly connectAttempts?: number
+}
+
+/** Where the connection goes, without credentials, for log lines and error messages. */
+const describeTarget = (url: string) => {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.hostname}:${parsed.port || "5432"}${parsed.pathname}`
+  } catch {
+    return "the configured DATABASE_URL"
+  }
+}
+
+const safeIdentifier = (name: string) => {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid schema name ${name}`)
+  return name
+}
+
+/** Exponential from 200 ms, capped at 5 s between tries, each retry logged. */
+const connectSchedule = (attempts: number, target: string) =>
+  Schedule.exponential("200 millis").pipe(
+    Schedule.either(Schedule.spaced("5 seconds")),
+    Schedule.intersect(Schedule.recurs(attempts - 1)),
+    Schedule.tapInput((error: unknown) =>
+      Effect.logWarning("database connection failed, retrying").pipe(
+        Effect.annotateLogs({ target, reason: errorReason(error) })
+      )
+    )
+  )
+
+const errorReason = (error: unknown): string => {
+  const cause = (error as { cause?: unknown })?.cause ?? error
+  if (cause instanceof Error) return (cause as { code?: string }).code ?? cause.message
+  return String(cause)
+}
+
+/** Session settings travel in the startup packet, so no statement races the pool's first query. */
+const sessionOptions = (statementTimeoutMs: number, schema: string | undefined) =>
+  [`-c statement_timeout=${Math.floor(statementTimeoutMs)}`, ...(schema === undefined ? [] : [`-c search_path=${schema},public`])]
+    .join(" ")
+
+const makePool = (config: pg.PoolConfig, statementTimeoutMs: number, schema: string | undefined) => {
+  const pool = new pg.Pool({ ...config, options: sessionOptions(statementTimeoutMs, schema) })
+  pool.on("connect", (client) => {
+    const query = client.query.bind(client) as (...args: Array<unknown>) => unknown
+    // Counting here sees every statement, whichever code path issued it.
+    ;(client as unknown as { query: typeof query }).query = (...args) => {
+      dbQueriesTotal.unsafeUpdate(1, [])
+      return query(...args)
+    }
+  })
+  pool.on("error", () => undefined)
+  return pool
+}
+
+/** A PgClient over a pool whose first query is retried with `connectSchedule`. */
+const pgClientLayer = (
+  config: pg.PoolConfig,
+  options: { target: string; statementTimeoutMs: number; schema?: string | undefined; attempts: number }
+) =>
+  PgClient.layerFromPool({
+    acquire: Effect.gen(function*() {
+      if (options.schema !== undefined) {
+        const admin = new pg.Client({ ...config })
+        yield* Effect.tryPromise(async () => {
+          await admin.connect()
+          try {
+            await admin.query(`CREATE SCHEMA IF NOT EXISTS ${options.schema}`)
+          } finally {
+            await admin.end()
+          }
+        }).pipe(Effect.retry(connectSchedule(options.attempts, options.target)))
+      }
+      const pool = yield* Effect.acquireRelease(
+        Effect.sync(() => makePool(config, options.statementTimeoutMs, options.schema)),
+        (pool) => Effect.promise(() => pool.end())
+      )
+      yield* Effect.tryPromise(() => pool.query("SELECT 1")).pipe(
+        Effect.retry(connectSchedule(options.attempts, options.target))
+      )
+      return pool
+    }).pipe(Effect.mapError((error) => unreachable(options.target, error))),
+    applicationName: "chatkit-backend"
+  })
+
+/** PostgreSQL at `url`: pool size and statement timeout from the configuration. */
+export const layerPostgres = (url: Redacted.Redacted, options: DatabaseOptions = {}) =>
+  Layer.unwrapEffect(
+    Effect.map(AppConfig, (config) =>
+      pgClientLayer(
+        {
+          connectionString: Redacted.value(url),
+          max: config.databasePoolMax,
+          connectionTimeoutMillis: 5_000,
+          idleTimeoutMillis: 30_000
+        },
+        {
+          target: describeTarget(Redacted.value(url)),
+          statementTimeoutMs: config.databaseStatementTimeoutMs,
+          schema: options.schema === undefined ? undefined : safeIdentifier(options.schema),
+          attempts: options.connectAttempts ?? 8
+        }
+      )
+    )
+  )
+
+/**
+ * Embedded PostgreSQL: PGlite (with pgvector) behind a loopback socket, so the same pg driver is
+ * used in every mode. PGlite has one connection, hence pool and server both limited to 1.
+ * `dataDir` "memory://" keeps everything in memory (tests).
+ */
+export const layerEmbedded = (dataDir: string, options: DatabaseOptions = {}) =>
+  Layer.unwrapScoped(
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      const inMemory = dataDir.startsWith("memory://")
+      const path = inMemory ? dataDir : resolve(dataDir, "pglite")
+      if (!inMemory) mkdirSync(path, { recursive: true })
+      const started = Date.now()
+      const db = yield* Effect.acquireRelease(
+        Effect.promise(() => PGlite.create(path, { extensions: { vector } })),
+        (db) => Effect.promise(() => db.close())
+      )
+      // PGlite is one session that ignores startup options: settings are applied to it directly.
+      const schema = options.schema === undefined ? undefined : safeIdentifier(options.schema)
+      yield* Effect.promise(() =>
+        db.exec(
+          `CREATE EXTENSION IF NOT EXISTS vector; SET statement_timeout = ${config.databaseStatementTimeoutMs};` +
+            (schema === undefined ? "" : `CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}, public;`)
+        )
+      )
+      const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 })
+      yield* Effect.acquireRelease(
+        Effect.promise(() => server.start()),
+        () => Effect.promise(() => server.stop())
+      )
+      const [host, port] = server.getServerConn().split(":")
+      yield* Effect.logInfo("embedded database ready").pipe(
+        Effect.annotateLogs({ data_dir: inMemory ? "memory" : path, startup_ms: Date.now() - started })
+      )
+      return pgClientLayer(
+        { host: host ?? "127.0.0.1", port: Number(port), user: "postgres", database: "postgres", max: 1 },
+        {
+          target: "embedded",
+          statementTimeoutMs: config.databaseStatementTimeoutMs,
+          attempts: options.connectAttempts ?? 3
+        }
+      )
+    })
+  )
+
+/** PostgreSQL when DATABASE_URL is set, the embedded database otherwise. */
+export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError, AppConfig> = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) =>
+    Option.match(config.databaseUrl, {
+      onNone: () => layerEmbedded(config.dataDir),
+      onSome: (url) => layerPostgres(url)
+    })
+  )
+)
+
+/** Round trip used by /health/ready. */
+export const pingDatabase = (timeout: Duration.DurationInput) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`.pipe(Effect.timeout(timeout)))

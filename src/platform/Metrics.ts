@@ -1,0 +1,29 @@
+import { Metric, MetricBoundaries } from "effect"
+
+/** The metrics every part of the platform updates; exported at /metrics in Prometheus text. */
+
+export const httpRequestsTotal = Metric.counter("http_requests_total", {
+  description: "HTTP requests served, by method, route template and status",
+  incremental: true
+})
+
+export const httpRequestDurationSeconds = Metric.histogram(
+  "http_request_duration_seconds",
+  MetricBoundaries.fromIterable([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+  "HTTP request duration in seconds, by method and route template"
+)
+
+export const dbQueriesTotal = Metric.counter("db_queries_total", {
+  description: "SQL statements sent to the database",
+  incremental: true
+})
+
+export const cacheRequestsTotal = Metric.counter("cache_requests_total", {
+  description: "Cache lookups, by cache name and result (hit|miss)",
+  incremental: true
+})
+
+export const cacheErrorsTotal = Metric.counter("cache_errors_total", {
+  description: "Cache operations that failed and fell back to the source of truth",
+  incremental: true
+})

@@ -1,0 +1,23 @@
+import { randomBytes } from "node:crypto"
+import { Layer, Option, Redacted } from "effect"
+import { testConfig } from "../../src/platform/Config.js"
+import { layerEmbedded, layerPostgres } from "../../src/platform/Database.js"
+
+/** The real PostgreSQL of CI when TEST_DATABASE_URL is set; the suites then must not skip. */
+export const testDatabaseUrl = Option.fromNullable(process.env.TEST_DATABASE_URL).pipe(
+  Option.filter((url) => url !== "")
+)
+
+/** A fresh schema name so test files sharing one server never see each other's rows. */
+export const uniqueSchema = (prefix: string) =>
+  `t_${prefix.replace(/[^a-z0-9]/gi, "_").toLowerCase().slice(0, 30)}_${randomBytes(4).toString("hex")}`
+
+/**
+ * A SqlClient for one test file: its own schema on TEST_DATABASE_URL, or its own in-memory PGlite.
+ * `connectAttempts` is small so an unreachable CI database fails the suite quickly.
+ */
+export const testDatabaseLayer = (name: string) =>
+  Option.match(testDatabaseUrl, {
+    onNone: () => layerEmbedded("memory://"),
+    onSome: (url) => layerPostgres(Redacted.make(url), { schema: uniqueSchema(name), connectAttempts: 2 })
+  }).pipe(Layer.provide(testConfig()))
