@@ -1,0 +1,31 @@
+import { HttpApi, OpenApi } from "@effect/platform"
+import {
+  InternalErrorProblem,
+  PayloadTooLargeProblem,
+  ServiceUnavailableProblem,
+  UnsupportedMediaTypeProblem,
+  ValidationErrorProblem
+} from "./errors.js"
+import { OperationsApi } from "./OperationsApi.js"
+
+/**
+ * The whole HTTP contract. Feature groups are added before `.prefix("/api/v1")`; the operational
+ * endpoints come after it so they stay at the root. The errors added here can come from any endpoint
+ * (they are produced by the platform middleware); features declare their own on their endpoints.
+ */
+export class ChatkitApi extends HttpApi.make("chatkit")
+  .prefix("/api/v1")
+  .add(OperationsApi)
+  .addError(ValidationErrorProblem)
+  .addError(PayloadTooLargeProblem)
+  .addError(UnsupportedMediaTypeProblem)
+  .addError(InternalErrorProblem)
+  .addError(ServiceUnavailableProblem)
+  .annotate(OpenApi.Title, "chatkit-backend")
+  .annotate(OpenApi.Version, "1")
+  .annotate(
+    OpenApi.Description,
+    "ChatKit-style AI chat and workflow backend. Errors are application/problem+json documents " +
+      "(type, title, status, error, detail, request_id, timestamp); every response carries X-Request-ID and API-Version."
+  )
+{}

@@ -1,0 +1,57 @@
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { UnauthorizedProblem } from "./errors.js"
+
+export const Liveness = Schema.Struct({ status: Schema.Literal("ok") }).annotations({ identifier: "Liveness" })
+
+export const DependencyCheck = Schema.Struct({
+  status: Schema.Literal("ok", "error"),
+  latency_ms: Schema.Number,
+  error: Schema.optional(Schema.String)
+}).annotations({ identifier: "DependencyCheck" })
+
+export const Readiness = Schema.Struct({
+  status: Schema.Literal("ok", "degraded", "unavailable"),
+  checks: Schema.Record({ key: Schema.String, value: DependencyCheck })
+}).annotations({ identifier: "Readiness" })
+
+/** The 503 answer of /health/ready: the same document, with the failing checks. */
+export const NotReady = Readiness.annotations({
+  ...HttpApiSchema.annotations({ status: 503 }),
+  identifier: "NotReady",
+  description: "A dependency failed its check (or took more than 1 s)."
+})
+
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+/** Operational endpoints, at the root (no /api/v1 prefix) and without user authentication. */
+export class OperationsApi extends HttpApiGroup.make("operations")
+  .add(
+    HttpApiEndpoint.get("health", "/health")
+      .addSuccess(Liveness)
+      .annotate(OpenApi.Summary, "Liveness")
+      .annotate(OpenApi.Description, "Always 200 while the process serves requests. Does no I/O.")
+  )
+  .add(
+    HttpApiEndpoint.get("ready", "/health/ready")
+      .addSuccess(Readiness)
+      .addError(NotReady)
+      .annotate(OpenApi.Summary, "Readiness")
+      .annotate(
+        OpenApi.Description,
+        "Checks the database and, when REDIS_URL is configured, Redis, each with a 1 s timeout. " +
+          "200 when every check passes, 503 with the failing checks otherwise."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(HttpApiSchema.Text({ contentType: METRICS_CONTENT_TYPE }))
+      .addError(UnauthorizedProblem)
+      .annotate(OpenApi.Summary, "Prometheus metrics")
+      .annotate(
+        OpenApi.Description,
+        "Prometheus text exposition. When METRICS_TOKEN is set, requires `Authorization: Bearer <METRICS_TOKEN>`."
+      )
+  )
+  .annotate(OpenApi.Title, "Operations")
+{}

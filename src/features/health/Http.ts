@@ -1,0 +1,27 @@
+import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
+import { Effect, Option, Redacted } from "effect"
+import { ChatkitApi } from "../../api/Api.js"
+import { Unauthorized } from "../../api/errors.js"
+import { AppConfig } from "../../platform/Config.js"
+import { prometheusText } from "../../platform/Telemetry.js"
+import { ReadinessChecks } from "./Readiness.js"
+
+const bearerMatches = (header: string | undefined, token: Redacted.Redacted) =>
+  header !== undefined && header === `Bearer ${Redacted.value(token)}`
+
+export const OperationsLive = HttpApiBuilder.group(ChatkitApi, "operations", (handlers) =>
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const readiness = yield* ReadinessChecks
+    return handlers
+      .handle("health", () => Effect.succeed({ status: "ok" as const }))
+      .handle("ready", () => readiness.run)
+      .handle("metrics", () =>
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          if (Option.isSome(config.metricsToken) && !bearerMatches(request.headers.authorization, config.metricsToken.value)) {
+            return yield* new Unauthorized({ detail: "This endpoint requires the metrics bearer token" })
+          }
+          return yield* prometheusText
+        }))
+  }))

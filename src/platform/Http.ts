@@ -1,0 +1,232 @@
+import {
+  FileSystem,
+  HttpApiBuilder,
+  HttpApiError,
+  HttpApp,
+  HttpIncomingMessage,
+  HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { SqlError } from "@effect/sql/SqlError"
+import { Cause, Clock, Context, Effect, Metric, MetricLabel, Option } from "effect"
+import { v7 as uuidv7 } from "uuid"
+import {
+  InternalError,
+  NotFound,
+  PayloadTooLarge,
+  type ProblemError,
+  problemBody,
+  problemKindOf,
+  ServiceUnavailable,
+  UnsupportedMediaType,
+  ValidationError
+} from "../api/errors.js"
+import type { AppConfigShape } from "./Config.js"
+import { httpRequestDurationSeconds, httpRequestsTotal } from "./Metrics.js"
+
+/** 1 MiB: the largest JSON body accepted (API.md section 0). */
+export const MAX_JSON_BODY_BYTES = 1024 * 1024
+
+/**
+ * What the platform knows about the request being served. `userId` is filled in by the
+ * authentication middleware once it knows the caller, so the request log line can name them.
+ */
+export class RequestInfo extends Context.Tag("chatkit/RequestInfo")<RequestInfo, {
+  readonly requestId: string
+  userId: string | undefined
+}>() {}
+
+const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** The caller's X-Request-ID when it is safe to echo and log, else a new UUIDv7. */
+export const requestIdFrom = (header: string | undefined): string =>
+  header !== undefined && SAFE_REQUEST_ID.test(header) ? header : uuidv7()
+
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
+const JSON_CONTENT_TYPE = /^application\/json\s*(?:;.*)?$/i
+
+/** The problem+json response of an error, with the headers its status calls for. */
+export const problemResponse = (error: ProblemError, requestId: string) =>
+  Effect.map(Clock.currentTimeMillis, (now) => {
+    const kind = problemKindOf(error) ?? InternalError.problem
+    let response = HttpServerResponse.unsafeJson(problemBody(kind, error, requestId, new Date(now).toISOString()), {
+      status: kind.status,
+      contentType: "application/problem+json"
+    })
+    if (kind.status === 401) response = HttpServerResponse.setHeader(response, "www-authenticate", "Bearer")
+    if (error.retry_after !== undefined) {
+      response = HttpServerResponse.setHeader(response, "retry-after", String(Math.max(1, Math.ceil(error.retry_after))))
+    }
+    return response
+  })
+
+const hasBody = (request: HttpServerRequest.HttpServerRequest) => {
+  const length = request.headers["content-length"]
+  return (length !== undefined && length !== "0") || request.headers["transfer-encoding"] !== undefined
+}
+
+/** 415 / 413 decided from the headers, before any handler reads the body. */
+const checkBody = (request: HttpServerRequest.HttpServerRequest): ProblemError | undefined => {
+  if (!BODY_METHODS.has(request.method) || !hasBody(request)) return undefined
+  const contentType = request.headers["content-type"]
+  if (contentType === undefined || !JSON_CONTENT_TYPE.test(contentType)) {
+    return new UnsupportedMediaType({
+      detail: `A ${request.method} body must be sent as application/json${contentType === undefined ? "" : `, not ${contentType.slice(0, 100)}`}`
+    })
+  }
+  const length = Number(request.headers["content-length"] ?? 0)
+  if (length > MAX_JSON_BODY_BYTES) {
+    return new PayloadTooLarge({ detail: `The body is ${length} bytes; the limit is ${MAX_JSON_BODY_BYTES} bytes` })
+  }
+  return undefined
+}
+
+const corsHeaders = (config: AppConfigShape, origin: string | undefined): Record<string, string> =>
+  origin !== undefined && config.allowedOrigins.includes(origin)
+    ? {
+      "access-control-allow-origin": origin,
+      "access-control-allow-credentials": "true",
+      "access-control-expose-headers": "X-Request-ID, API-Version, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+    }
+    : {}
+
+const preflightHeaders = {
+  "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+  "access-control-allow-headers": "Authorization, Content-Type, X-Request-ID, Idempotency-Key",
+  "access-control-max-age": "600"
+}
+
+/** Headers every response carries, errors and 404s included. */
+const standardHeaders = (config: AppConfigShape, requestId: string, origin: string | undefined) => ({
+  "x-request-id": requestId,
+  "api-version": "1",
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  ...(config.nodeEnv === "production" ? { "strict-transport-security": "max-age=31536000; includeSubDomains" } : {}),
+  ...corsHeaders(config, origin),
+  vary: "Origin"
+})
+
+/**
+ * The outermost middleware: request id, standard and CORS headers, body checks, the request's
+ * log annotations, one JSON log line and the HTTP metrics per request.
+ */
+export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default): HttpApp.Default =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const requestId = requestIdFrom(request.headers["x-request-id"])
+    const origin = request.headers["origin"]
+    const info: Context.Tag.Service<RequestInfo> = { requestId, userId: undefined }
+    const span = yield* Effect.option(Effect.currentSpan)
+    const traceId = Option.match(span, { onNone: () => undefined, onSome: (s) => s.traceId })
+    Option.map(span, (s) => s.attribute("request_id", requestId))
+    const startedAt = yield* Clock.currentTimeNanos
+    yield* HttpApp.appendPreResponseHandler((_, response) =>
+      Effect.succeed(HttpServerResponse.setHeaders(response, standardHeaders(config, requestId, origin)))
+    )
+
+    const bodyProblem = checkBody(request)
+    const isPreflight = request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined
+    const response = yield* (
+      isPreflight
+        ? Effect.succeed(
+          HttpServerResponse.empty({ status: 204, headers: Object.keys(corsHeaders(config, origin)).length > 0 ? preflightHeaders : {} })
+        )
+        : bodyProblem !== undefined
+        ? problemResponse(bodyProblem, requestId)
+        : app.pipe(
+          Effect.provideService(RequestInfo, info),
+          Effect.provideService(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(MAX_JSON_BODY_BYTES)))
+        )
+    ).pipe(Effect.annotateLogs({ request_id: requestId, ...(traceId === undefined ? {} : { trace_id: traceId }) }))
+
+    // Read and discard an unread body so the client receives the answer instead of a reset.
+    if (response.status === 413) NodeHttpServerRequest.toIncomingMessage(request).resume()
+
+    const route = Option.match(span, {
+      onNone: () => "unmatched",
+      onSome: (s) => String(s.attributes.get("http.route") ?? "unmatched")
+    })
+    const durationSeconds = Number((yield* Clock.currentTimeNanos) - startedAt) / 1e9
+    const status = String(response.status)
+    const labels = [MetricLabel.make("method", request.method), MetricLabel.make("route", route)]
+    yield* Metric.increment(Metric.taggedWithLabels(httpRequestsTotal, [...labels, MetricLabel.make("status", status)]))
+    yield* Metric.update(Metric.taggedWithLabels(httpRequestDurationSeconds, labels), durationSeconds)
+    yield* Effect.logInfo("http request").pipe(
+      Effect.annotateLogs({
+        method: request.method,
+        route,
+        status: response.status,
+        duration_ms: Math.round(durationSeconds * 1e6) / 1e3,
+        request_id: requestId,
+        ...(traceId === undefined ? {} : { trace_id: traceId }),
+        ...(info.userId === undefined ? {} : { user_id: info.userId })
+      })
+    )
+    return response
+  })
+
+const issuePath = (path: ReadonlyArray<PropertyKey>) => path.map(String).join(".") || "body"
+
+/** Connection-level failures mean the database is unavailable (503); anything else is a bug (500). */
+const isUnavailableDatabase = (error: SqlError) => {
+  const code = (error.cause as { code?: unknown } | undefined)?.code
+  return typeof code === "string" && (/^(08|57P0)/.test(code) || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE"].includes(code))
+}
+
+const BODY_LIMIT_HINT = /max|limit|too large|exceed/i
+
+/** Every failure of a request, mapped to the problem it is for the caller. */
+const classify = (error: unknown, request: HttpServerRequest.HttpServerRequest): ProblemError | undefined => {
+  if (problemKindOf(error) !== undefined) return error as ProblemError
+  if (error instanceof HttpApiError.HttpApiDecodeError) {
+    return new ValidationError({
+      detail: "The request does not match the expected schema",
+      errors: error.issues.map((issue) => ({ path: issuePath(issue.path), message: issue.message }))
+    })
+  }
+  if (HttpServerError.isServerError(error)) {
+    if (error._tag === "RouteNotFound") {
+      return new NotFound({ detail: `No route matches ${request.method} ${request.url.split("?")[0]?.slice(0, 200)}` })
+    }
+    if (error._tag === "RequestError" && error.reason === "Decode") {
+      const text = `${error.description ?? ""} ${String((error.cause as Error | undefined)?.message ?? "")}`
+      return BODY_LIMIT_HINT.test(text)
+        ? new PayloadTooLarge({ detail: `The body is over the limit of ${MAX_JSON_BODY_BYTES} bytes` })
+        : new ValidationError({ detail: "The body is not valid JSON", errors: [{ path: "body", message: "malformed JSON" }] })
+    }
+  }
+  if (error instanceof SqlError && isUnavailableDatabase(error)) {
+    return new ServiceUnavailable({ detail: "The database is unavailable; retry shortly" })
+  }
+  return undefined
+}
+
+/**
+ * Api-level middleware: every failure and defect becomes a problem+json response. Unexpected
+ * ones are logged once, with their cause, and answered with a body that leaks nothing.
+ */
+export const ProblemResponsesLive = HttpApiBuilder.middleware((app) =>
+  Effect.catchAllCause(app, (cause) =>
+    Effect.gen(function*() {
+      if (Cause.isInterruptedOnly(cause)) return yield* Effect.failCause(cause)
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const requestId = Option.match(yield* Effect.serviceOption(RequestInfo), {
+        onNone: () => requestIdFrom(request.headers["x-request-id"]),
+        onSome: (info) => info.requestId
+      })
+      const error = Cause.squash(cause)
+      const problem = classify(error, request)
+      if (problem !== undefined) return yield* problemResponse(problem, requestId)
+      yield* Effect.logError("unhandled error while serving a request", cause)
+      return yield* problemResponse(
+        new InternalError({ detail: `An unexpected error occurred; quote request id ${requestId} when reporting it` }),
+        requestId
+      )
+    })
+  )
+)
+

@@ -1,0 +1,55 @@
+import { createServer, type Server } from "node:http"
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { AppConfig } from "./Config.js"
+
+/** Requests being served, counted from the node server's own events. */
+const trackInFlight = (server: Server) => {
+  let inFlight = 0
+  server.on("request", (_request, response) => {
+    inFlight++
+    response.once("close", () => inFlight--)
+  })
+  return () => inFlight
+}
+
+/**
+ * Stop accepting, let in-flight requests finish for up to `graceMs`, then cut what is left.
+ * Runs before the platform removes its request handler, so in-flight requests complete normally.
+ */
+const drain = (server: Server, inFlight: () => number, graceMs: number) =>
+  Effect.gen(function*() {
+    yield* Effect.logInfo("shutting down: no longer accepting connections").pipe(
+      Effect.annotateLogs({ in_flight: inFlight(), grace_ms: graceMs })
+    )
+    server.close()
+    server.closeIdleConnections()
+    const finished = yield* Effect.gen(function*() {
+      while (inFlight() > 0) yield* Effect.sleep("20 millis")
+    }).pipe(Effect.timeoutTo({ duration: graceMs, onSuccess: () => true, onTimeout: () => false }))
+    if (!finished) {
+      yield* Effect.logWarning("shutdown grace period over; closing remaining connections").pipe(
+        Effect.annotateLogs({ in_flight: inFlight() })
+      )
+    }
+    server.closeAllConnections()
+  })
+
+/**
+ * The node HTTP server on HOST:PORT, plus `GracefulShutdown`, which must be built after the Api is
+ * served (so that its finalizer runs first).
+ */
+export const makeServer = Effect.map(AppConfig, (config) => {
+  const server = createServer({ keepAliveTimeout: 5_000, requestTimeout: 120_000 })
+  const inFlight = trackInFlight(server)
+  return {
+    ServerLive: NodeHttpServer.layer(() => server, { port: config.port, host: config.host }),
+    GracefulShutdown: Layer.scopedDiscard(Effect.addFinalizer(() => drain(server, inFlight, config.shutdownGraceMs))),
+    LogAddress: Layer.effectDiscard(
+      HttpServer.addressFormattedWith((address) =>
+        Effect.logInfo(`chatkit-backend listening on ${address} — API docs at ${address}/docs`)
+      )
+    )
+  }
+})
