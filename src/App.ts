@@ -5,6 +5,15 @@ import { OperationsLive } from "./features/health/Http.js"
 import { ReadinessChecks } from "./features/health/Readiness.js"
 import { AppConfig } from "./platform/Config.js"
 import { ProblemResponsesLive, requestPipeline } from "./platform/Http.js"
+import { migrateUp } from "./platform/Migrations.js"
+
+/** Applies pending migrations before serving when MIGRATE_ON_START is true (development default). */
+export const MigrateOnStart = Layer.effectDiscard(
+  Effect.flatMap(AppConfig, (config) =>
+    config.migrateOnStart
+      ? migrateUp()
+      : Effect.logInfo("MIGRATE_ON_START is false: run `npm run migrate -- up` before starting"))
+)
 
 /** Every group of the Api with its handlers; a feature adds one line here. */
 export const ApiLive = HttpApiBuilder.api(ChatkitApi).pipe(

@@ -205,23 +205,33 @@ export const loadConfig = (provider: ConfigProvider.ConfigProvider): Effect.Effe
     }
   }).pipe(Effect.withConfigProvider(provider))
 
+/** The variables of API.md section 11; each may instead be read from the file named by `NAME_FILE`. */
+export const CONFIG_VARIABLES = [
+  "NODE_ENV", "PORT", "HOST", "DATABASE_URL", "DATABASE_POOL_MAX", "DATABASE_STATEMENT_TIMEOUT_MS", "CHATKIT_DATA_DIR",
+  "REDIS_URL", "AUTH_SECRET_KEY", "APP_SETTINGS_SECRET_KEY", "ACCESS_TOKEN_TTL_MINUTES", "REFRESH_TOKEN_TTL_DAYS",
+  "ALLOWED_ORIGINS", "TRUST_PROXY", "ADMIN_EMAIL", "ADMIN_PASSWORD", "LLM_PROVIDER", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+  "EMBEDDINGS_PROVIDER", "LOG_LEVEL", "LOG_FORMAT", "METRICS_TOKEN", "OTEL_EXPORTER_OTLP_ENDPOINT", "WORKER_MODE",
+  "MIGRATE_ON_START", "SHUTDOWN_GRACE_MS", "CACHE_TTL_SECONDS"
+] as const
+
 /**
- * The environment with `NAME_FILE` variables resolved: the file's content (trailing newline
- * removed) becomes `NAME`. An unreadable file is reported like any other problem.
+ * The configuration variables of `env`, with `NAME_FILE` resolved: the file's content (one
+ * trailing newline removed) becomes `NAME`. An unreadable file is reported like any other problem.
  */
 export const resolveFileVariables = (env: Record<string, string | undefined>) => {
   const values = new Map<string, string>()
   const problems: Array<string> = []
-  for (const [key, value] of Object.entries(env)) {
-    if (value !== undefined && !key.endsWith("_FILE")) values.set(key, value)
-  }
-  for (const [key, path] of Object.entries(env)) {
-    if (!key.endsWith("_FILE") || path === undefined || path === "") continue
-    const name = key.slice(0, -"_FILE".length)
-    try {
-      values.set(name, readFileSync(path, "utf8").replace(/\r?\n$/, ""))
-    } catch {
-      problems.push(`${key}: cannot read the file named by this variable`)
+  for (const name of CONFIG_VARIABLES) {
+    const path = env[`${name}_FILE`]
+    const value = env[name]
+    if (path !== undefined && path !== "") {
+      try {
+        values.set(name, readFileSync(path, "utf8").replace(/\r?\n$/, ""))
+      } catch {
+        problems.push(`${name}_FILE: cannot read the file named by this variable`)
+      }
+    } else if (value !== undefined) {
+      values.set(name, value)
     }
   }
   return { values, problems }

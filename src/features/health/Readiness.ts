@@ -2,7 +2,7 @@ import { HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Option } from "effect"
 import type { DependencyCheck, Readiness } from "../../api/OperationsApi.js"
-import { Redis } from "../../platform/Redis.js"
+import { OptionalRedis } from "../../platform/Redis.js"
 
 const CHECK_TIMEOUT = "1 second"
 
@@ -23,7 +23,7 @@ const round = (duration: Duration.Duration) => Math.round(Duration.toMillis(dura
 export class ReadinessChecks extends Effect.Service<ReadinessChecks>()("chatkit/ReadinessChecks", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const redis = yield* Effect.serviceOption(Redis)
+    const redis = yield* OptionalRedis
     const run = Effect.gen(function*() {
       const [database, redisCheck] = yield* Effect.all(
         [timed(sql`SELECT 1`), Option.match(redis, { onNone: () => Effect.succeed(undefined), onSome: (r) => timed(r.ping()) })],

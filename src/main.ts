@@ -1,0 +1,49 @@
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { HttpAppLive, MigrateOnStart } from "./App.js"
+import { Cache } from "./platform/Cache.js"
+import { AppConfig, AppConfigLive } from "./platform/Config.js"
+import { DatabaseLive } from "./platform/Database.js"
+import { Redis } from "./platform/Redis.js"
+import { makeServer } from "./platform/Server.js"
+import { LoggerLive, TracingLive } from "./platform/Telemetry.js"
+
+const WarnOnGeneratedSecret = Layer.effectDiscard(
+  Effect.flatMap(AppConfig, (config) =>
+    config.authSecretKeyGenerated
+      ? Effect.logWarning("AUTH_SECRET_KEY is not set: using a random key for this run; tokens will not survive a restart")
+      : Effect.void)
+)
+
+/** Infrastructure every feature may use: one database pool, one Redis client, the cache. */
+const InfrastructureLive = Layer.mergeAll(DatabaseLive, Redis.layerOptional, Cache.layer).pipe(
+  Layer.provideMerge(Redis.layerOptional)
+)
+
+const MainLive = Layer.unwrapEffect(
+  Effect.map(makeServer, ({ GracefulShutdown, LogAddress, ServerLive }) =>
+    // GracefulShutdown is built last so that, at shutdown, it drains requests first.
+    Layer.mergeAll(GracefulShutdown, LogAddress).pipe(
+      Layer.provide(HttpAppLive),
+      Layer.provide(MigrateOnStart),
+      Layer.provide(ServerLive)
+    ))
+).pipe(
+  Layer.provide(WarnOnGeneratedSecret),
+  Layer.provide(InfrastructureLive),
+  Layer.provide(TracingLive),
+  Layer.provide(LoggerLive),
+  Layer.provide(AppConfigLive)
+)
+
+/** Start-up failures (bad configuration, unreachable database) print one clear message and exit 1. */
+const program = Layer.launch(MainLive).pipe(
+  Effect.catchAll((error) =>
+    Effect.sync(() => {
+      process.stderr.write(`chatkit-backend failed to start: ${error.message}\n`)
+      process.exitCode = 1
+    })
+  )
+)
+
+NodeRuntime.runMain(program, { disablePrettyLogger: true })
