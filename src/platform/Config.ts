@@ -13,6 +13,8 @@ export interface AppConfigShape {
   readonly databaseUrl: Option.Option<Redacted.Redacted>
   readonly databasePoolMax: number
   readonly databaseStatementTimeoutMs: number
+  /** connection attempts at start before giving up (exponential backoff capped at 5 s) */
+  readonly databaseConnectAttempts: number
   readonly dataDir: string
   readonly redisUrl: Option.Option<Redacted.Redacted>
   readonly authSecretKey: Redacted.Redacted
@@ -57,7 +59,7 @@ const oneOf = <const A extends string>(name: string, values: ReadonlyArray<A>, f
     Config.withDefault(fallback),
     Config.map((s) => s.trim().toLowerCase()),
     Config.validate({
-      message: `must be one of ${values.join(", ")}`,
+      message: `${name}: must be one of ${values.join(", ")}`,
       validation: (s): s is A => (values as ReadonlyArray<string>).includes(s)
     })
   ) as Config.Config<A>
@@ -65,7 +67,7 @@ const oneOf = <const A extends string>(name: string, values: ReadonlyArray<A>, f
 const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
   Config.integer(name).pipe(
     Config.withDefault(fallback),
-    Config.validate({ message: `must be an integer between 1 and ${max}`, validation: (n) => n >= 1 && n <= max })
+    Config.validate({ message: `${name}: must be an integer between 1 and ${max}`, validation: (n) => n >= 1 && n <= max })
   )
 
 const optionalSecret = (name: string) =>
@@ -81,7 +83,7 @@ const booleanFlag = (name: string, fallback: boolean) =>
     Config.withDefault(String(fallback)),
     Config.map((s) => s.trim().toLowerCase()),
     Config.validate({
-      message: "must be true or false",
+      message: `${name}: must be true or false`,
       validation: (s) => ["true", "false", "1", "0", "yes", "no"].includes(s)
     }),
     Config.map((s) => s === "true" || s === "1" || s === "yes")
@@ -91,7 +93,7 @@ const trustProxy = Config.string("TRUST_PROXY").pipe(
   Config.withDefault("false"),
   Config.map((s) => s.trim().toLowerCase()),
   Config.validate({
-    message: "must be true, false or a number of proxy hops (0-10)",
+    message: "TRUST_PROXY: must be true, false or a number of proxy hops (0-10)",
     validation: (s) => s === "true" || s === "false" || /^(?:[0-9]|10)$/.test(s)
   }),
   Config.map((s) => (s === "true" ? 1 : s === "false" ? 0 : Number(s)))
@@ -106,6 +108,7 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     databaseUrl: optionalSecret("DATABASE_URL"),
     databasePoolMax: positiveInt("DATABASE_POOL_MAX", 10, 1000),
     databaseStatementTimeoutMs: positiveInt("DATABASE_STATEMENT_TIMEOUT_MS", 10_000),
+    databaseConnectAttempts: positiveInt("DATABASE_CONNECT_ATTEMPTS", 8, 100),
     dataDir: Config.string("CHATKIT_DATA_DIR").pipe(Config.withDefault("./.data")),
     redisUrl: optionalSecret("REDIS_URL"),
     authSecretKey: optionalSecret("AUTH_SECRET_KEY"),
@@ -131,10 +134,18 @@ const rawConfig = (nodeEnv: NodeEnv) => {
   })
 }
 
-type Raw = Config.Config.Success<ReturnType<typeof rawConfig>>
+/** The inputs of the cross-variable rules: plain optional strings, so they always parse. */
+const ruleInputs = Config.all({
+  databaseUrl: optionalSecret("DATABASE_URL"),
+  redisUrl: optionalSecret("REDIS_URL"),
+  authSecretKey: optionalSecret("AUTH_SECRET_KEY"),
+  allowedOrigins: optionalString("ALLOWED_ORIGINS"),
+  llmProvider: optionalString("LLM_PROVIDER"),
+  openaiApiKey: optionalSecret("OPENAI_API_KEY")
+})
 
 /** Rules that need several variables at once; never echoes a secret's value. */
-const crossChecks = (nodeEnv: NodeEnv, raw: Raw): Array<string> => {
+const crossChecks = (nodeEnv: NodeEnv, raw: Config.Config.Success<typeof ruleInputs>): Array<string> => {
   const problems: Array<string> = []
   const production = nodeEnv === "production"
   const secretLength = Option.map(raw.authSecretKey, (k) => Redacted.value(k).length)
@@ -161,7 +172,7 @@ const crossChecks = (nodeEnv: NodeEnv, raw: Raw): Array<string> => {
       problems.push(`ALLOWED_ORIGINS: "${origin}" is not an origin; expected scheme://host[:port]`)
     }
   }
-  if (raw.llmProvider === "openai" && Option.isNone(raw.openaiApiKey)) {
+  if (Option.contains(raw.llmProvider, "openai") && Option.isNone(raw.openaiApiKey)) {
     problems.push("OPENAI_API_KEY: is required when LLM_PROVIDER=openai")
   }
   return problems
@@ -169,14 +180,18 @@ const crossChecks = (nodeEnv: NodeEnv, raw: Raw): Array<string> => {
 
 const splitList = (s: string) => s.split(",").map((o) => o.trim()).filter((o) => o !== "")
 
+/** Validation messages already start with the variable's name (Config.validate drops the path). */
+const describeProblem = (path: ReadonlyArray<string>, message: string) =>
+  [path.length === 0 ? message : `${path.join(".")}: ${message}`]
+
 const describeConfigError = (error: ConfigError.ConfigError): Array<string> =>
   ConfigError.reduceWithContext(error, undefined, {
     andCase: (_, left: Array<string>, right: Array<string>) => [...left, ...right],
     orCase: (_, left: Array<string>, right: Array<string>) => [...left, ...right],
-    invalidDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
-    missingDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
-    sourceUnavailableCase: (_, path, message) => [`${path.join(".")}: ${message}`],
-    unsupportedCase: (_, path, message) => [`${path.join(".")}: ${message}`]
+    invalidDataCase: (_, path, message) => describeProblem(path, message),
+    missingDataCase: (_, path, message) => describeProblem(path, message),
+    sourceUnavailableCase: (_, path, message) => describeProblem(path, message),
+    unsupportedCase: (_, path, message) => describeProblem(path, message)
   })
 
 /**
@@ -189,12 +204,9 @@ export const loadConfig = (provider: ConfigProvider.ConfigProvider): Effect.Effe
     if (Either.isLeft(env)) problems.push(...describeConfigError(env.left))
     const nodeEnv: NodeEnv = Either.getOrElse(env, () => "production" as const)
     const raw = yield* Effect.either(rawConfig(nodeEnv))
-    if (Either.isLeft(raw)) {
-      problems.push(...describeConfigError(raw.left))
-      return yield* new InvalidConfig({ problems })
-    }
-    problems.push(...crossChecks(nodeEnv, raw.right))
-    if (problems.length > 0) return yield* new InvalidConfig({ problems })
+    if (Either.isLeft(raw)) problems.push(...describeConfigError(raw.left))
+    problems.push(...crossChecks(nodeEnv, yield* Effect.orDie(ruleInputs)))
+    if (Either.isLeft(raw) || problems.length > 0) return yield* new InvalidConfig({ problems })
     const { allowedOrigins, authSecretKey, ...rest } = raw.right
     return {
       ...rest,
@@ -207,7 +219,8 @@ export const loadConfig = (provider: ConfigProvider.ConfigProvider): Effect.Effe
 
 /** The variables of API.md section 11; each may instead be read from the file named by `NAME_FILE`. */
 export const CONFIG_VARIABLES = [
-  "NODE_ENV", "PORT", "HOST", "DATABASE_URL", "DATABASE_POOL_MAX", "DATABASE_STATEMENT_TIMEOUT_MS", "CHATKIT_DATA_DIR",
+  "NODE_ENV", "PORT", "HOST", "DATABASE_URL", "DATABASE_POOL_MAX", "DATABASE_STATEMENT_TIMEOUT_MS", "DATABASE_CONNECT_ATTEMPTS",
+  "CHATKIT_DATA_DIR",
   "REDIS_URL", "AUTH_SECRET_KEY", "APP_SETTINGS_SECRET_KEY", "ACCESS_TOKEN_TTL_MINUTES", "REFRESH_TOKEN_TTL_DAYS",
   "ALLOWED_ORIGINS", "TRUST_PROXY", "ADMIN_EMAIL", "ADMIN_PASSWORD", "LLM_PROVIDER", "OPENAI_API_KEY", "OPENAI_BASE_URL",
   "EMBEDDINGS_PROVIDER", "LOG_LEVEL", "LOG_FORMAT", "METRICS_TOKEN", "OTEL_EXPORTER_OTLP_ENDPOINT", "WORKER_MODE",

@@ -18,7 +18,7 @@ const unreachable = (target: string, error: unknown) =>
 export interface DatabaseOptions {
   /** Schema to create and put first on the search_path (tests isolate files this way). */
   readonly schema?: string
-  /** Connection attempts at start before giving up (default 8, about 20 s). */
+  /** Connection attempts at start before giving up (default: DATABASE_CONNECT_ATTEMPTS). */
   readonly connectAttempts?: number
 }
 
@@ -119,7 +119,7 @@ export const layerPostgres = (url: Redacted.Redacted, options: DatabaseOptions =
           target: describeTarget(Redacted.value(url)),
           statementTimeoutMs: config.databaseStatementTimeoutMs,
           schema: options.schema === undefined ? undefined : safeIdentifier(options.schema),
-          attempts: options.connectAttempts ?? 8
+          attempts: options.connectAttempts ?? config.databaseConnectAttempts
         }
       )
     )

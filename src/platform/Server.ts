@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http"
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Clock, Effect, Layer } from "effect"
 import { AppConfig } from "./Config.js"
 
 /** Requests being served, counted from the node server's own events. */
@@ -25,10 +25,10 @@ const drain = (server: Server, inFlight: () => number, graceMs: number) =>
     )
     server.close()
     server.closeIdleConnections()
-    const finished = yield* Effect.gen(function*() {
-      while (inFlight() > 0) yield* Effect.sleep("20 millis")
-    }).pipe(Effect.timeoutTo({ duration: graceMs, onSuccess: () => true, onTimeout: () => false }))
-    if (!finished) {
+    // Finalizers are uninterruptible, so the wait is bounded by a deadline rather than a timeout.
+    const deadline = (yield* Clock.currentTimeMillis) + graceMs
+    while (inFlight() > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("20 millis")
+    if (inFlight() > 0) {
       yield* Effect.logWarning("shutdown grace period over; closing remaining connections").pipe(
         Effect.annotateLogs({ in_flight: inFlight() })
       )

@@ -1,0 +1,123 @@
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Option, Redacted } from "effect"
+import { InvalidConfig, loadConfigFromEnv } from "../src/platform/Config.js"
+
+const problemsOf = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const exit = yield* Effect.exit(loadConfigFromEnv(env))
+    if (Exit.isSuccess(exit)) return []
+    const error = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+    expect(error).toBeInstanceOf(InvalidConfig)
+    return [...(error as InvalidConfig).problems]
+  })
+
+const PRODUCTION_SECRET = "prod-secret-value-that-must-never-be-printed-0123"
+
+describe("configuration", () => {
+  it.effect("runs on embedded defaults in development, with a generated secret and the dev origins", () =>
+    Effect.gen(function*() {
+      const config = yield* loadConfigFromEnv({})
+      expect(config.nodeEnv).toBe("development")
+      expect(config.port).toBe(8000)
+      expect(config.host).toBe("127.0.0.1")
+      expect(Option.isNone(config.databaseUrl)).toBe(true)
+      expect(config.dataDir).toBe("./.data")
+      expect(config.databasePoolMax).toBe(10)
+      expect(config.databaseStatementTimeoutMs).toBe(10_000)
+      expect(config.authSecretKeyGenerated).toBe(true)
+      expect(Redacted.value(config.authSecretKey).length).toBeGreaterThanOrEqual(32)
+      expect(config.allowedOrigins).toEqual(["http://localhost:5173", "http://127.0.0.1:5173"])
+      expect(config.migrateOnStart).toBe(true)
+      expect(config.shutdownGraceMs).toBe(10_000)
+    }))
+
+  it.effect("reports every problem at once, naming each variable and what is expected", () =>
+    Effect.gen(function*() {
+      const problems = yield* problemsOf({
+        PORT: "eighty",
+        DATABASE_POOL_MAX: "0",
+        LOG_LEVEL: "loud",
+        AUTH_SECRET_KEY: "short",
+        ALLOWED_ORIGINS: "not an origin"
+      })
+      expect(problems.join("\n")).toMatch(/PORT/)
+      expect(problems.join("\n")).toMatch(/DATABASE_POOL_MAX: must be an integer between 1 and 1000/)
+      expect(problems.join("\n")).toMatch(/LOG_LEVEL: must be one of trace, debug, info/)
+      expect(problems.join("\n")).toContain("AUTH_SECRET_KEY: is 5 characters long; expected at least 32")
+      expect(problems.join("\n")).toContain(`ALLOWED_ORIGINS: "not an origin" is not an origin`)
+      expect(problems).toHaveLength(5)
+    }))
+
+  it.effect("lists rule violations of several variables together", () =>
+    Effect.gen(function*() {
+      const problems = yield* problemsOf({ AUTH_SECRET_KEY: "short", ALLOWED_ORIGINS: "not an origin", LLM_PROVIDER: "openai" })
+      expect(problems).toHaveLength(3)
+      expect(problems.join("\n")).toContain("AUTH_SECRET_KEY: is 5 characters long; expected at least 32")
+      expect(problems.join("\n")).toContain("ALLOWED_ORIGINS")
+      expect(problems.join("\n")).toContain("OPENAI_API_KEY")
+    }))
+
+  it.effect("refuses production on the embedded defaults and insecure settings, all in one message", () =>
+    Effect.gen(function*() {
+      const problems = yield* problemsOf({ NODE_ENV: "production", ALLOWED_ORIGINS: "*" })
+      const text = problems.join("\n")
+      expect(text).toContain("DATABASE_URL: is required in production")
+      expect(text).toContain("REDIS_URL: is required in production")
+      expect(text).toContain("AUTH_SECRET_KEY: is required in production")
+      expect(text).toContain("ALLOWED_ORIGINS: must list the allowed origins in production")
+      const empty = yield* problemsOf({
+        NODE_ENV: "production",
+        DATABASE_URL: "postgres://db/x",
+        REDIS_URL: "redis://cache",
+        AUTH_SECRET_KEY: PRODUCTION_SECRET
+      })
+      expect(empty).toEqual(["ALLOWED_ORIGINS: must list the allowed origins in production (empty or * is refused)"])
+    }))
+
+  it.effect("never prints a secret's value, even when it is wrong", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        loadConfigFromEnv({ NODE_ENV: "production", AUTH_SECRET_KEY: "tiny-secret-xyz", DATABASE_URL: "postgres://user:hunter2@db/x" })
+      )
+      expect(Exit.isFailure(exit)).toBe(true)
+      const text = JSON.stringify(exit)
+      expect(text).not.toContain("tiny-secret-xyz")
+      expect(text).not.toContain("hunter2")
+    }))
+
+  it.effect("accepts a complete production configuration with production defaults", () =>
+    Effect.gen(function*() {
+      const config = yield* loadConfigFromEnv({
+        NODE_ENV: "production",
+        DATABASE_URL: "postgres://db/x",
+        REDIS_URL: "redis://cache",
+        AUTH_SECRET_KEY: PRODUCTION_SECRET,
+        ALLOWED_ORIGINS: "https://chat.example.com, https://admin.example.com"
+      })
+      expect(config.host).toBe("0.0.0.0")
+      expect(config.migrateOnStart).toBe(false)
+      expect(config.logFormat).toBe("json")
+      expect(config.allowedOrigins).toEqual(["https://chat.example.com", "https://admin.example.com"])
+      expect(String(config.authSecretKey)).not.toContain(PRODUCTION_SECRET)
+    }))
+
+  it.effect("reads NAME_FILE variables and reports unreadable files", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "chatkit-config-"))
+      writeFileSync(join(dir, "secret"), `${PRODUCTION_SECRET}\n`)
+      const config = yield* loadConfigFromEnv({ AUTH_SECRET_KEY_FILE: join(dir, "secret") })
+      expect(Redacted.value(config.authSecretKey)).toBe(PRODUCTION_SECRET)
+      expect(config.authSecretKeyGenerated).toBe(false)
+      const problems = yield* problemsOf({ DATABASE_URL_FILE: join(dir, "missing") })
+      expect(problems).toEqual(["DATABASE_URL_FILE: cannot read the file named by this variable"])
+    }))
+
+  it.effect("ignores unrelated *_FILE variables of the environment", () =>
+    Effect.gen(function*() {
+      const config = yield* loadConfigFromEnv({ SOME_TOOL_CONFIG_FILE: "/does/not/exist" })
+      expect(config.nodeEnv).toBe("development")
+    }))
+})

@@ -1,0 +1,64 @@
+import { createServer } from "node:net"
+import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { Effect, Exit, Layer, Scope } from "effect"
+import { describe, expect, it } from "vitest"
+import { testConfig } from "../src/platform/Config.js"
+import { makeServer } from "../src/platform/Server.js"
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
+    })
+  })
+
+/** A server whose only route answers after `delayMs`, with the production shutdown wiring. */
+const slowServer = (port: number, delayMs: number, graceMs: number) =>
+  Layer.unwrapEffect(
+    Effect.map(makeServer, ({ GracefulShutdown, ServerLive }) =>
+      GracefulShutdown.pipe(
+        Layer.provide(
+          HttpServer.serve(
+            HttpRouter.empty.pipe(
+              HttpRouter.get("/slow", Effect.as(Effect.sleep(delayMs), HttpServerResponse.text("done")))
+            )
+          )
+        ),
+        Layer.provide(ServerLive)
+      ))
+  ).pipe(Layer.provide(testConfig({ PORT: String(port), SHUTDOWN_GRACE_MS: String(graceMs) })))
+
+const startAndShutDownDuring = async (delayMs: number, graceMs: number) => {
+  const port = await freePort()
+  const scope = Effect.runSync(Scope.make())
+  await Effect.runPromise(Layer.buildWithScope(slowServer(port, delayMs, graceMs), scope))
+  const inFlight = fetch(`http://127.0.0.1:${port}/slow`).then(
+    async (response) => ({ status: response.status, body: await response.text() }),
+    (error: unknown) => ({ status: 0, body: String(error) })
+  )
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const started = Date.now()
+  const closing = Effect.runPromise(Scope.close(scope, Exit.void))
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const lateConnection = await fetch(`http://127.0.0.1:${port}/slow`).then(() => "accepted", () => "refused")
+  await closing
+  return { result: await inFlight, closeMs: Date.now() - started, lateConnection }
+}
+
+describe("graceful shutdown", () => {
+  it("stops accepting connections but lets an in-flight request finish", async () => {
+    const { closeMs, lateConnection, result } = await startAndShutDownDuring(500, 10_000)
+    expect(result).toEqual({ status: 200, body: "done" })
+    expect(lateConnection).toBe("refused")
+    expect(closeMs).toBeGreaterThanOrEqual(300)
+    expect(closeMs).toBeLessThan(5_000)
+  })
+
+  it("cuts requests still running when the grace period is over", async () => {
+    const { closeMs, result } = await startAndShutDownDuring(20_000, 300)
+    expect(result.status).toBe(0)
+    expect(closeMs).toBeGreaterThanOrEqual(250)
+    expect(closeMs).toBeLessThan(5_000)
+  })
+})

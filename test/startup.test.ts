@@ -1,0 +1,76 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { createServer } from "node:net"
+import { describe, expect, it } from "vitest"
+
+/** Runs `src/main.ts` as `npm start` would, with only the given environment. */
+const startServer = (env: Record<string, string>) =>
+  spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    env: { PATH: process.env.PATH ?? "", NODE_ENV: "test", CHATKIT_DATA_DIR: "memory://", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+
+const collect = (child: ChildProcess) => {
+  const output = { stdout: "", stderr: "" }
+  child.stdout?.on("data", (chunk) => (output.stdout += String(chunk)))
+  child.stderr?.on("data", (chunk) => (output.stderr += String(chunk)))
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  return { output, exited }
+}
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
+    })
+  })
+
+const waitFor = async (predicate: () => boolean, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for the server")
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+describe("server start-up", () => {
+  it("refuses a bad configuration before listening: every problem in one message on stderr, exit 1", async () => {
+    const child = startServer({ NODE_ENV: "production", PORT: "nope", AUTH_SECRET_KEY: "too-short-secret", ALLOWED_ORIGINS: "*" })
+    const { exited, output } = collect(child)
+    expect(await exited).toBe(1)
+    expect(output.stderr).toContain("Invalid configuration (5 problems)")
+    for (const name of ["PORT", "DATABASE_URL", "REDIS_URL", "AUTH_SECRET_KEY", "ALLOWED_ORIGINS"]) {
+      expect(output.stderr).toContain(`  - ${name}:`)
+    }
+    expect(output.stderr + output.stdout).not.toContain("too-short-secret")
+    expect(output.stderr).not.toMatch(/\n\s+at /)
+    expect(output.stdout).not.toContain("listening")
+  })
+
+  it("gives up on an unreachable database after its retries, with a clear message and exit 1", async () => {
+    const child = startServer({
+      DATABASE_URL: "postgres://admin:hunter2@127.0.0.1:1/chatkit",
+      DATABASE_CONNECT_ATTEMPTS: "3"
+    })
+    const { exited, output } = collect(child)
+    expect(await exited).toBe(1)
+    expect(output.stderr).toContain("Database unreachable at 127.0.0.1:1/chatkit after retrying: ECONNREFUSED")
+    expect(output.stdout).toContain("database connection failed, retrying")
+    expect(output.stderr + output.stdout).not.toContain("hunter2")
+    expect(output.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  it("serves on the embedded database, then on SIGTERM stops accepting, closes everything and exits 0", async () => {
+    const port = await freePort()
+    const child = startServer({ PORT: String(port) })
+    const { exited, output } = collect(child)
+    await waitFor(() => output.stdout.includes("listening on"), 60_000)
+    expect(output.stdout).toContain(`http://127.0.0.1:${port}/docs`)
+    const health = await fetch(`http://127.0.0.1:${port}/health`)
+    expect(health.status).toBe(200)
+    child.kill("SIGTERM")
+    expect(await exited).toBe(0)
+    expect(output.stdout).toContain("shutting down")
+    for (const line of output.stdout.trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow()
+  })
+})
