@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto"
-import { Layer, Option, Redacted } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer, Option, Redacted } from "effect"
 import { testConfig } from "../../src/platform/Config.js"
 import { layerEmbedded, layerPostgres } from "../../src/platform/Database.js"
 
@@ -12,6 +13,14 @@ export const testDatabaseUrl = Option.fromNullable(process.env.TEST_DATABASE_URL
 export const uniqueSchema = (prefix: string) =>
   `t_${prefix.replace(/[^a-z0-9]/gi, "_").toLowerCase().slice(0, 30)}_${randomBytes(4).toString("hex")}`
 
+/** Drops the file's schema when its layer is released, so CI's database does not accumulate them. */
+const dropSchemaAtEnd = (schema: string) =>
+  Layer.scopedDiscard(
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      Effect.addFinalizer(() => Effect.ignore(sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`))
+    )
+  )
+
 /**
  * A SqlClient for one test file: its own schema on TEST_DATABASE_URL, or its own in-memory PGlite.
  * `connectAttempts` is small so an unreachable CI database fails the suite quickly.
@@ -19,5 +28,10 @@ export const uniqueSchema = (prefix: string) =>
 export const testDatabaseLayer = (name: string) =>
   Option.match(testDatabaseUrl, {
     onNone: () => layerEmbedded("memory://"),
-    onSome: (url) => layerPostgres(Redacted.make(url), { schema: uniqueSchema(name), connectAttempts: 2 })
+    onSome: (url) => {
+      const schema = uniqueSchema(name)
+      return dropSchemaAtEnd(schema).pipe(
+        Layer.provideMerge(layerPostgres(Redacted.make(url), { schema, connectAttempts: 2 }))
+      )
+    }
   }).pipe(Layer.provide(testConfig()))
