@@ -2,9 +2,10 @@ import { resolve } from "node:path"
 import { Args, Command, Options, ValidationError } from "@effect/cli"
 import type { SqlClient } from "@effect/sql"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Chunk, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { Cause, Chunk, Console, Effect, Option } from "effect"
 import { AppConfig, AppConfigLive, type AppConfigShape } from "../platform/Config.js"
 import { DatabaseLive } from "../platform/Database.js"
+import { makeLoggerLayer } from "../platform/Telemetry.js"
 import {
   createMigration,
   migrateDown,
@@ -19,25 +20,9 @@ import {
  * with code 1 after printing its message (no stack trace).
  */
 
-const logLevels: Record<AppConfigShape["logLevel"], LogLevel.LogLevel> = {
-  trace: LogLevel.Trace,
-  debug: LogLevel.Debug,
-  info: LogLevel.Info,
-  warning: LogLevel.Warning,
-  error: LogLevel.Error,
-  fatal: LogLevel.Fatal,
-  none: LogLevel.None
-}
-
-/** Log lines on stderr so stdout holds only the command's result. */
+/** JSON log lines on stderr so stdout holds only the command's result. */
 const loggerFor = (config: AppConfigShape) =>
-  Layer.merge(
-    Logger.replace(
-      Logger.defaultLogger,
-      Logger.withConsoleError(config.logFormat === "json" ? Logger.jsonLogger : Logger.logfmtLogger)
-    ),
-    Logger.minimumLogLevel(logLevels[config.logLevel])
-  )
+  makeLoggerLayer({ logFormat: "json", logLevel: config.logLevel, write: (line) => process.stderr.write(`${line}\n`) })
 
 /** PostgreSQL when DATABASE_URL is set, embedded PGlite in CHATKIT_DATA_DIR otherwise. */
 const withDatabase = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) =>
