@@ -7,20 +7,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:http"
-import { createServer as createNetServer } from "node:net"
 import autocannon from "autocannon"
+import { freePort } from "../test/support/ports.js"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10)
 const postgresUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createNetServer().listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-  })
 
 /** Starts `src/main.ts` and resolves once it logs that it listens, with the elapsed time. */
 const startApp = async (env: Record<string, string>) => {

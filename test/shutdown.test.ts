@@ -1,17 +1,9 @@
-import { createServer } from "node:net"
 import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { describe, expect, it } from "vitest"
 import { testConfig } from "../src/platform/Config.js"
 import { makeServer } from "../src/platform/Server.js"
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-  })
+import { freePort } from "./support/ports.js"
 
 /** A server whose only route answers after `delayMs`, with the production shutdown wiring. */
 const slowServer = (port: number, delayMs: number, graceMs: number) =>

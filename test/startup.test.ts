@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { createServer } from "node:net"
 import { describe, expect, it } from "vitest"
+import { freePort } from "./support/ports.js"
 
 /** Runs `src/main.ts` as `npm start` would, with only the given environment. */
 const startServer = (env: Record<string, string>) =>
@@ -16,14 +16,6 @@ const collect = (child: ChildProcess) => {
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
   return { output, exited }
 }
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-  })
 
 const waitFor = async (predicate: () => boolean, timeoutMs: number) => {
   const deadline = Date.now() + timeoutMs

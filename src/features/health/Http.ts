@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto"
 import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { Effect, Option, Redacted } from "effect"
 import { ChatkitApi } from "../../api/Api.js"
@@ -6,8 +7,11 @@ import { AppConfig } from "../../platform/Config.js"
 import { prometheusText } from "../../platform/Telemetry.js"
 import { ReadinessChecks } from "./Readiness.js"
 
+const digest = (value: string) => createHash("sha256").update(value).digest()
+
+/** Compared through fixed-length digests in constant time, so timing reveals nothing of the token. */
 const bearerMatches = (header: string | undefined, token: Redacted.Redacted) =>
-  header !== undefined && header === `Bearer ${Redacted.value(token)}`
+  header !== undefined && timingSafeEqual(digest(header), digest(`Bearer ${Redacted.value(token)}`))
 
 export const OperationsLive = HttpApiBuilder.group(ChatkitApi, "operations", (handlers) =>
   Effect.gen(function*() {
