@@ -82,8 +82,9 @@ const pgClientLayer = (
   PgClient.layerFromPool({
     acquire: Effect.gen(function*() {
       if (options.schema !== undefined) {
-        const admin = new pg.Client({ ...config })
         yield* Effect.tryPromise(async () => {
+          // a fresh client per attempt: a pg.Client that failed to connect cannot be reused
+          const admin = new pg.Client({ ...config })
           await admin.connect()
           try {
             await admin.query(`CREATE SCHEMA IF NOT EXISTS ${options.schema}`)

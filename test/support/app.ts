@@ -1,14 +1,22 @@
 import { NodeHttpServer } from "@effect/platform-node"
-import { Layer, Option } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { HttpAppLive, MigrateOnStart } from "../../src/App.js"
 import { makeChatkitClient } from "../../src/client/Client.js"
 import { Cache } from "../../src/platform/Cache.js"
 import { testConfig } from "../../src/platform/Config.js"
-import { Redis } from "../../src/platform/Redis.js"
-import { testDatabaseLayer } from "./database.js"
+import { OptionalRedis, Redis } from "../../src/platform/Redis.js"
+import { LiveClock, testDatabaseLayer } from "./database.js"
 
 /** CI's real Redis when TEST_REDIS_URL is set; the suites then must not skip. */
 export const testRedisUrl = Option.fromNullable(process.env.TEST_REDIS_URL).pipe(Option.filter((url) => url !== ""))
+
+/** With TEST_REDIS_URL set, a Redis that does not answer fails the suite instead of degrading it. */
+const RequireTestRedis = Layer.effectDiscard(
+  Effect.flatMap(OptionalRedis, (redis) =>
+    Option.isSome(testRedisUrl) && Option.isSome(redis)
+      ? Effect.orDieWith(redis.value.ping("2 seconds"), (e) => new Error(`TEST_REDIS_URL is set but Redis does not answer: ${e.message}`))
+      : Effect.void)
+)
 
 /**
  * The whole application in process on 127.0.0.1:0, migrated, over a fresh database (PGlite in
@@ -20,11 +28,13 @@ export const TestApp = (name: string, env: Record<string, string> = {}) => {
   const config = testConfig({ ...redis, ...env })
   return HttpAppLive.pipe(
     Layer.provide(MigrateOnStart),
+    Layer.provide(env.REDIS_URL === undefined ? RequireTestRedis : Layer.empty),
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Cache.layer),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
-    Layer.provideMerge(config)
+    Layer.provideMerge(config),
+    Layer.provide(LiveClock)
   )
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto"
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Clock, Effect, Layer, Option, Redacted } from "effect"
 import { testConfig } from "../../src/platform/Config.js"
 import { layerEmbedded, layerPostgres } from "../../src/platform/Database.js"
 
@@ -12,6 +12,12 @@ export const testDatabaseUrl = Option.fromNullable(process.env.TEST_DATABASE_URL
 /** A fresh schema name so test files sharing one server never see each other's rows. */
 export const uniqueSchema = (prefix: string) =>
   `t_${prefix.replace(/[^a-z0-9]/gi, "_").toLowerCase().slice(0, 30)}_${randomBytes(4).toString("hex")}`
+
+/**
+ * @effect/vitest builds layers under its TestClock, where the start-up retry schedule would wait
+ * forever; the infrastructure of the tests runs on the real clock.
+ */
+export const LiveClock = Layer.setClock(Clock.make())
 
 /** Drops the file's schema when its layer is released, so CI's database does not accumulate them. */
 const dropSchemaAtEnd = (schema: string) =>
@@ -34,4 +40,4 @@ export const testDatabaseLayer = (name: string) =>
         Layer.provideMerge(layerPostgres(Redacted.make(url), { schema, connectAttempts: 2 }))
       )
     }
-  }).pipe(Layer.provide(testConfig()))
+  }).pipe(Layer.provide(testConfig()), Layer.provide(LiveClock))
