@@ -35,8 +35,25 @@ export const MAX_JSON_BODY_BYTES = 1024 * 1024
  */
 export class RequestInfo extends Context.Tag("chatkit/RequestInfo")<RequestInfo, {
   readonly requestId: string
+  /** the client address: the socket's, or with TRUST_PROXY the right-most untrusted X-Forwarded-For hop */
+  readonly ip: string
+  readonly userAgent: string | undefined
   userId: string | undefined
+  /** set by handlers and middleware (e.g. RateLimit-*); added to the response, error or not */
+  readonly responseHeaders: Record<string, string>
 }>() {}
+
+/**
+ * The client IP. Each trusted proxy appends the address it saw to X-Forwarded-For, so with N
+ * trusted hops the client is the N-th entry from the right; anything left of it is caller-supplied.
+ */
+export const clientIp = (request: HttpServerRequest.HttpServerRequest, trustedHops: number): string => {
+  const socket = Option.getOrElse(request.remoteAddress, () => "unknown")
+  if (trustedHops === 0) return socket
+  const forwarded = (request.headers["x-forwarded-for"] ?? "").split(",").map((hop) => hop.trim()).filter((hop) => hop !== "")
+  if (forwarded.length === 0) return socket
+  return forwarded[Math.max(0, forwarded.length - trustedHops)] ?? socket
+}
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
@@ -119,13 +136,21 @@ export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = requestIdFrom(request.headers["x-request-id"])
     const origin = request.headers["origin"]
-    const info: Context.Tag.Service<RequestInfo> = { requestId, userId: undefined }
+    const info: Context.Tag.Service<RequestInfo> = {
+      requestId,
+      ip: clientIp(request, config.trustProxyHops),
+      userAgent: request.headers["user-agent"]?.slice(0, 512),
+      userId: undefined,
+      responseHeaders: {}
+    }
     const span = yield* Effect.option(Effect.currentSpan)
     const traceId = Option.match(span, { onNone: () => undefined, onSome: (s) => s.traceId })
     Option.map(span, (s) => s.attribute("request_id", requestId))
     const startedAt = yield* Clock.currentTimeNanos
     yield* HttpApp.appendPreResponseHandler((_, response) =>
-      Effect.succeed(HttpServerResponse.setHeaders(response, standardHeaders(config, requestId, origin)))
+      Effect.succeed(
+        HttpServerResponse.setHeaders(response, { ...info.responseHeaders, ...standardHeaders(config, requestId, origin) })
+      )
     )
 
     const bodyProblem = checkBody(request)

@@ -1,0 +1,85 @@
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { Email, Password, User } from "../domain/User.js"
+import { RateLimitedProblem, UnauthorizedProblem } from "./errors.js"
+import { Payload } from "./schemas.js"
+import { Authentication } from "./Security.js"
+
+/** Any stored password may log in (legacy ones can be short); the 12-256 policy applies to new ones. */
+const LoginPassword = Schema.Redacted(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)))
+
+const RefreshToken = Schema.Redacted(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(512)))
+
+export const TokenPair = Schema.Struct({
+  access_token: Schema.String,
+  refresh_token: Schema.String,
+  token_type: Schema.Literal("bearer"),
+  expires_in: Schema.Int.annotations({ description: "seconds until the access token expires" }),
+  refresh_expires_in: Schema.Int.annotations({ description: "seconds until the refresh token expires" }),
+  user: User
+}).annotations({ identifier: "TokenPair" })
+
+/** Sign-in and session endpoints (API.md section 2). */
+export class AuthApi extends HttpApiGroup.make("auth")
+  .add(
+    HttpApiEndpoint.post("login", "/auth/login")
+      .setPayload(Payload({ email: Email, password: LoginPassword }))
+      .addSuccess(TokenPair)
+      .addError(UnauthorizedProblem)
+      .addError(RateLimitedProblem)
+      .annotate(OpenApi.Summary, "Log in with email and password")
+      .annotate(
+        OpenApi.Description,
+        "Returns a 15-minute access token and a 7-day single-use refresh token. Unknown email and wrong " +
+          "password get the same 401 in the same time. Limited to 5 attempts per minute per client IP and per email."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("refresh", "/auth/refresh")
+      .setPayload(Payload({ refresh_token: RefreshToken }))
+      .addSuccess(TokenPair)
+      .addError(UnauthorizedProblem)
+      .addError(RateLimitedProblem)
+      .annotate(OpenApi.Summary, "Exchange a refresh token for a new token pair")
+      .annotate(
+        OpenApi.Description,
+        "Each refresh token works once. Presenting a used or revoked token revokes its whole family " +
+          "(reuse detection) and answers 401. Limited to 30 per minute per client IP."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("logout", "/auth/logout")
+      .setPayload(Payload({ refresh_token: RefreshToken }))
+      .addSuccess(HttpApiSchema.NoContent)
+      .annotate(OpenApi.Summary, "Log out one session")
+      .annotate(OpenApi.Description, "Revokes the refresh token's family. Idempotent: an unknown token is also 204.")
+  )
+  .add(
+    HttpApiEndpoint.post("logoutAll", "/auth/logout-all")
+      .addSuccess(HttpApiSchema.NoContent)
+      .middleware(Authentication)
+      .annotate(OpenApi.Summary, "Log out every session of the caller")
+  )
+  .add(
+    HttpApiEndpoint.get("me", "/auth/me")
+      .addSuccess(User)
+      .middleware(Authentication)
+      .annotate(OpenApi.Summary, "The authenticated user")
+  )
+  .add(
+    HttpApiEndpoint.get("usersMe", "/users/me")
+      .addSuccess(User)
+      .middleware(Authentication)
+      .annotate(OpenApi.Summary, "The authenticated user (alias of /auth/me)")
+  )
+  .add(
+    HttpApiEndpoint.post("changePassword", "/auth/password")
+      .setPayload(Payload({ current_password: LoginPassword, new_password: Password }))
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(UnauthorizedProblem)
+      .middleware(Authentication)
+      .annotate(OpenApi.Summary, "Change the caller's password")
+      .annotate(OpenApi.Description, "New password: 12-256 characters. Revokes every refresh token of the caller.")
+  )
+  .annotate(OpenApi.Title, "Authentication")
+{}

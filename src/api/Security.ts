@@ -1,0 +1,21 @@
+import { HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { Context, Schema } from "effect"
+import type { User } from "../domain/User.js"
+import { RateLimitedProblem, UnauthorizedProblem } from "./errors.js"
+
+/** The authenticated caller, re-read from the database on every request (short cache). */
+export class CurrentUser extends Context.Tag("chatkit/CurrentUser")<CurrentUser, User>() {}
+
+/**
+ * Bearer access token (JWT HS256) on every endpoint of a group that uses it; also enforces the
+ * per-user API rate limit, hence the 429.
+ */
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
+  provides: CurrentUser,
+  failure: Schema.Union(UnauthorizedProblem, RateLimitedProblem),
+  security: {
+    bearer: HttpApiSecurity.bearer.pipe(
+      HttpApiSecurity.annotate(OpenApi.Description, "Access token from POST /api/v1/auth/login (15 minutes)")
+    )
+  }
+}) {}

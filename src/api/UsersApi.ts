@@ -1,0 +1,98 @@
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { AdminUser, DisplayName, Email, Password, UserId } from "../domain/User.js"
+import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "./errors.js"
+import { Page, PageParams, Payload } from "./schemas.js"
+import { Authentication } from "./Security.js"
+
+const UserIdParam = Schema.Struct({ id: Schema.NumberFromString.pipe(Schema.compose(UserId)) })
+
+export const IdempotencyHeaders = Schema.Struct({
+  "idempotency-key": Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)))
+})
+
+/** Admin user management (API.md section 3). Every endpoint: admin only (403 otherwise). */
+export class UsersApi extends HttpApiGroup.make("users")
+  .add(
+    HttpApiEndpoint.get("list", "/admin/users")
+      .setUrlParams(
+        Schema.Struct({
+          ...PageParams,
+          q: Schema.optional(Schema.String.pipe(Schema.maxLength(200))).annotations({
+            description: "matches email or display name (case-insensitive substring)"
+          }),
+          include_deleted: Schema.optional(Schema.BooleanFromString)
+        })
+      )
+      .addSuccess(Page(AdminUser))
+      .annotate(OpenApi.Summary, "List users")
+      .annotate(OpenApi.Description, "Ordered by id ascending. Soft-deleted users only with include_deleted=true.")
+  )
+  .add(
+    HttpApiEndpoint.post("create", "/admin/users")
+      .setPayload(
+        Payload({
+          email: Email,
+          password: Password,
+          is_admin: Schema.optional(Schema.Boolean),
+          display_name: Schema.optional(Schema.NullOr(DisplayName))
+        })
+      )
+      .setHeaders(IdempotencyHeaders)
+      .addSuccess(AdminUser, { status: 201 })
+      .addError(ConflictProblem)
+      .annotate(OpenApi.Summary, "Create a user")
+      .annotate(
+        OpenApi.Description,
+        "409 when the email is taken by a user that is not deleted. Accepts Idempotency-Key: a repeat with the same " +
+          "key and body within 24 h returns the stored response; the same key with another body is a 409."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/admin/users/:id")
+      .setPath(UserIdParam)
+      .addSuccess(AdminUser)
+      .addError(NotFoundProblem)
+      .annotate(OpenApi.Summary, "Get a user (deleted users included)")
+  )
+  .add(
+    HttpApiEndpoint.patch("update", "/admin/users/:id")
+      .setPath(UserIdParam)
+      .setPayload(
+        Payload({
+          password: Schema.optional(Password),
+          is_admin: Schema.optional(Schema.Boolean),
+          display_name: Schema.optional(Schema.NullOr(DisplayName))
+        })
+      )
+      .addSuccess(AdminUser)
+      .addError(NotFoundProblem)
+      .addError(ConflictProblem)
+      .annotate(OpenApi.Summary, "Update a user")
+      .annotate(
+        OpenApi.Description,
+        "A password change revokes the user's refresh tokens. An admin cannot remove their own admin rights (409)."
+      )
+  )
+  .add(
+    HttpApiEndpoint.del("delete", "/admin/users/:id")
+      .setPath(UserIdParam)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFoundProblem)
+      .addError(ConflictProblem)
+      .annotate(OpenApi.Summary, "Soft-delete a user")
+      .annotate(OpenApi.Description, "Revokes the user's refresh tokens; they lose access at once. Deleting yourself is a 409.")
+  )
+  .add(
+    HttpApiEndpoint.post("restore", "/admin/users/:id/restore")
+      .setPath(UserIdParam)
+      .addSuccess(AdminUser)
+      .addError(NotFoundProblem)
+      .addError(ConflictProblem)
+      .annotate(OpenApi.Summary, "Restore a soft-deleted user")
+      .annotate(OpenApi.Description, "409 when another user took the email meanwhile.")
+  )
+  .addError(ForbiddenProblem)
+  .middleware(Authentication)
+  .annotate(OpenApi.Title, "Users (admin)")
+{}
