@@ -60,8 +60,16 @@ const sessionOptions = (statementTimeoutMs: number, schema: string | undefined) 
   [`-c statement_timeout=${Math.floor(statementTimeoutMs)}`, ...(schema === undefined ? [] : [`-c search_path=${schema},public`])]
     .join(" ")
 
+const INT8_OID = 20
+
+/** bigint columns (bigserial ids, counts) as numbers: every id of this API fits in 2^53. */
+const types = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8_OID && format !== "binary" ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser
+}
+
 const makePool = (config: pg.PoolConfig, statementTimeoutMs: number, schema: string | undefined) => {
-  const pool = new pg.Pool({ ...config, options: sessionOptions(statementTimeoutMs, schema) })
+  const pool = new pg.Pool({ ...config, types, options: sessionOptions(statementTimeoutMs, schema) })
   pool.on("connect", (client) => {
     const query = client.query.bind(client) as (...args: Array<unknown>) => unknown
     // Counting here sees every statement, whichever code path issued it.
