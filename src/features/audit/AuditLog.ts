@@ -1,4 +1,4 @@
-import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
 import { Effect, Option } from "effect"
 import { CurrentUser } from "../../api/Security.js"
 import { RequestInfo } from "../../platform/Http.js"
@@ -29,7 +29,7 @@ export const diffChanges = (before: Record<string, unknown>, after: Record<strin
  */
 export class AuditLog extends Effect.Service<AuditLog>()("chatkit/AuditLog", {
   effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
+    const sql = yield* PgClient.PgClient
     const record = (event: AuditEvent) =>
       Effect.gen(function*() {
         const info = yield* Effect.serviceOption(RequestInfo)
