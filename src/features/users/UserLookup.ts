@@ -1,0 +1,34 @@
+import { Duration, Effect, Option, Schema } from "effect"
+import { AdminUser, type UserId } from "../../domain/User.js"
+import { Cache } from "../../platform/Cache.js"
+import { toAdminUser, UsersRepo } from "./Repo.js"
+
+/** At most this stale: a deleted or demoted user loses access within it, and at once on this instance. */
+const USER_TTL = Duration.seconds(30)
+
+const cacheKey = (id: UserId) => `users:${id}`
+
+const CachedUser = Schema.Option(AdminUser)
+
+/**
+ * The user behind an access token, read through the cache. Every write to a user must call
+ * `invalidate` after its transaction commits, so the next request sees the change.
+ */
+export class UserLookup extends Effect.Service<UserLookup>()("chatkit/UserLookup", {
+  effect: Effect.gen(function*() {
+    const cache = yield* Cache
+    const repo = yield* UsersRepo
+
+    /** The user if it exists and is not deleted. */
+    const findActive = (id: UserId) =>
+      cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL).pipe(
+        Effect.withSpan("UserLookup.findActive")
+      )
+
+    // by prefix: unlike a plain delete, it also stops a read that overlaps the write from caching the old row
+    const invalidate = (id: UserId) => cache.invalidatePrefix(cacheKey(id))
+
+    return { findActive, invalidate } as const
+  }),
+  dependencies: [UsersRepo.Default]
+}) {}
