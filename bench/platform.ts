@@ -5,51 +5,11 @@
  *
  *   npm run bench            (BENCH_SECONDS=10 BENCH_CONNECTIONS=10 by default)
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:http"
-import autocannon from "autocannon"
 import { freePort } from "../test/support/ports.js"
+import { CONNECTIONS, formatLoad, load, SECONDS, startApp, stop } from "./support.js"
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10)
 const postgresUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL
-
-/** Starts `src/main.ts` and resolves once it logs that it listens, with the elapsed time. */
-const startApp = async (env: Record<string, string>) => {
-  const port = await freePort()
-  const started = performance.now()
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: { PATH: process.env.PATH ?? "", PORT: String(port), NODE_ENV: "development", ...env },
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  await new Promise<void>((resolve, reject) => {
-    let output = ""
-    child.stdout?.on("data", (chunk) => {
-      output += String(chunk)
-      if (output.includes("listening")) resolve()
-    })
-    child.on("exit", (code) => reject(new Error(`server exited with ${code}`)))
-  })
-  child.stdout?.resume()
-  return { child, port, startupMs: performance.now() - started }
-}
-
-const stop = (child: ChildProcess) =>
-  new Promise<void>((resolve) => {
-    child.on("exit", () => resolve())
-    child.kill("SIGTERM")
-  })
-
-const load = (url: string) =>
-  autocannon({ url, connections: CONNECTIONS, duration: SECONDS, pipelining: 1 }).then((result) => ({
-    requestsPerSecond: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: result.errors + result.non2xx
-  }))
-
-const format = (name: string, r: Awaited<ReturnType<typeof load>>) =>
-  `${name.padEnd(22)} ${r.requestsPerSecond.toFixed(0).padStart(8)} req/s   p50 ${String(r.p50).padStart(3)} ms   p99 ${String(r.p99).padStart(3)} ms   errors ${r.errors}`
 
 const main = async () => {
   console.log(`chatkit-backend platform benchmark (${SECONDS} s per run, ${CONNECTIONS} connections)\n`)
@@ -72,10 +32,10 @@ const main = async () => {
   await new Promise<void>((resolve) => bare.listen(barePort, "127.0.0.1", resolve))
 
   const baseline = await load(`http://127.0.0.1:${barePort}/health`)
-  const app = await load(`http://127.0.0.1:${embedded.port}/health`)
+  const app = await load(`${embedded.url}/health`)
   console.log()
-  console.log(format("bare node:http", baseline))
-  console.log(format("GET /health (app)", app))
+  console.log(formatLoad("bare node:http", baseline))
+  console.log(formatLoad("GET /health (app)", app))
   console.log(`\nratio app / bare node:http: ${(app.requestsPerSecond / baseline.requestsPerSecond).toFixed(2)}`)
 
   bare.close()
