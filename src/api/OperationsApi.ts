@@ -2,7 +2,10 @@ import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/p
 import { Schema } from "effect"
 import { UnauthorizedProblem } from "./errors.js"
 
-export const Liveness = Schema.Struct({ status: Schema.Literal("ok") }).annotations({ identifier: "Liveness" })
+export const Liveness = Schema.Struct({ status: Schema.Literal("ok") }).annotations({
+  identifier: "Liveness",
+  examples: [{ status: "ok" }]
+})
 
 export const DependencyCheck = Schema.Struct({
   status: Schema.Literal("ok", "error"),
@@ -13,7 +16,10 @@ export const DependencyCheck = Schema.Struct({
 export const Readiness = Schema.Struct({
   status: Schema.Literal("ok", "degraded", "unavailable"),
   checks: Schema.Record({ key: Schema.String, value: DependencyCheck })
-}).annotations({ identifier: "Readiness" })
+}).annotations({
+  identifier: "Readiness",
+  examples: [{ status: "ok", checks: { database: { status: "ok", latency_ms: 1.2 }, redis: { status: "ok", latency_ms: 0.4 } } }]
+})
 
 /** The 503 answer of /health/ready: the same document, with the failing checks. */
 export const NotReady = Readiness.annotations({
