@@ -25,6 +25,10 @@ export const Readiness = Schema.Struct({
 export const NotReady = Readiness.annotations({
   ...HttpApiSchema.annotations({ status: 503 }),
   identifier: "NotReady",
+  examples: [{
+    status: "degraded",
+    checks: { database: { status: "ok", latency_ms: 1.1 }, redis: { status: "error", latency_ms: 0, error: "unreachable" } }
+  }],
   description: "A dependency failed its check (or took more than 1 s)."
 })
 
