@@ -1,11 +1,25 @@
 import { HttpApiBuilder, HttpApiScalar, HttpApiSwagger } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { ChatkitApi } from "./api/Api.js"
+import { AuditLive } from "./features/audit/Http.js"
+import { AuditRepo } from "./features/audit/Repo.js"
+import { AuditLog } from "./features/audit/AuditLog.js"
+import { AuthenticationLive } from "./features/auth/Authentication.js"
+import { AuthLive } from "./features/auth/Http.js"
+import { RefreshTokens } from "./features/auth/RefreshTokens.js"
+import { AuthService } from "./features/auth/Service.js"
+import { AccessTokens } from "./features/auth/Tokens.js"
 import { OperationsLive } from "./features/health/Http.js"
 import { ReadinessChecks } from "./features/health/Readiness.js"
+import { BootstrapAdmin } from "./features/users/Bootstrap.js"
+import { UsersLive } from "./features/users/Http.js"
+import { UsersService } from "./features/users/Service.js"
+import { UsersRepo } from "./features/users/Repo.js"
+import { UserLookup } from "./features/users/UserLookup.js"
 import { AppConfig } from "./platform/Config.js"
 import { ProblemResponsesLive, requestPipeline } from "./platform/Http.js"
 import { migrateUp } from "./platform/Migrations.js"
+import { RateLimiter } from "./platform/RateLimiter.js"
 
 /** Applies pending migrations before serving when MIGRATE_ON_START is true (development default). */
 export const MigrateOnStart = Layer.effectDiscard(
@@ -15,10 +29,29 @@ export const MigrateOnStart = Layer.effectDiscard(
       : Effect.logInfo("MIGRATE_ON_START is false: run `npm run migrate -- up` before starting"))
 )
 
+/**
+ * Services that several groups share. Layers are memoized by reference, so each is built once.
+ * Passwords is left to the caller: `Passwords.layer()` in main.ts, cheap parameters in tests.
+ */
+export const SharedServicesLive = Layer.mergeAll(
+  UsersRepo.Default,
+  UserLookup.Default,
+  AuditLog.Default,
+  RefreshTokens.Default,
+  AccessTokens.Default,
+  AuthService.Default
+).pipe(Layer.provideMerge(RateLimiter.layer))
+
 /** Every group of the Api with its handlers; a feature adds one line here. */
 export const ApiLive = HttpApiBuilder.api(ChatkitApi).pipe(
   Layer.provide(OperationsLive),
-  Layer.provide(ReadinessChecks.Default)
+  Layer.provide(AuthLive),
+  Layer.provide(AuditLive.pipe(Layer.provide(AuditRepo.Default))),
+  Layer.provide(UsersLive.pipe(Layer.provide(UsersService.Default))),
+  Layer.provide(ReadinessChecks.Default),
+  // below every group: the bearer middleware and the shared services are for all of them
+  Layer.provide(AuthenticationLive),
+  Layer.provide(SharedServicesLive)
 )
 
 /**
@@ -32,5 +65,7 @@ export const HttpAppLive = Layer.unwrapEffect(
   Layer.provide(HttpApiScalar.layer({ path: "/redoc" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ProblemResponsesLive),
-  Layer.provide(ApiLive)
+  Layer.provide(ApiLive),
+  // after the migrations (provided to HttpAppLive), before the Api serves
+  Layer.provide(BootstrapAdmin)
 )

@@ -1,6 +1,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpAppLive, MigrateOnStart } from "./App.js"
+import { Passwords } from "./features/auth/Passwords.js"
 import { Cache } from "./platform/Cache.js"
 import { AppConfig, AppConfigLive } from "./platform/Config.js"
 import { DatabaseLive } from "./platform/Database.js"
@@ -15,8 +16,8 @@ const WarnOnGeneratedSecret = Layer.effectDiscard(
       : Effect.void)
 )
 
-/** Infrastructure every feature may use: one database pool, one Redis client, the cache. */
-const InfrastructureLive = Layer.mergeAll(DatabaseLive, Redis.layerOptional, Cache.layer).pipe(
+/** Infrastructure every feature may use: one database pool, one Redis client, the cache, argon2id at API.md's cost. */
+const InfrastructureLive = Layer.mergeAll(DatabaseLive, Redis.layerOptional, Cache.layer, Passwords.layer()).pipe(
   Layer.provideMerge(Redis.layerOptional)
 )
 

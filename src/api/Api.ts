@@ -1,4 +1,6 @@
 import { HttpApi, OpenApi } from "@effect/platform"
+import { AuditApi } from "./AuditApi.js"
+import { AuthApi } from "./AuthApi.js"
 import {
   InternalErrorProblem,
   PayloadTooLargeProblem,
@@ -7,6 +9,7 @@ import {
   ValidationErrorProblem
 } from "./errors.js"
 import { OperationsApi } from "./OperationsApi.js"
+import { UsersApi } from "./UsersApi.js"
 
 /**
  * The whole HTTP contract. Feature groups are added before `.prefix("/api/v1")`; the operational
@@ -14,6 +17,9 @@ import { OperationsApi } from "./OperationsApi.js"
  * (they are produced by the platform middleware); features declare their own on their endpoints.
  */
 export class ChatkitApi extends HttpApi.make("chatkit")
+  .add(AuthApi)
+  .add(UsersApi)
+  .add(AuditApi)
   .prefix("/api/v1")
   .add(OperationsApi)
   .addError(ValidationErrorProblem)

@@ -40,6 +40,8 @@ export interface AppConfigShape {
   readonly migrateOnStart: boolean
   readonly shutdownGraceMs: number
   readonly cacheTtlSeconds: number
+  /** requests per minute per user on the authenticated API (API.md section 0) */
+  readonly rateLimitApiPerMinute: number
 }
 
 export class AppConfig extends Context.Tag("chatkit/AppConfig")<AppConfig, AppConfigShape>() {}
@@ -130,7 +132,8 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     workerMode: oneOf("WORKER_MODE", ["on", "off"], "on"),
     migrateOnStart: booleanFlag("MIGRATE_ON_START", !production),
     shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000, 600_000),
-    cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", 300, 86_400)
+    cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", 300, 86_400),
+    rateLimitApiPerMinute: positiveInt("RATE_LIMIT_API_PER_MINUTE", 300, 100_000)
   })
 }
 
@@ -224,7 +227,7 @@ export const CONFIG_VARIABLES = [
   "REDIS_URL", "AUTH_SECRET_KEY", "APP_SETTINGS_SECRET_KEY", "ACCESS_TOKEN_TTL_MINUTES", "REFRESH_TOKEN_TTL_DAYS",
   "ALLOWED_ORIGINS", "TRUST_PROXY", "ADMIN_EMAIL", "ADMIN_PASSWORD", "LLM_PROVIDER", "OPENAI_API_KEY", "OPENAI_BASE_URL",
   "EMBEDDINGS_PROVIDER", "LOG_LEVEL", "LOG_FORMAT", "METRICS_TOKEN", "OTEL_EXPORTER_OTLP_ENDPOINT", "WORKER_MODE",
-  "MIGRATE_ON_START", "SHUTDOWN_GRACE_MS", "CACHE_TTL_SECONDS"
+  "MIGRATE_ON_START", "SHUTDOWN_GRACE_MS", "CACHE_TTL_SECONDS", "RATE_LIMIT_API_PER_MINUTE"
 ] as const
 
 /**

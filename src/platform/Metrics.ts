@@ -27,3 +27,8 @@ export const cacheErrorsTotal = Metric.counter("cache_errors_total", {
   description: "Cache operations that failed and fell back to the source of truth",
   incremental: true
 })
+
+export const rateLimitRejectionsTotal = Metric.counter("rate_limit_rejections_total", {
+  description: "Requests refused with 429, by limit (the rate-limit rule's name)",
+  incremental: true
+})

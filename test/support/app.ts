@@ -2,10 +2,11 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
 import { HttpAppLive, MigrateOnStart } from "../../src/App.js"
 import { makeChatkitClient } from "../../src/client/Client.js"
+import { Passwords } from "../../src/features/auth/Passwords.js"
 import { Cache } from "../../src/platform/Cache.js"
 import { testConfig } from "../../src/platform/Config.js"
 import { OptionalRedis, Redis } from "../../src/platform/Redis.js"
-import { LiveClock, testDatabaseLayer } from "./database.js"
+import { LiveClock, testDatabaseLayer, uniqueSchema } from "./database.js"
 
 /** CI's real Redis when TEST_REDIS_URL is set; the suites then must not skip. */
 export const testRedisUrl = Option.fromNullable(process.env.TEST_REDIS_URL).pipe(Option.filter((url) => url !== ""))
@@ -19,18 +20,40 @@ const RequireTestRedis = Layer.effectDiscard(
 )
 
 /**
+ * The app's cache, in its own key space when Redis is shared: every test file's schema numbers its
+ * rows from 1, so another file's cached `users:1` must never answer for this one's.
+ */
+const isolatedCache = (name: string) =>
+  Layer.unwrapEffect(
+    Effect.map(OptionalRedis, (redis) =>
+      Option.match(redis, {
+        onNone: () => Cache.layerMemory(),
+        onSome: (client) => Cache.layerRedis({ namespace: uniqueSchema(name) }).pipe(Layer.provide(Layer.succeed(Redis, client)))
+      }))
+  )
+
+/**
  * The whole application in process on 127.0.0.1:0, migrated, over a fresh database (PGlite in
  * memory, or an own schema of TEST_DATABASE_URL) and Redis when TEST_REDIS_URL is set. Provides
- * an `HttpClient` bound to the server, for `makeChatkitClient()` and raw requests.
+ * an `HttpClient` bound to the server, for `makeChatkitClient()` and raw requests, and `Passwords`
+ * (cheap argon2 parameters unless `options.passwords` says otherwise) for seeding users.
  */
-export const TestApp = (name: string, env: Record<string, string> = {}) => {
+export const TestApp = (
+  name: string,
+  env: Record<string, string> = {},
+  options: {
+    /** argon2 cost: cheap by default; `Passwords.layer()` for the API.md parameters */
+    readonly passwords?: Layer.Layer<Passwords>
+  } = {}
+) => {
   const redis = Option.match(testRedisUrl, { onNone: () => ({}), onSome: (url) => ({ REDIS_URL: url }) })
   const config = testConfig({ ...redis, ...env })
   return HttpAppLive.pipe(
     Layer.provide(MigrateOnStart),
+    Layer.provideMerge(options.passwords ?? Passwords.layerTest),
     Layer.provide(env.REDIS_URL === undefined ? RequireTestRedis : Layer.empty),
     Layer.provideMerge(NodeHttpServer.layerTest),
-    Layer.provideMerge(Cache.layer),
+    Layer.provideMerge(isolatedCache(name)),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
     Layer.provideMerge(config),

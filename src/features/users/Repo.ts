@@ -1,5 +1,7 @@
 import { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
+import { Conflict } from "../../api/errors.js"
 import type { AdminUser, User, UserId } from "../../domain/User.js"
 
 /** A users row as stored; `password_hash` never leaves the server (see `toUser`). */
@@ -20,6 +22,29 @@ export const toUser = (row: UserRow): User => ({
 })
 
 export const toAdminUser = (row: UserRow): AdminUser => ({ ...toUser(row), deleted_at: row.deleted_at })
+
+export interface UserListQuery {
+  /** case-insensitive substring of email or display name; matched literally (`%`, `_`, `\` included) */
+  readonly q?: string | undefined
+  readonly includeDeleted: boolean
+  readonly limit: number
+  readonly offset: number
+}
+
+export interface UserChanges {
+  readonly display_name?: string | null
+  readonly is_admin?: boolean
+  readonly password_hash?: string
+}
+
+/** `q` as an ILIKE pattern that matches it as a plain substring (backslash is the escape character). */
+export const containsPattern = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/** 23505 on the partial unique index: a live user already has this email. */
+const isEmailTaken = (error: SqlError) => {
+  const cause = error.cause as { code?: unknown; constraint?: unknown } | undefined
+  return cause?.code === "23505" && (cause.constraint === undefined || cause.constraint === "users_email_live_key")
+}
 
 /** SQL of the users table. Writes join the caller's transaction when there is one. */
 export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", {
@@ -60,6 +85,73 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
     const updatePasswordHash = (id: UserId, passwordHash: string) =>
       sql`UPDATE users SET password_hash = ${passwordHash}, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid)
 
-    return { findById, findLiveById, findLiveByEmail, lockById, insert, updatePasswordHash } as const
+    /**
+     * One page ordered by id, with the number of matching rows. One statement: the count is taken
+     * even when the page is past the end (the lateral join then yields a single row of NULLs).
+     */
+    const list = (query: UserListQuery) => {
+      const filters = [
+        ...(query.includeDeleted ? [] : [sql`deleted_at IS NULL`]),
+        ...(query.q === undefined || query.q === ""
+          ? []
+          : [sql`(email ILIKE ${containsPattern(query.q)} ESCAPE '\\' OR display_name ILIKE ${containsPattern(query.q)} ESCAPE '\\')`])
+      ]
+      const where = sql.and(filters)
+      return sql<{ readonly total: number } & { readonly [K in keyof UserRow]: UserRow[K] | null }>`
+        SELECT c.total, u.*
+        FROM (SELECT count(*) AS total FROM users WHERE ${where}) c
+        LEFT JOIN LATERAL (
+          SELECT ${sql.literal(COLUMNS)} FROM users WHERE ${where}
+          ORDER BY id LIMIT ${query.limit} OFFSET ${query.offset}
+        ) u ON true
+        ORDER BY u.id`.pipe(
+          Effect.map((rows) => ({
+            total: Number(rows[0]?.total ?? 0),
+            items: rows.filter((row): row is { readonly total: number } & UserRow => row.id !== null)
+          })),
+          Effect.withSpan("UsersRepo.list")
+        )
+    }
+
+    /** Applies `changes` (and bumps updated_at) to a user that is not deleted; `None` otherwise. */
+    const update = (id: UserId, changes: UserChanges) => {
+      const set = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined))
+      return sql<UserRow>`UPDATE users SET ${Object.keys(set).length === 0 ? sql.literal("") : sql`${sql.update(set)}, `}updated_at = now()
+        WHERE id = ${id} AND deleted_at IS NULL
+        RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
+    }
+
+    /** Marks a live user deleted; `None` when absent or already deleted. */
+    const softDelete = (id: UserId) =>
+      sql<UserRow>`UPDATE users SET deleted_at = now(), updated_at = now()
+        WHERE id = ${id} AND deleted_at IS NULL
+        RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
+
+    /**
+     * Clears deleted_at; `None` when the user is absent or not deleted. Fails with Conflict when a
+     * live user has taken the email meanwhile (the partial unique index refuses the row). That
+     * failure aborts the surrounding transaction, which must then roll back (it does: it fails).
+     */
+    const restore = (id: UserId) =>
+      sql<UserRow>`UPDATE users SET deleted_at = NULL, updated_at = now()
+        WHERE id = ${id} AND deleted_at IS NOT NULL
+        RETURNING ${sql.literal(COLUMNS)}`.pipe(
+          Effect.map(first),
+          Effect.catchIf(isEmailTaken, () =>
+            Effect.fail(new Conflict({ detail: `The email of user ${id} now belongs to another user; delete that user first` })))
+        )
+
+    return {
+      findById,
+      findLiveById,
+      findLiveByEmail,
+      lockById,
+      insert,
+      updatePasswordHash,
+      list,
+      update,
+      softDelete,
+      restore
+    } as const
   })
 }) {}

@@ -1,0 +1,52 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import type { PageRequest } from "../../api/schemas.js"
+import type { AuditEntry } from "../../domain/Audit.js"
+
+/** The filters of GET /admin/audit-logs; absent ones do not filter. */
+export interface AuditFilters {
+  readonly user_id?: number | undefined
+  readonly action?: string | undefined
+  readonly resource_type?: string | undefined
+  readonly resource_id?: string | undefined
+  /** inclusive */
+  readonly since?: Date | undefined
+  /** exclusive */
+  readonly until?: Date | undefined
+}
+
+/** Reads of audit_logs (rows are written by `AuditLog.record`, inside the mutation's transaction). */
+export class AuditRepo extends Effect.Service<AuditRepo>()("chatkit/AuditRepo", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const where = (filters: AuditFilters) =>
+      sql.and([
+        ...(filters.user_id === undefined ? [] : [sql`user_id = ${filters.user_id}`]),
+        ...(filters.action === undefined ? [] : [sql`action = ${filters.action}`]),
+        ...(filters.resource_type === undefined ? [] : [sql`resource_type = ${filters.resource_type}`]),
+        ...(filters.resource_id === undefined ? [] : [sql`resource_id = ${filters.resource_id}`]),
+        ...(filters.since === undefined ? [] : [sql`created_at >= ${filters.since}`]),
+        ...(filters.until === undefined ? [] : [sql`created_at < ${filters.until}`])
+      ])
+
+    /**
+     * One page, newest first (created_at desc, id desc: the order of every audit_logs index), and
+     * the total matching rows: two queries whatever the filters. A page past the end is empty
+     * with the true total.
+     */
+    const list = (filters: AuditFilters, page: PageRequest) =>
+      Effect.gen(function*() {
+        const condition = where(filters)
+        const items = yield* sql<AuditEntry>`
+          SELECT id, user_id, action, resource_type, resource_id, changes, request_id, ip, created_at
+          FROM audit_logs WHERE ${condition}
+          ORDER BY created_at DESC, id DESC
+          LIMIT ${page.pageSize} OFFSET ${page.offset}`
+        const [count] = yield* sql<{ total: number }>`SELECT count(*) AS total FROM audit_logs WHERE ${condition}`
+        return { items, total: count?.total ?? 0 }
+      }).pipe(Effect.withSpan("AuditRepo.list"))
+
+    return { list } as const
+  })
+}) {}

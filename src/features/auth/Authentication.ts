@@ -1,0 +1,42 @@
+import { Effect, Layer, Option } from "effect"
+import { Authentication } from "../../api/Security.js"
+import { AppConfig } from "../../platform/Config.js"
+import { RequestInfo } from "../../platform/Http.js"
+import { RateLimiter, rateLimitRules } from "../../platform/RateLimiter.js"
+import { UserLookup } from "../users/UserLookup.js"
+import { AccessTokens, InvalidAccessToken, toUnauthorized } from "./Tokens.js"
+
+/**
+ * The bearer middleware of every authenticated endpoint: a valid access token of a user that
+ * still exists (re-read through the 30 s cache, so deletion takes effect at once), within the
+ * per-user API limit. Every refusal is the same generic 401.
+ */
+export const AuthenticationLive = Layer.effect(
+  Authentication,
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const tokens = yield* AccessTokens
+    const users = yield* UserLookup
+    const limiter = yield* RateLimiter
+    const apiRule = rateLimitRules(config).api
+    return {
+      bearer: (token) =>
+        Effect.gen(function*() {
+          const userId = yield* tokens.verify(token).pipe(
+            Effect.tapError((e) => Effect.logDebug("access token refused").pipe(Effect.annotateLogs({ reason: e.reason }))),
+            Effect.mapError(toUnauthorized)
+          )
+          const found = yield* users.findActive(userId).pipe(
+            // a database outage is the platform's 503 (a defect classified there), never a 401
+            Effect.orDie
+          )
+          if (Option.isNone(found)) return yield* toUnauthorized(new InvalidAccessToken({ reason: "user deleted" }))
+          const info = yield* Effect.serviceOption(RequestInfo)
+          if (Option.isSome(info)) info.value.userId = String(userId)
+          yield* limiter.consume(apiRule, String(userId))
+          const { deleted_at: _, ...user } = found.value
+          return user
+        }).pipe(Effect.withSpan("Authentication.bearer"))
+    }
+  })
+)

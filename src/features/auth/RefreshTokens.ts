@@ -1,0 +1,180 @@
+import { createHash, randomBytes, randomUUID } from "node:crypto"
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Effect, Option, Redacted } from "effect"
+import { Unauthorized } from "../../api/errors.js"
+import type { UserId } from "../../domain/User.js"
+import { AppConfig } from "../../platform/Config.js"
+import { RequestInfo } from "../../platform/Http.js"
+import { AuditLog } from "../audit/AuditLog.js"
+
+/** 256 bits, base64url: 43 characters. */
+const TOKEN_BYTES = 32
+
+/** The only form in which a refresh token is stored or compared. */
+const hashOf = (token: Redacted.Redacted<string>) => createHash("sha256").update(Redacted.value(token)).digest("hex")
+
+export interface IssuedRefreshToken {
+  /** the opaque token, handed to the client once and never stored */
+  readonly token: Redacted.Redacted<string>
+  readonly familyId: string
+  /** seconds until it expires */
+  readonly expiresIn: number
+}
+
+export interface RotatedRefreshToken extends IssuedRefreshToken {
+  readonly userId: UserId
+}
+
+interface TokenRow {
+  readonly id: number
+  readonly user_id: number
+  readonly family_id: string
+  readonly used: boolean
+  readonly revoked: boolean
+  readonly expired: boolean
+  readonly user_live: boolean
+}
+
+/** What a presented token turned out to be, decided under the row lock. */
+type Rotation =
+  | { readonly _tag: "Rotated"; readonly next: RotatedRefreshToken }
+  | { readonly _tag: "Invalid" }
+  | { readonly _tag: "Reused"; readonly userId: number; readonly familyId: string; readonly revoked: number }
+
+/** Deliberately vague: a caller learns nothing about why its token was refused. */
+const invalidRefreshToken = () => new Unauthorized({ detail: "The refresh token is invalid, expired or revoked" })
+
+/**
+ * Opaque, single-use, rotating refresh tokens (API.md section 2), stored only as SHA-256 hex in
+ * `refresh_tokens`. Tokens issued from one login form a family; presenting a token that was
+ * already used or revoked revokes its whole family (reuse detection, RFC 9700 §4.14.2).
+ *
+ * Expiry is decided by the database clock (`now()`), the same clock that stamps the rows, so
+ * several instances with skewed clocks agree.
+ */
+export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/RefreshTokens", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* AppConfig
+    const audit = yield* AuditLog
+    const ttlDays = config.refreshTokenTtlDays
+    const expiresIn = ttlDays * 86_400
+
+    /** Inserts a new token row; its id is for `replaced_by`, never for the caller. */
+    const insert = (userId: UserId, familyId: string) =>
+      Effect.gen(function*() {
+        const info = yield* Effect.serviceOption(RequestInfo)
+        const token = Redacted.make(randomBytes(TOKEN_BYTES).toString("base64url"))
+        const rows = yield* sql<{ id: number }>`INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, ip, user_agent)
+          VALUES (${userId}, ${familyId}, ${hashOf(token)}, now() + make_interval(days => ${ttlDays}),
+                  ${Option.getOrNull(Option.map(info, (i) => i.ip))},
+                  ${Option.getOrNull(Option.flatMap(info, (i) => Option.fromNullable(i.userAgent)))})
+          RETURNING id`
+        const issued: IssuedRefreshToken = { token, familyId, expiresIn }
+        return { id: rows[0]?.id ?? null, issued }
+      })
+
+    /**
+     * A new token for `userId`, in `familyId` (a new family when absent). Joins the caller's
+     * transaction when there is one.
+     */
+    const issue = (userId: UserId, familyId?: string): Effect.Effect<IssuedRefreshToken, SqlError> =>
+      insert(userId, familyId ?? randomUUID()).pipe(
+        Effect.map(({ issued }) => issued),
+        Effect.withSpan("RefreshTokens.issue")
+      )
+
+    /** Sets revoked_at on every live row of the family; the number of rows it changed. */
+    const revokeFamily = (familyId: string) =>
+      sql<{ id: number }>`UPDATE refresh_tokens SET revoked_at = now()
+        WHERE family_id = ${familyId} AND revoked_at IS NULL RETURNING id`.pipe(Effect.map((rows) => rows.length))
+
+    /**
+     * Consumes `presented` and issues its successor in the same family. One transaction: the row
+     * is locked (`FOR UPDATE`), so of two concurrent uses of one token the second waits, then sees
+     * it used. A used or revoked token revokes its family and records `auth.refresh.reused`; that
+     * transaction commits before the 401 is returned. Do not call this inside another transaction:
+     * the failure of the outer one would roll the revocation back.
+     */
+    const rotate = (presented: Redacted.Redacted<string>): Effect.Effect<RotatedRefreshToken, Unauthorized | SqlError> =>
+      Effect.gen(function*() {
+        const tokenHash = hashOf(presented)
+        const outcome = yield* sql.withTransaction(
+          Effect.gen(function*() {
+            const rows = yield* sql<TokenRow>`SELECT t.id, t.user_id, t.family_id,
+                t.used_at IS NOT NULL AS used, t.revoked_at IS NOT NULL AS revoked,
+                t.expires_at <= now() AS expired, u.deleted_at IS NULL AS user_live
+              FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+              WHERE t.token_hash = ${tokenHash}
+              FOR UPDATE OF t`
+            const row = rows[0]
+            if (row === undefined) return { _tag: "Invalid" } as Rotation
+            if (row.used || row.revoked) {
+              const revoked = yield* revokeFamily(row.family_id)
+              yield* audit.record({
+                action: "auth.refresh.reused",
+                resourceType: "refresh_token_family",
+                resourceId: row.family_id,
+                userId: row.user_id,
+                changes: { family_id: row.family_id, revoked_count: revoked, was_used: row.used, was_revoked: row.revoked }
+              })
+              return { _tag: "Reused", userId: row.user_id, familyId: row.family_id, revoked } as Rotation
+            }
+            if (row.expired || !row.user_live) return { _tag: "Invalid" } as Rotation
+            const userId = row.user_id as UserId
+            const next = yield* insert(userId, row.family_id)
+            yield* sql`UPDATE refresh_tokens SET used_at = now(), replaced_by = ${next.id} WHERE id = ${row.id}`
+            return { _tag: "Rotated", next: { ...next.issued, userId } } as Rotation
+          })
+        )
+        switch (outcome._tag) {
+          case "Rotated":
+            return outcome.next
+          case "Reused":
+            yield* Effect.logWarning("refresh token reuse detected; family revoked").pipe(
+              Effect.annotateLogs({ user_id: outcome.userId, family_id: outcome.familyId, revoked_count: outcome.revoked })
+            )
+            return yield* invalidRefreshToken()
+          case "Invalid":
+            return yield* invalidRefreshToken()
+        }
+      }).pipe(Effect.withSpan("RefreshTokens.rotate"))
+
+    /**
+     * Logout: revokes the family of `presented`. Idempotent; an unknown token is not an error.
+     * The token's owner and family when it was known and something was revoked.
+     */
+    const revokeFamilyOf = (
+      presented: Redacted.Redacted<string>
+    ): Effect.Effect<Option.Option<{ readonly userId: UserId; readonly familyId: string; readonly revoked: number }>, SqlError> =>
+      Effect.gen(function*() {
+        const rows = yield* sql<{ user_id: number; family_id: string }>`SELECT user_id, family_id FROM refresh_tokens
+          WHERE token_hash = ${hashOf(presented)}`
+        const row = rows[0]
+        if (row === undefined) return Option.none()
+        const revoked = yield* revokeFamily(row.family_id)
+        return revoked === 0
+          ? Option.none()
+          : Option.some({ userId: row.user_id as UserId, familyId: row.family_id, revoked })
+      }).pipe(Effect.withSpan("RefreshTokens.revokeFamilyOf"))
+
+    /**
+     * Revokes every refresh token of `userId` (password change, logout-all, admin delete). The
+     * number of sessions it ended: tokens that were still usable. Joins the caller's transaction.
+     */
+    const revokeAllForUser = (userId: UserId, reason: string): Effect.Effect<number, SqlError> =>
+      sql<{ live: boolean }>`UPDATE refresh_tokens SET revoked_at = now()
+        WHERE user_id = ${userId} AND revoked_at IS NULL
+        RETURNING (used_at IS NULL AND expires_at > now()) AS live`.pipe(
+        Effect.map((rows) => rows.filter((row) => row.live).length),
+        Effect.tap((count) =>
+          Effect.logInfo("refresh tokens revoked").pipe(Effect.annotateLogs({ user_id: userId, reason, revoked_count: count }))
+        ),
+        Effect.withSpan("RefreshTokens.revokeAllForUser", { attributes: { reason } })
+      )
+
+    return { issue, rotate, revokeFamilyOf, revokeAllForUser } as const
+  }),
+  dependencies: [AuditLog.Default]
+}) {}

@@ -1,0 +1,84 @@
+import { randomUUID } from "node:crypto"
+import { Clock, Data, Effect, Redacted, Schema } from "effect"
+import { jwtVerify, SignJWT } from "jose"
+import { Unauthorized } from "../../api/errors.js"
+import { UserId } from "../../domain/User.js"
+import { AppConfig } from "../../platform/Config.js"
+
+export const ACCESS_TOKEN_ISSUER = "chatkit-backend"
+export const ACCESS_TOKEN_AUDIENCE = "chatkit-api"
+const ALGORITHM = "HS256"
+
+/**
+ * An access token was refused. `reason` is for debug logs only; callers see the generic
+ * `Unauthorized` of `toUnauthorized`, which tells an attacker nothing about what failed.
+ */
+export class InvalidAccessToken extends Data.TaggedError("InvalidAccessToken")<{ readonly reason: string }> {}
+
+export const toUnauthorized = (_: InvalidAccessToken) =>
+  new Unauthorized({ detail: "The access token is missing, invalid or expired" })
+
+export interface SignedAccessToken {
+  readonly token: Redacted.Redacted<string>
+  /** seconds until it expires */
+  readonly expiresIn: number
+}
+
+const decodeUserId = Schema.decodeUnknownOption(Schema.NumberFromString.pipe(Schema.compose(UserId)))
+
+/** jose's error codes are stable, short and hold no part of the token. */
+const reasonOf = (error: unknown) =>
+  typeof (error as { code?: unknown })?.code === "string" ? (error as { code: string }).code : "malformed"
+
+/**
+ * Access tokens (API.md section 0): JWT HS256 signed with AUTH_SECRET_KEY, claims `sub` (user id),
+ * `iat`, `exp`, `iss`, `aud`, `jti`, `type: "access"`. Verification pins the algorithm, so `none`
+ * and every other algorithm are refused, and takes the time from `Clock`.
+ */
+export class AccessTokens extends Effect.Service<AccessTokens>()("chatkit/AccessTokens", {
+  effect: Effect.gen(function*() {
+    const config = yield* AppConfig
+    const key = new TextEncoder().encode(Redacted.value(config.authSecretKey))
+    const ttlSeconds = config.accessTokenTtlMinutes * 60
+
+    const sign = (userId: UserId): Effect.Effect<SignedAccessToken> =>
+      Effect.gen(function*() {
+        const now = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+        const token = yield* Effect.promise(() =>
+          new SignJWT({ type: "access" })
+            .setProtectedHeader({ alg: ALGORITHM, typ: "JWT" })
+            .setSubject(String(userId))
+            .setIssuer(ACCESS_TOKEN_ISSUER)
+            .setAudience(ACCESS_TOKEN_AUDIENCE)
+            .setIssuedAt(now)
+            .setExpirationTime(now + ttlSeconds)
+            .setJti(randomUUID())
+            .sign(key)
+        )
+        return { token: Redacted.make(token), expiresIn: ttlSeconds }
+      }).pipe(Effect.withSpan("AccessTokens.sign"))
+
+    /** The user id of a valid access token. */
+    const verify = (token: Redacted.Redacted<string>): Effect.Effect<UserId, InvalidAccessToken> =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const { payload } = yield* Effect.tryPromise({
+          try: () =>
+            jwtVerify(Redacted.value(token), key, {
+              algorithms: [ALGORITHM],
+              issuer: ACCESS_TOKEN_ISSUER,
+              audience: ACCESS_TOKEN_AUDIENCE,
+              requiredClaims: ["sub", "iat", "exp", "jti"],
+              currentDate: new Date(now)
+            }),
+          catch: (error) => new InvalidAccessToken({ reason: reasonOf(error) })
+        })
+        if (payload["type"] !== "access") return yield* new InvalidAccessToken({ reason: "not an access token" })
+        const userId = decodeUserId(payload.sub)
+        if (userId._tag === "None") return yield* new InvalidAccessToken({ reason: "bad subject" })
+        return userId.value
+      }).pipe(Effect.withSpan("AccessTokens.verify"))
+
+    return { sign, verify } as const
+  })
+}) {}
