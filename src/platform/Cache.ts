@@ -347,10 +347,14 @@ export class Cache extends Context.Tag("chatkit/Cache")<Cache, CacheService>() {
    */
   static readonly layer: Layer.Layer<Cache, never, AppConfig | OptionalRedis> = Layer.effect(
     Cache,
-    Effect.flatMap(OptionalRedis, (redis) =>
+    Effect.flatMap(Effect.all([OptionalRedis, AppConfig]), ([redis, config]) =>
       Option.match(redis, {
         onNone: () => Effect.tap(makeMemoryCache(), () => Effect.logInfo("cache: in memory (REDIS_URL not set)")),
-        onSome: (client) => Effect.tap(makeRedisCache(client), () => Effect.logInfo("cache: Redis"))
+        onSome: (client) =>
+          Effect.tap(
+            makeRedisCache(client, Option.match(config.redisNamespace, { onNone: () => ({}), onSome: (namespace) => ({ namespace }) })),
+            () => Effect.logInfo("cache: Redis")
+          )
       }))
   )
 

@@ -42,6 +42,8 @@ export interface AppConfigShape {
   readonly cacheTtlSeconds: number
   /** requests per minute per user on the authenticated API (API.md section 0) */
   readonly rateLimitApiPerMinute: number
+  /** keeps this deployment's Redis keys apart when several deployments (or test files) share one Redis */
+  readonly redisNamespace: Option.Option<string>
 }
 
 export class AppConfig extends Context.Tag("chatkit/AppConfig")<AppConfig, AppConfigShape>() {}
@@ -133,7 +135,13 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     migrateOnStart: booleanFlag("MIGRATE_ON_START", !production),
     shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000, 600_000),
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", 300, 86_400),
-    rateLimitApiPerMinute: positiveInt("RATE_LIMIT_API_PER_MINUTE", 300, 100_000)
+    rateLimitApiPerMinute: positiveInt("RATE_LIMIT_API_PER_MINUTE", 300, 100_000),
+    redisNamespace: optionalString("REDIS_NAMESPACE").pipe(
+      Config.validate({
+        message: "REDIS_NAMESPACE: must be 1-64 of [A-Za-z0-9_.-]",
+        validation: Option.match({ onNone: () => true, onSome: (s) => /^[A-Za-z0-9_.-]{1,64}$/.test(s) })
+      })
+    )
   })
 }
 
@@ -224,7 +232,7 @@ export const loadConfig = (provider: ConfigProvider.ConfigProvider): Effect.Effe
 export const CONFIG_VARIABLES = [
   "NODE_ENV", "PORT", "HOST", "DATABASE_URL", "DATABASE_POOL_MAX", "DATABASE_STATEMENT_TIMEOUT_MS", "DATABASE_CONNECT_ATTEMPTS",
   "CHATKIT_DATA_DIR",
-  "REDIS_URL", "AUTH_SECRET_KEY", "APP_SETTINGS_SECRET_KEY", "ACCESS_TOKEN_TTL_MINUTES", "REFRESH_TOKEN_TTL_DAYS",
+  "REDIS_URL", "REDIS_NAMESPACE", "AUTH_SECRET_KEY", "APP_SETTINGS_SECRET_KEY", "ACCESS_TOKEN_TTL_MINUTES", "REFRESH_TOKEN_TTL_DAYS",
   "ALLOWED_ORIGINS", "TRUST_PROXY", "ADMIN_EMAIL", "ADMIN_PASSWORD", "LLM_PROVIDER", "OPENAI_API_KEY", "OPENAI_BASE_URL",
   "EMBEDDINGS_PROVIDER", "LOG_LEVEL", "LOG_FORMAT", "METRICS_TOKEN", "OTEL_EXPORTER_OTLP_ENDPOINT", "WORKER_MODE",
   "MIGRATE_ON_START", "SHUTDOWN_GRACE_MS", "CACHE_TTL_SECONDS", "RATE_LIMIT_API_PER_MINUTE"

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { Clock, Context, Duration, Effect, Layer, Metric, Option } from "effect"
 import type { Redis as IORedis } from "ioredis"
 import { RateLimited } from "../api/errors.js"
-import type { AppConfig, AppConfigShape } from "./Config.js"
+import { AppConfig, type AppConfigShape } from "./Config.js"
 import { RequestInfo } from "./Http.js"
 import { rateLimitRejectionsTotal } from "./Metrics.js"
 import { OptionalRedis, RedisError, type RedisService } from "./Redis.js"
@@ -51,7 +51,11 @@ export const rateLimitRules = (config: Pick<AppConfigShape, "rateLimitApiPerMinu
 // Keys
 // ---------------------------------------------------------------------------------------------
 
-export const REDIS_KEY_ROOT = "chatkit:ratelimit:"
+/** `chatkit:ratelimit:`, or `chatkit:<REDIS_NAMESPACE>:ratelimit:` for a deployment sharing its Redis. */
+export const redisKeyRoot = (namespace?: string) =>
+  namespace === undefined ? "chatkit:ratelimit:" : `chatkit:${namespace}:ratelimit:`
+
+export const REDIS_KEY_ROOT = redisKeyRoot()
 
 const SAFE_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 /** IPv4/IPv6 addresses, numeric ids and short tokens stay readable in Redis. */
@@ -66,8 +70,8 @@ const digest = (value: string) => `~${createHash("sha256").update(value, "utf8")
  * characters and holds no email address. The name never contains ":", so no two (name, key)
  * pairs share a key.
  */
-export const rateLimitKey = (name: string, key: string) =>
-  `${REDIS_KEY_ROOT}${SAFE_NAME.test(name) ? name : digest(name)}:${SAFE_KEY.test(key) ? key : digest(key)}`
+export const rateLimitKey = (name: string, key: string, root = REDIS_KEY_ROOT) =>
+  `${root}${SAFE_NAME.test(name) ? name : digest(name)}:${SAFE_KEY.test(key) ? key : digest(key)}`
 
 // ---------------------------------------------------------------------------------------------
 // Stores: count one hit in the current window of `id`, which starts at its first hit
@@ -238,11 +242,11 @@ const writeHeaders = (
   headers[HEADER_RESET] = String(resetSeconds)
 }
 
-const makeService = (store: Store<never>): RateLimiterService => ({
+const makeService = (store: Store<never>, root = REDIS_KEY_ROOT): RateLimiterService => ({
   consume: (rule, key) =>
     Effect.gen(function*() {
       const windowMs = yield* Effect.sync(() => checkRule(rule)) // a bad rule is a bug: a defect
-      const { count, resetMs } = yield* store.hit(rateLimitKey(rule.name, key), windowMs)
+      const { count, resetMs } = yield* store.hit(rateLimitKey(rule.name, key, root), windowMs)
       const refused = count > rule.limit
       const remaining = Math.max(0, rule.limit - count)
       const resetSeconds = Math.max(1, Math.ceil(resetMs / 1000))
@@ -266,22 +270,28 @@ export const makeMemoryRateLimiter = (options: MemoryRateLimiterOptions = {}): E
 /** A limiter over an existing Redis client, shared with every instance using the same Redis. */
 export const makeRedisRateLimiter = (
   redis: RedisService,
-  options: MemoryRateLimiterOptions = {}
+  options: MemoryRateLimiterOptions & { readonly namespace?: string | undefined } = {}
 ): Effect.Effect<RateLimiterService> =>
-  Effect.sync(() => makeService(withMemoryFallback(makeRedisStore(redis), makeMemoryStore(options))))
+  Effect.sync(() =>
+    makeService(withMemoryFallback(makeRedisStore(redis), makeMemoryStore(options)), redisKeyRoot(options.namespace))
+  )
 
 export class RateLimiter extends Context.Tag("chatkit/RateLimiter")<RateLimiter, RateLimiterService>() {
   /** Redis store when Some (the ONE shared ioredis client from OptionalRedis), memory otherwise. */
   static readonly layer: Layer.Layer<RateLimiter, never, AppConfig | OptionalRedis> = Layer.effect(
     RateLimiter,
-    Effect.flatMap(OptionalRedis, (redis) =>
+    Effect.flatMap(Effect.all([OptionalRedis, AppConfig]), ([redis, config]) =>
       Option.match(redis, {
         onNone: () =>
           Effect.tap(
             makeMemoryRateLimiter(),
             () => Effect.logInfo("rate limiter: in memory (REDIS_URL not set; limits are per instance)")
           ),
-        onSome: (client) => Effect.tap(makeRedisRateLimiter(client), () => Effect.logInfo("rate limiter: Redis"))
+        onSome: (client) =>
+          Effect.tap(
+            makeRedisRateLimiter(client, { namespace: Option.getOrUndefined(config.redisNamespace) }),
+            () => Effect.logInfo("rate limiter: Redis")
+          )
       }))
   )
 

@@ -20,19 +20,6 @@ const RequireTestRedis = Layer.effectDiscard(
 )
 
 /**
- * The app's cache, in its own key space when Redis is shared: every test file's schema numbers its
- * rows from 1, so another file's cached `users:1` must never answer for this one's.
- */
-const isolatedCache = (name: string) =>
-  Layer.unwrapEffect(
-    Effect.map(OptionalRedis, (redis) =>
-      Option.match(redis, {
-        onNone: () => Cache.layerMemory(),
-        onSome: (client) => Cache.layerRedis({ namespace: uniqueSchema(name) }).pipe(Layer.provide(Layer.succeed(Redis, client)))
-      }))
-  )
-
-/**
  * The whole application in process on 127.0.0.1:0, migrated, over a fresh database (PGlite in
  * memory, or an own schema of TEST_DATABASE_URL) and Redis when TEST_REDIS_URL is set. Provides
  * an `HttpClient` bound to the server, for `makeChatkitClient()` and raw requests, and `Passwords`
@@ -46,14 +33,18 @@ export const TestApp = (
     readonly passwords?: Layer.Layer<Passwords>
   } = {}
 ) => {
-  const redis = Option.match(testRedisUrl, { onNone: () => ({}), onSome: (url) => ({ REDIS_URL: url }) })
+  // its own Redis key space: every file's schema numbers rows from 1, and limits must not add up across files
+  const redis = Option.match(testRedisUrl, {
+    onNone: () => ({}),
+    onSome: (url) => ({ REDIS_URL: url, REDIS_NAMESPACE: uniqueSchema(name) })
+  })
   const config = testConfig({ ...redis, ...env })
   return HttpAppLive.pipe(
     Layer.provide(MigrateOnStart),
     Layer.provideMerge(options.passwords ?? Passwords.layerTest),
     Layer.provide(env.REDIS_URL === undefined ? RequireTestRedis : Layer.empty),
     Layer.provideMerge(NodeHttpServer.layerTest),
-    Layer.provideMerge(isolatedCache(name)),
+    Layer.provideMerge(Cache.layer),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
     Layer.provideMerge(config),
