@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import autocannon from "autocannon"
-import { freePort } from "../test/support/ports.js"
+import { freePort } from "../test/support/network.js"
 
 export const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 export const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10)

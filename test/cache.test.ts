@@ -22,6 +22,7 @@ import { Cache, makeMemoryCache, makeRedisCache, redisKeyRoot } from "../src/pla
 import { testConfig } from "../src/platform/Config.js"
 import { cacheErrorsTotal, cacheRequestsTotal } from "../src/platform/Metrics.js"
 import { makeRedis, OptionalRedis, Redis, RedisError, RedisLive, type RedisService } from "../src/platform/Redis.js"
+import { stalledServer } from "./support/network.js"
 
 /** The real Redis of CI; when set, the Redis suite runs and fails if that server does not answer. */
 const testRedisUrl = Option.fromNullable(process.env.TEST_REDIS_URL).pipe(Option.filter((url) => url !== ""))
@@ -276,26 +277,6 @@ const captureLogs = () => {
   return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
 }
 
-/** A TCP server that accepts connections and never answers: a hung Redis. */
-const stalledServer = Effect.acquireRelease(
-  Effect.async<{ server: net.Server; sockets: Set<net.Socket>; port: number }>((resume) => {
-    const sockets = new Set<net.Socket>()
-    const server = net.createServer((socket) => {
-      sockets.add(socket)
-      socket.on("close", () => sockets.delete(socket))
-      socket.on("error", () => undefined)
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      resume(Effect.succeed({ server, sockets, port: typeof address === "object" && address !== null ? address.port : 0 }))
-    })
-  }),
-  ({ server, sockets }) =>
-    Effect.async<void>((resume) => {
-      for (const socket of sockets) socket.destroy()
-      server.close(() => resume(Effect.void))
-    })
-)
 
 const outageContract = (label: string, url: Effect.Effect<string, never, Scope.Scope>) => {
   const logs = captureLogs()

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto"
-import net from "node:net"
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, layer } from "@effect/vitest"
@@ -36,6 +35,7 @@ import {
   REDIS_KEY_ROOT
 } from "../src/platform/RateLimiter.js"
 import { makeRedis, OptionalRedis, Redis, type RedisService } from "../src/platform/Redis.js"
+import { stalledServer } from "./support/network.js"
 
 /** The real Redis of CI; when set, the Redis suite runs and fails if that server does not answer. */
 const testRedisUrl = Option.fromNullable(process.env.TEST_REDIS_URL).pipe(Option.filter((url) => url !== ""))
@@ -332,26 +332,6 @@ const captureLogs = () => {
 const fallbackWarnings = (lines: ReadonlyArray<string>) =>
   lines.filter((l) => l.includes("rate limiter: Redis unavailable; limiting in memory on this instance"))
 
-/** A TCP server that accepts connections and never answers: a hung Redis. */
-const stalledServer = Effect.acquireRelease(
-  Effect.async<{ server: net.Server; sockets: Set<net.Socket>; port: number }>((resume) => {
-    const sockets = new Set<net.Socket>()
-    const server = net.createServer((socket) => {
-      sockets.add(socket)
-      socket.on("close", () => sockets.delete(socket))
-      socket.on("error", () => undefined)
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      resume(Effect.succeed({ server, sockets, port: typeof address === "object" && address !== null ? address.port : 0 }))
-    })
-  }),
-  ({ server, sockets }) =>
-    Effect.async<void>((resume) => {
-      for (const socket of sockets) socket.destroy()
-      server.close(() => resume(Effect.void))
-    })
-)
 
 const limiterOver = <E>(redis: Layer.Layer<Redis, E>) =>
   Layer.effect(RateLimiter, Effect.flatMap(Redis, (r) => makeRedisRateLimiter(r))).pipe(Layer.provideMerge(redis))

@@ -3,7 +3,7 @@ import { Effect, Exit, Layer, Scope } from "effect"
 import { describe, expect, it } from "vitest"
 import { testConfig } from "../src/platform/Config.js"
 import { makeServer } from "../src/platform/Server.js"
-import { freePort } from "./support/ports.js"
+import { freePort } from "./support/network.js"
 
 /** A server whose only route answers after `delayMs`, with the production shutdown wiring. */
 const slowServer = (port: number, delayMs: number, graceMs: number) =>

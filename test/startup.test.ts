@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { describe, expect, it } from "vitest"
-import { freePort } from "./support/ports.js"
+import { freePort } from "./support/network.js"
 
 /** Runs `src/main.ts` as `npm start` would, with only the given environment. */
 const startServer = (env: Record<string, string>) =>

@@ -1,11 +1,10 @@
 import { readFile } from "node:fs/promises"
 import { createInterface } from "node:readline"
-import { Command, Options, ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Command, Options } from "@effect/cli"
 import type { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import type { PgClient } from "@effect/sql-pg"
-import { Cause, Chunk, Console, Data, Effect, Layer, Option } from "effect"
+import { Console, Data, Effect, Layer, Option } from "effect"
 import { pageRequest, toPage } from "../api/schemas.js"
 import { AuditLog } from "../features/audit/AuditLog.js"
 import { Passwords } from "../features/auth/Passwords.js"
@@ -14,6 +13,7 @@ import { type UserRow, UsersRepo } from "../features/users/Repo.js"
 import { AppConfig, AppConfigLive, type AppConfigShape } from "../platform/Config.js"
 import { DatabaseLive } from "../platform/Database.js"
 import { makeLoggerLayer } from "../platform/Telemetry.js"
+import { runCli } from "./run.js"
 
 /**
  * `chatkit users create-admin --email E [--password-file F] | users list [--page N] [--page-size N] [--q Q]`.
@@ -195,31 +195,9 @@ const chatkit = Command.make("chatkit", {}, () => Console.log("Usage: chatkit us
   Command.withSubcommands([users])
 )
 
-/** The message a human needs, without a stack trace; the cause's words when the error has none of its own. */
-const describe = (error: unknown): string => {
-  if (!(error instanceof Error)) return String(error)
-  const cause = error.cause instanceof Error && (error.cause as { _tag?: unknown })._tag !== "UnknownException"
-    ? error.cause.message
-    : undefined
-  return cause !== undefined && cause !== "" && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message
-}
-
-const reportFailure = (cause: Cause.Cause<unknown>) => {
-  if (Cause.isInterruptedOnly(cause)) return Console.error("Interrupted.")
-  // @effect/cli already printed what is wrong with the command line.
-  const failures = Chunk.toReadonlyArray(Cause.failures(cause)).filter((e) => !ValidationError.isValidationError(e))
-  const defects = Chunk.toReadonlyArray(Cause.defects(cause))
-  const lines = [...failures.map(describe), ...defects.map((d) => `Unexpected error: ${describe(d)}`)]
-  return lines.length === 0 ? Effect.void : Console.error(lines.join("\n"))
-}
-
 const cli = Command.run(chatkit, { name: "chatkit", version: "0.1.0" })
 
 /** @effect/cli spells one-letter options `-q`; `--q` (as documented) is accepted as `--query`. */
 const argv = process.argv.map((arg) => (arg === "--q" ? "--query" : arg.startsWith("--q=") ? `--query=${arg.slice(4)}` : arg))
 
-cli(argv).pipe(
-  Effect.tapErrorCause(reportFailure),
-  Effect.provide(NodeContext.layer),
-  NodeRuntime.runMain({ disablePrettyLogger: true, disableErrorReporting: true })
-)
+runCli(cli(argv))

@@ -1,8 +1,7 @@
 import { resolve } from "node:path"
-import { Args, Command, Options, ValidationError } from "@effect/cli"
+import { Args, Command, Options } from "@effect/cli"
 import type { SqlClient } from "@effect/sql"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Chunk, Console, Effect, Option } from "effect"
+import { Console, Effect, Option } from "effect"
 import { AppConfig, AppConfigLive, type AppConfigShape } from "../platform/Config.js"
 import { DatabaseLive } from "../platform/Database.js"
 import { makeLoggerLayer } from "../platform/Telemetry.js"
@@ -13,6 +12,7 @@ import {
   type MigrationStatus,
   migrationStatus
 } from "../platform/Migrations.js"
+import { runCli } from "./run.js"
 
 /**
  * `migrate up [--to N] | down [--steps N] | status | create <name>`; `--dir` picks another
@@ -138,31 +138,6 @@ const migrate = Command.make("migrate", {}, () =>
     Command.withSubcommands([up, down, status, create])
   )
 
-/** The message a human needs, without a stack trace; the cause's words when the error has none of its own. */
-const describe = (error: unknown): string => {
-  if (!(error instanceof Error)) return String(error)
-  // An UnknownException only says that a promise rejected: the error's own message is better.
-  const cause = error.cause instanceof Error && (error.cause as { _tag?: unknown })._tag !== "UnknownException"
-    ? error.cause.message
-    : undefined
-  return cause !== undefined && cause !== "" && !error.message.includes(cause)
-    ? `${error.message}: ${cause}`
-    : error.message
-}
-
-const reportFailure = (cause: Cause.Cause<unknown>) => {
-  if (Cause.isInterruptedOnly(cause)) return Console.error("Interrupted.")
-  // @effect/cli already printed what is wrong with the command line.
-  const failures = Chunk.toReadonlyArray(Cause.failures(cause)).filter((e) => !ValidationError.isValidationError(e))
-  const defects = Chunk.toReadonlyArray(Cause.defects(cause))
-  const lines = [...failures.map(describe), ...defects.map((d) => `Unexpected error: ${describe(d)}`)]
-  return lines.length === 0 ? Effect.void : Console.error(lines.join("\n"))
-}
-
 const cli = Command.run(migrate, { name: "chatkit migrate", version: "0.1.0" })
 
-cli(process.argv).pipe(
-  Effect.tapErrorCause(reportFailure),
-  Effect.provide(NodeContext.layer),
-  NodeRuntime.runMain({ disablePrettyLogger: true, disableErrorReporting: true })
-)
+runCli(cli(process.argv))
