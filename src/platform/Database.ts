@@ -192,3 +192,14 @@ export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, 
 /** Round trip used by /health/ready. */
 export const pingDatabase = (timeout: Duration.DurationInput) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`.pipe(Effect.timeout(timeout)))
+
+/**
+ * Database failures are not the caller's fault: they become defects, which the platform answers
+ * with 503 (connection lost) or 500, and logs once with the request id.
+ */
+export const orDieOnSqlError = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(self, (error) => error instanceof SqlError, (error) => Effect.die(error)) as Effect.Effect<
+    A,
+    Exclude<E, SqlError>,
+    R
+  >

@@ -1,5 +1,4 @@
 import { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Redacted } from "effect"
 import type { TokenPair } from "../../api/AuthApi.js"
 import { type RateLimited, Unauthorized } from "../../api/errors.js"
@@ -14,6 +13,7 @@ import { UserLookup } from "../users/UserLookup.js"
 import { Passwords } from "./Passwords.js"
 import { type IssuedRefreshToken, RefreshTokens } from "./RefreshTokens.js"
 import { AccessTokens, type SignedAccessToken } from "./Tokens.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 
 /** The same body for an unknown email and a wrong password. */
 const badCredentials = () => new Unauthorized({ detail: "The email or password is incorrect" })
@@ -30,12 +30,6 @@ const tokenPair = (access: SignedAccessToken, refresh: IssuedRefreshToken, user:
 })
 
 /** Database failures are not the caller's fault: a defect, answered 503/500 by the platform. */
-const dieOnSqlError = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.catchIf(self, (error) => error instanceof SqlError, (error) => Effect.die(error)) as Effect.Effect<
-    A,
-    Exclude<E, SqlError>,
-    R
-  >
 
 /**
  * Sign-in and sessions (API.md section 2). Every change and its audit row commit together;
@@ -97,7 +91,7 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
         if (Option.isSome(upgraded)) yield* lookup.invalidate(row.id)
         const access = yield* accessTokens.sign(row.id)
         return tokenPair(access, refresh, toUser(row))
-      }).pipe(dieOnSqlError, Effect.withSpan("AuthService.login"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("AuthService.login"))
 
     /** Consumes the refresh token and answers the next pair of its family. */
     const refresh = (presented: Redacted.Redacted<string>): Effect.Effect<typeof TokenPair.Type, Unauthorized | RateLimited> =>
@@ -111,7 +105,7 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
         const { deleted_at: _, ...live } = user.value
         const access = yield* accessTokens.sign(next.userId)
         return tokenPair(access, next, live)
-      }).pipe(dieOnSqlError, Effect.withSpan("AuthService.refresh"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("AuthService.refresh"))
 
     /** Revokes the token's family; an unknown or already revoked token changes nothing (idempotent). */
     const logout = (presented: Redacted.Redacted<string>): Effect.Effect<void> =>
@@ -127,7 +121,7 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
             changes: { revoked_count: revoked.value.revoked }
           })
         })
-      ).pipe(dieOnSqlError, Effect.withSpan("AuthService.logout"))
+      ).pipe(orDieOnSqlError, Effect.withSpan("AuthService.logout"))
 
     /** Ends every session of the caller. */
     const logoutAll: Effect.Effect<void, never, CurrentUser> = Effect.gen(function*() {
@@ -144,7 +138,7 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
           })
         })
       )
-    }).pipe(dieOnSqlError, Effect.withSpan("AuthService.logoutAll"))
+    }).pipe(orDieOnSqlError, Effect.withSpan("AuthService.logoutAll"))
 
     /**
      * Verifies the current password, stores the new one and ends every session (refresh tokens;
@@ -175,7 +169,7 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
           })
         )
         yield* lookup.invalidate(user.id)
-      }).pipe(dieOnSqlError, Effect.withSpan("AuthService.changePassword"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("AuthService.changePassword"))
 
     return { login, refresh, logout, logoutAll, changePassword } as const
   }),

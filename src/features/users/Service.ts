@@ -1,5 +1,4 @@
 import { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, type Redacted } from "effect"
 import { Conflict, NotFound } from "../../api/errors.js"
 import { type PageRequest, toPage } from "../../api/schemas.js"
@@ -9,6 +8,7 @@ import { Passwords } from "../auth/Passwords.js"
 import { RefreshTokens } from "../auth/RefreshTokens.js"
 import { toAdminUser, type UserChanges, type UserRow, UsersRepo } from "./Repo.js"
 import { UserLookup } from "./UserLookup.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 
 export interface CreateUserInput {
   /** already trimmed and lower-cased by the `Email` schema */
@@ -41,13 +41,6 @@ const notFound = (id: UserId) => new NotFound({ detail: `User ${id} does not exi
 /** What an admin may edit, as the diff sees it. */
 const editable = (row: UserRow) => ({ display_name: row.display_name, is_admin: row.is_admin })
 
-/** SQL failures are not the caller's fault: a defect, which the platform answers with 503 or 500. */
-const orDieOnSql = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError>, R> =>
-  Effect.catchIf(effect, (error) => error instanceof SqlError, (error) => Effect.die(error)) as Effect.Effect<
-    A,
-    Exclude<E, SqlError>,
-    R
-  >
 
 /**
  * Admin user management (API.md section 3). Every mutation commits together with its audit row;
@@ -71,13 +64,13 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
       repo.list({ q: input.q, includeDeleted: input.includeDeleted, limit: input.page.pageSize, offset: input.page.offset })
         .pipe(
           Effect.map(({ items, total }) => toPage(input.page, items.map(toAdminUser), total)),
-          orDieOnSql,
+          orDieOnSqlError,
           Effect.withSpan("UsersService.list", { attributes: { include_deleted: input.includeDeleted } })
         )
 
     const get = (id: UserId): Effect.Effect<AdminUser, NotFound> =>
       repo.findById(id).pipe(
-        orDieOnSql,
+        orDieOnSqlError,
         Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound(id)), onSome: (row) => Effect.succeed(toAdminUser(row)) })),
         Effect.withSpan("UsersService.get", { attributes: { "user.id": id } })
       )
@@ -102,7 +95,7 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
           })
         )
         return toAdminUser(row)
-      }).pipe(orDieOnSql, Effect.withSpan("UsersService.create"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("UsersService.create"))
 
     /**
      * PATCH semantics: absent fields stay as they are. A new password revokes every refresh token
@@ -146,7 +139,7 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
           })
         )
         return toAdminUser(row)
-      }).pipe(orDieOnSql, Effect.withSpan("UsersService.update", { attributes: { "user.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("UsersService.update", { attributes: { "user.id": id } }))
 
     /** Soft delete: the row stays (restorable), every refresh token of the user is revoked. */
     const remove = (id: UserId, actor: Actor): Effect.Effect<void, NotFound | Conflict> =>
@@ -166,7 +159,7 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
             return deleted.value
           })
         )
-      }).pipe(orDieOnSql, Effect.withSpan("UsersService.delete", { attributes: { "user.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("UsersService.delete", { attributes: { "user.id": id } }))
 
     /**
      * Brings a soft-deleted user back. Restoring a user that is not deleted returns it unchanged;
@@ -188,7 +181,7 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
           })
           return restored.value
         })
-      ).pipe(Effect.map(toAdminUser), orDieOnSql, Effect.withSpan("UsersService.restore", { attributes: { "user.id": id } }))
+      ).pipe(Effect.map(toAdminUser), orDieOnSqlError, Effect.withSpan("UsersService.restore", { attributes: { "user.id": id } }))
 
     return { list, get, create, update, delete: remove, restore } as const
   }),
