@@ -29,7 +29,18 @@ export const User = Schema.Struct({
   is_lti: Schema.Boolean,
   created_at: Schema.Date,
   updated_at: Schema.Date
-}).annotations({ identifier: "User" })
+}).annotations({
+  identifier: "User",
+  examples: [{
+    id: 1 as UserId,
+    email: "ada@example.com",
+    display_name: "Ada",
+    is_admin: false,
+    is_lti: false,
+    created_at: new Date("2026-11-29T10:00:00.000Z"),
+    updated_at: new Date("2026-11-29T10:00:00.000Z")
+  }]
+})
 export type User = typeof User.Type
 
 /** What admins see: a user with its soft-delete marker. */
