@@ -12,10 +12,17 @@ import { AccessTokens } from "./features/auth/Tokens.js"
 import { OperationsLive } from "./features/health/Http.js"
 import { ReadinessChecks } from "./features/health/Readiness.js"
 import { BootstrapAdmin } from "./features/users/Bootstrap.js"
+import { ModelsLive } from "./features/models/Http.js"
+import { ModelsService } from "./features/models/Service.js"
+import { SettingsLive } from "./features/settings/Http.js"
+import { SettingsService } from "./features/settings/Service.js"
 import { UsersLive } from "./features/users/Http.js"
 import { UsersService } from "./features/users/Service.js"
 import { UsersRepo } from "./features/users/Repo.js"
 import { UserLookup } from "./features/users/UserLookup.js"
+import { BootstrapDefaultWorkflow } from "./features/workflows/DefaultWorkflow.js"
+import { WorkflowsLive } from "./features/workflows/Http.js"
+import { WorkflowsService } from "./features/workflows/Service.js"
 import { AppConfig } from "./platform/Config.js"
 import { ProblemResponsesLive, requestPipeline } from "./platform/Http.js"
 import { migrateUp } from "./platform/Migrations.js"
@@ -48,6 +55,9 @@ export const ApiLive = HttpApiBuilder.api(ChatkitApi).pipe(
   Layer.provide(AuthLive),
   Layer.provide(AuditLive.pipe(Layer.provide(AuditRepo.Default))),
   Layer.provide(UsersLive.pipe(Layer.provide(UsersService.Default))),
+  Layer.provide(SettingsLive.pipe(Layer.provide(SettingsService.Default))),
+  Layer.provide(ModelsLive.pipe(Layer.provide(ModelsService.Default))),
+  Layer.provide(WorkflowsLive.pipe(Layer.provide(WorkflowsService.Default))),
   Layer.provide(ReadinessChecks.Default),
   // below every group: the bearer middleware and the shared services are for all of them
   Layer.provide(AuthenticationLive),
@@ -67,5 +77,6 @@ export const HttpAppLive = Layer.unwrapEffect(
   Layer.provide(ProblemResponsesLive),
   Layer.provide(ApiLive),
   // after the migrations (provided to HttpAppLive), before the Api serves
+  Layer.provide(BootstrapDefaultWorkflow),
   Layer.provide(BootstrapAdmin)
 )

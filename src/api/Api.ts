@@ -8,8 +8,11 @@ import {
   UnsupportedMediaTypeProblem,
   ValidationErrorProblem
 } from "./errors.js"
+import { ModelsApi } from "./ModelsApi.js"
 import { OperationsApi } from "./OperationsApi.js"
+import { SettingsApi } from "./SettingsApi.js"
 import { UsersApi } from "./UsersApi.js"
+import { WorkflowsApi } from "./WorkflowsApi.js"
 
 /**
  * The whole HTTP contract. Feature groups are added before `.prefix("/api/v1")`; the operational
@@ -20,6 +23,9 @@ export class ChatkitApi extends HttpApi.make("chatkit")
   .add(AuthApi)
   .add(UsersApi)
   .add(AuditApi)
+  .add(SettingsApi)
+  .add(ModelsApi)
+  .add(WorkflowsApi)
   .prefix("/api/v1")
   .add(OperationsApi)
   .addError(ValidationErrorProblem)

@@ -340,15 +340,24 @@ export const makeRedisCache = (redis: RedisService, options: RedisCacheOptions =
 export const makeMemoryCache = (options: MemoryCacheOptions = {}) =>
   Effect.map(defaultTtl, (ttl) => makeService(makeMemoryStore(options), ttl))
 
+/** CACHE_DISABLED=true: stores nothing, every `getOrLoad` loads (to measure what the cache saves). */
+export const passThroughCache: CacheService = {
+  get: () => Effect.succeedNone,
+  set: () => Effect.void,
+  delete: () => Effect.void,
+  invalidatePrefix: () => Effect.void,
+  getOrLoad: (_key, _schema, load) => load
+}
+
 export class Cache extends Context.Tag("chatkit/Cache")<Cache, CacheService>() {
   /**
    * Redis (the shared client) when REDIS_URL is set, memory otherwise. A value, not a function, so
-   * every feature that provides it gets the same cache.
+   * every feature that provides it gets the same cache. CACHE_DISABLED=true gives `passThroughCache`.
    */
   static readonly layer: Layer.Layer<Cache, never, AppConfig | OptionalRedis> = Layer.effect(
     Cache,
     Effect.flatMap(Effect.all([OptionalRedis, AppConfig]), ([redis, config]) =>
-      Option.match(redis, {
+      config.cacheDisabled ? Effect.as(Effect.logWarning("cache: disabled (CACHE_DISABLED=true)"), passThroughCache) : Option.match(redis, {
         onNone: () => Effect.tap(makeMemoryCache(), () => Effect.logInfo("cache: in memory (REDIS_URL not set)")),
         onSome: (client) =>
           Effect.tap(

@@ -40,6 +40,8 @@ export interface AppConfigShape {
   readonly migrateOnStart: boolean
   readonly shutdownGraceMs: number
   readonly cacheTtlSeconds: number
+  /** CACHE_DISABLED=true: every cache read goes to the source (benchmarks, debugging) */
+  readonly cacheDisabled: boolean
   /** requests per minute per user on the authenticated API (API.md section 0) */
   readonly rateLimitApiPerMinute: number
   /** keeps this deployment's Redis keys apart when several deployments (or test files) share one Redis */
@@ -135,6 +137,7 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     migrateOnStart: booleanFlag("MIGRATE_ON_START", !production),
     shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000, 600_000),
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", 300, 86_400),
+    cacheDisabled: booleanFlag("CACHE_DISABLED", false),
     rateLimitApiPerMinute: positiveInt("RATE_LIMIT_API_PER_MINUTE", 300, 100_000),
     redisNamespace: optionalString("REDIS_NAMESPACE").pipe(
       Config.validate({
@@ -235,7 +238,7 @@ export const CONFIG_VARIABLES = [
   "REDIS_URL", "REDIS_NAMESPACE", "AUTH_SECRET_KEY", "APP_SETTINGS_SECRET_KEY", "ACCESS_TOKEN_TTL_MINUTES", "REFRESH_TOKEN_TTL_DAYS",
   "ALLOWED_ORIGINS", "TRUST_PROXY", "ADMIN_EMAIL", "ADMIN_PASSWORD", "LLM_PROVIDER", "OPENAI_API_KEY", "OPENAI_BASE_URL",
   "EMBEDDINGS_PROVIDER", "LOG_LEVEL", "LOG_FORMAT", "METRICS_TOKEN", "OTEL_EXPORTER_OTLP_ENDPOINT", "WORKER_MODE",
-  "MIGRATE_ON_START", "SHUTDOWN_GRACE_MS", "CACHE_TTL_SECONDS", "RATE_LIMIT_API_PER_MINUTE"
+  "MIGRATE_ON_START", "SHUTDOWN_GRACE_MS", "CACHE_TTL_SECONDS", "CACHE_DISABLED", "RATE_LIMIT_API_PER_MINUTE"
 ] as const
 
 /**

@@ -1,0 +1,2 @@
+-- 0003_app_settings (down)
+DROP TABLE app_settings;

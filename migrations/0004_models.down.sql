@@ -1,0 +1,2 @@
+-- 0004_models (down)
+DROP TABLE models;

@@ -1,0 +1,18 @@
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect } from "effect"
+import { ChatkitApi } from "../../api/Api.js"
+import { pageRequest } from "../../api/schemas.js"
+import { adminOnly } from "../auth/Policy.js"
+import { ModelsService } from "./Service.js"
+
+/** The model catalog (API.md section 5): the list for every user, the rest admin only. */
+export const ModelsLive = HttpApiBuilder.group(ChatkitApi, "models", (handlers) =>
+  Effect.gen(function*() {
+    const models = yield* ModelsService
+    return handlers
+      .handle("list", ({ urlParams }) => models.list(pageRequest(urlParams)))
+      .handle("adminList", ({ urlParams }) => models.list(pageRequest(urlParams)).pipe(adminOnly))
+      .handle("create", ({ payload }) => models.create(payload).pipe(adminOnly))
+      .handle("update", ({ path, payload }) => models.update(path.id, payload).pipe(adminOnly))
+      .handle("delete", ({ path }) => models.delete(path.id).pipe(adminOnly))
+  }))

@@ -1,0 +1,127 @@
+import { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
+import { Effect, Option } from "effect"
+import { type Conflict, NotFound } from "../../api/errors.js"
+import { Page, type PageRequest, toPage } from "../../api/schemas.js"
+import { Model, type ModelId } from "../../domain/Model.js"
+import { Cache } from "../../platform/Cache.js"
+import { AuditLog, diffChanges } from "../audit/AuditLog.js"
+import { type ModelChanges, ModelsRepo, type NewModel } from "./Repo.js"
+
+/** Every cached page of the catalog lives under this prefix; any write invalidates all of them. */
+export const MODELS_CACHE_PREFIX = "models"
+const pageKey = (page: PageRequest) => `${MODELS_CACHE_PREFIX}:page:${page.page}:${page.pageSize}`
+
+const ModelPage = Page(Model)
+export type ModelPage = typeof ModelPage.Type
+
+export interface CreateModelInput {
+  readonly name: string
+  readonly display_name: string
+  readonly description?: string | null | undefined
+  readonly provider_id?: string | null | undefined
+  readonly provider_slug?: string | null | undefined
+  readonly supports_reasoning?: boolean | undefined
+  readonly supports_streaming?: boolean | undefined
+}
+
+export type UpdateModelInput = { readonly [K in keyof CreateModelInput]?: CreateModelInput[K] | undefined }
+
+const orDieOnSql = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError>, R> =>
+  Effect.catchIf(effect, (error) => error instanceof SqlError, (error) => Effect.die(error)) as Effect.Effect<
+    A,
+    Exclude<E, SqlError>,
+    R
+  >
+
+const notFound = (id: ModelId) => new NotFound({ detail: `Model ${id} does not exist` })
+
+const editable = (model: Model): NewModel => ({
+  name: model.name,
+  display_name: model.display_name,
+  description: model.description,
+  provider_id: model.provider_id,
+  provider_slug: model.provider_slug,
+  supports_reasoning: model.supports_reasoning,
+  supports_streaming: model.supports_streaming
+})
+
+/**
+ * The model catalog (API.md section 5). Pages are read through the cache (one entry per page and
+ * page size); every write commits with its audit row, then invalidates every cached page.
+ */
+export class ModelsService extends Effect.Service<ModelsService>()("chatkit/ModelsService", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const repo = yield* ModelsRepo
+    const cache = yield* Cache
+    const audit = yield* AuditLog
+
+    const list = (page: PageRequest): Effect.Effect<ModelPage> =>
+      cache.getOrLoad(
+        pageKey(page),
+        ModelPage,
+        Effect.map(repo.list(page.pageSize, page.offset), ({ items, total }) => toPage(page, items, total))
+      ).pipe(orDieOnSql, Effect.withSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } }))
+
+    /** Runs `write` in a transaction and, once it has committed, drops every cached page. */
+    const mutate = <A, E, R>(write: Effect.Effect<A, E, R>) =>
+      sql.withTransaction(write).pipe(Effect.tap(() => cache.invalidatePrefix(MODELS_CACHE_PREFIX)))
+
+    const create = (input: CreateModelInput): Effect.Effect<Model, Conflict> =>
+      mutate(
+        Effect.gen(function*() {
+          const fields: NewModel = {
+            name: input.name,
+            display_name: input.display_name,
+            description: input.description ?? null,
+            provider_id: input.provider_id ?? null,
+            provider_slug: input.provider_slug ?? null,
+            supports_reasoning: input.supports_reasoning ?? false,
+            supports_streaming: input.supports_streaming ?? true
+          }
+          const model = yield* repo.insert(fields)
+          yield* audit.record({ action: "model.create", resourceType: "model", resourceId: model.id, changes: diffChanges({}, { ...fields }) })
+          return model
+        })
+      ).pipe(orDieOnSql, Effect.withSpan("ModelsService.create"))
+
+    /** PATCH semantics; a request that changes nothing writes nothing and invalidates nothing. */
+    const update = (id: ModelId, input: UpdateModelInput): Effect.Effect<Model, NotFound | Conflict> =>
+      Effect.gen(function*() {
+        const result = yield* sql.withTransaction(
+          Effect.gen(function*() {
+            const before = yield* repo.lock(id)
+            if (Option.isNone(before)) return yield* notFound(id)
+            const diff = diffChanges({ ...editable(before.value) }, { ...input })
+            if (Object.keys(diff).length === 0) return { model: before.value, changed: false }
+            const changes = Object.fromEntries(Object.entries(input).filter(([key]) => key in diff)) as ModelChanges
+            const after = yield* repo.update(id, changes)
+            if (Option.isNone(after)) return yield* notFound(id)
+            yield* audit.record({ action: "model.update", resourceType: "model", resourceId: id, changes: diff })
+            return { model: after.value, changed: true }
+          })
+        )
+        if (result.changed) yield* cache.invalidatePrefix(MODELS_CACHE_PREFIX)
+        return result.model
+      }).pipe(orDieOnSql, Effect.withSpan("ModelsService.update", { attributes: { "model.id": id } }))
+
+    const remove = (id: ModelId): Effect.Effect<void, NotFound> =>
+      mutate(
+        Effect.gen(function*() {
+          const deleted = yield* repo.delete(id)
+          if (Option.isNone(deleted)) return yield* notFound(id)
+          yield* audit.record({
+            action: "model.delete",
+            resourceType: "model",
+            resourceId: id,
+            changes: { name: deleted.value.name, display_name: deleted.value.display_name }
+          })
+        })
+      ).pipe(orDieOnSql, Effect.withSpan("ModelsService.delete", { attributes: { "model.id": id } }))
+
+    return { list, create, update, delete: remove } as const
+  }),
+  dependencies: [ModelsRepo.Default]
+}) {}
+

@@ -1,0 +1,115 @@
+import type { FieldIssue } from "../../api/errors.js"
+import { type Graph, NODE_KINDS } from "../../domain/Workflow.js"
+
+/**
+ * Graph validation (API.md section 6), pure. Returns every problem found, each with the path of
+ * the offending field (`nodes[3].kind`, `edges[1].target`), so a client can fix them all at once.
+ * The size caps are checked first and alone: they bound the work of every other check.
+ */
+
+export const MAX_NODES = 500
+export const MAX_EDGES = 2000
+
+const SUPPORTED = NODE_KINDS.join(", ")
+const isKnownKind = (kind: string): boolean => (NODE_KINDS as ReadonlyArray<string>).includes(kind)
+
+export const validateGraph = (graph: Graph): ReadonlyArray<FieldIssue> => {
+  const issues: Array<FieldIssue> = []
+  const issue = (path: string, message: string) => issues.push({ path, message })
+
+  if (graph.nodes.length > MAX_NODES) issue("nodes", `a graph has at most ${MAX_NODES} nodes (got ${graph.nodes.length})`)
+  if (graph.edges.length > MAX_EDGES) issue("edges", `a graph has at most ${MAX_EDGES} edges (got ${graph.edges.length})`)
+  if (issues.length > 0) return issues
+
+  // slugs: unique; the first occurrence is the one edges and parents refer to
+  const indexOf = new Map<string, number>()
+  graph.nodes.forEach((node, i) => {
+    const first = indexOf.get(node.slug)
+    if (first === undefined) indexOf.set(node.slug, i)
+    else issue(`nodes[${i}].slug`, `duplicate slug "${node.slug}" (already used by nodes[${first}])`)
+  })
+  const nodeOf = (slug: string) => {
+    const i = indexOf.get(slug)
+    return i === undefined ? undefined : graph.nodes[i]
+  }
+
+  graph.nodes.forEach((node, i) => {
+    if (!isKnownKind(node.kind)) issue(`nodes[${i}].kind`, `unknown kind "${node.kind}"; supported kinds: ${SUPPORTED}`)
+  })
+
+  // exactly one enabled start
+  const starts = graph.nodes.flatMap((node, i) => (node.kind === "start" && node.is_enabled ? [i] : []))
+  if (starts.length === 0) issue("nodes", "the graph needs exactly one enabled start node (it has none)")
+  for (const i of starts.slice(1)) {
+    issue(`nodes[${i}].kind`, `only one enabled start node is allowed (nodes[${starts[0]}] is one already)`)
+  }
+
+  // edges: endpoints exist, start has no incoming, end no outgoing, conditions only out of condition nodes
+  graph.edges.forEach((edge, k) => {
+    const source = nodeOf(edge.source)
+    const target = nodeOf(edge.target)
+    if (source === undefined) issue(`edges[${k}].source`, `no node has slug "${edge.source}"`)
+    if (target === undefined) issue(`edges[${k}].target`, `no node has slug "${edge.target}"`)
+    if (target?.kind === "start") issue(`edges[${k}].target`, `the start node "${edge.target}" cannot have incoming edges`)
+    if (source?.kind === "end") issue(`edges[${k}].source`, `the end node "${edge.source}" cannot have outgoing edges`)
+    if (edge.condition !== null && source !== undefined && source.kind !== "condition") {
+      issue(`edges[${k}].condition`, `only edges leaving a condition node may have a condition ("${edge.source}" is ${source.kind})`)
+    }
+  })
+
+  // reachability from the (first) enabled start, over edges whose endpoints exist
+  const startIndex = starts[0]
+  if (startIndex !== undefined) {
+    const next = new Map<string, Array<string>>()
+    for (const edge of graph.edges) {
+      if (indexOf.has(edge.source) && indexOf.has(edge.target)) {
+        const targets = next.get(edge.source) ?? []
+        targets.push(edge.target)
+        next.set(edge.source, targets)
+      }
+    }
+    const startSlug = graph.nodes[startIndex]?.slug ?? ""
+    const seen = new Set<string>([startSlug])
+    const queue = [startSlug]
+    for (let head = 0; head < queue.length; head++) {
+      for (const target of next.get(queue[head] ?? "") ?? []) {
+        if (!seen.has(target)) {
+          seen.add(target)
+          queue.push(target)
+        }
+      }
+    }
+    graph.nodes.forEach((node, i) => {
+      // disabled nodes never run: they may be left unconnected
+      if (node.is_enabled && !seen.has(node.slug) && indexOf.get(node.slug) === i) {
+        issue(`nodes[${i}]`, `node "${node.slug}" is not reachable from the start node "${startSlug}"`)
+      }
+    })
+  }
+
+  // parent_slug: refers to a node, and the chains never loop (each loop reported once)
+  const state = new Map<string, "visiting" | "done">()
+  graph.nodes.forEach((node, i) => {
+    if (node.parent_slug !== null && !indexOf.has(node.parent_slug)) {
+      issue(`nodes[${i}].parent_slug`, `no node has slug "${node.parent_slug}"`)
+    }
+  })
+  graph.nodes.forEach((node, i) => {
+    if (state.has(node.slug) || indexOf.get(node.slug) !== i) return
+    const chain: Array<string> = []
+    let current: string | null = node.slug
+    while (current !== null && indexOf.has(current) && !state.has(current)) {
+      state.set(current, "visiting")
+      chain.push(current)
+      current = nodeOf(current)?.parent_slug ?? null
+    }
+    if (current !== null && state.get(current) === "visiting") {
+      const loop = chain.slice(chain.indexOf(current))
+      const first = indexOf.get(loop[0] ?? "") ?? i
+      issue(`nodes[${first}].parent_slug`, `parent_slug references loop: ${[...loop, current].join(" → ")}`)
+    }
+    for (const slug of chain) state.set(slug, "done")
+  })
+
+  return issues
+}
