@@ -77,8 +77,17 @@ const normalizePrefix = (prefix: string) => prefix.endsWith(":") ? prefix.slice(
 /** Whole-segment prefix match, shared by both stores' semantics. */
 const coveredBy = (key: string, prefix: string) => prefix === "" || key === prefix || key.startsWith(`${prefix}:`)
 
-const countRequest = (cache: string, result: "hit" | "miss") =>
-  Metric.increment(Metric.tagged(Metric.tagged(cacheRequestsTotal, "cache", cache), "result", result))
+/** Tagged once per (cache, result): tagging hashes the metric key, a cost on every cache read. */
+const requestCounters = new Map<string, typeof cacheRequestsTotal>()
+const countRequest = (cache: string, result: "hit" | "miss") => {
+  const id = `${cache}\u0000${result}`
+  let counter = requestCounters.get(id)
+  if (counter === undefined) {
+    counter = Metric.tagged(Metric.tagged(cacheRequestsTotal, "cache", cache), "result", result)
+    requestCounters.set(id, counter)
+  }
+  return Metric.increment(counter)
+}
 
 /** Counted and logged; the key itself is not logged (it may hold an email or another identifier). */
 const reportFailure = (cache: string, operation: Operation, reason: string) =>

@@ -1,5 +1,4 @@
 import { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { type Conflict, NotFound } from "../../api/errors.js"
 import { Page, type PageRequest, toPage } from "../../api/schemas.js"
@@ -7,6 +6,7 @@ import { Model, type ModelId } from "../../domain/Model.js"
 import { Cache } from "../../platform/Cache.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"
 import { type ModelChanges, ModelsRepo, type NewModel } from "./Repo.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 
 /** Every cached page of the catalog lives under this prefix; any write invalidates all of them. */
 export const MODELS_CACHE_PREFIX = "models"
@@ -27,12 +27,6 @@ export interface CreateModelInput {
 
 export type UpdateModelInput = { readonly [K in keyof CreateModelInput]?: CreateModelInput[K] | undefined }
 
-const orDieOnSql = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError>, R> =>
-  Effect.catchIf(effect, (error) => error instanceof SqlError, (error) => Effect.die(error)) as Effect.Effect<
-    A,
-    Exclude<E, SqlError>,
-    R
-  >
 
 const notFound = (id: ModelId) => new NotFound({ detail: `Model ${id} does not exist` })
 
@@ -62,7 +56,7 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
         pageKey(page),
         ModelPage,
         Effect.map(repo.list(page.pageSize, page.offset), ({ items, total }) => toPage(page, items, total))
-      ).pipe(orDieOnSql, Effect.withSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } }))
+      ).pipe(orDieOnSqlError, Effect.withSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } }))
 
     /** Runs `write` in a transaction and, once it has committed, drops every cached page. */
     const mutate = <A, E, R>(write: Effect.Effect<A, E, R>) =>
@@ -84,7 +78,7 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
           yield* audit.record({ action: "model.create", resourceType: "model", resourceId: model.id, changes: diffChanges({}, { ...fields }) })
           return model
         })
-      ).pipe(orDieOnSql, Effect.withSpan("ModelsService.create"))
+      ).pipe(orDieOnSqlError, Effect.withSpan("ModelsService.create"))
 
     /** PATCH semantics; a request that changes nothing writes nothing and invalidates nothing. */
     const update = (id: ModelId, input: UpdateModelInput): Effect.Effect<Model, NotFound | Conflict> =>
@@ -104,7 +98,7 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
         )
         if (result.changed) yield* cache.invalidatePrefix(MODELS_CACHE_PREFIX)
         return result.model
-      }).pipe(orDieOnSql, Effect.withSpan("ModelsService.update", { attributes: { "model.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("ModelsService.update", { attributes: { "model.id": id } }))
 
     const remove = (id: ModelId): Effect.Effect<void, NotFound> =>
       mutate(
@@ -118,7 +112,7 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
             changes: { name: deleted.value.name, display_name: deleted.value.display_name }
           })
         })
-      ).pipe(orDieOnSql, Effect.withSpan("ModelsService.delete", { attributes: { "model.id": id } }))
+      ).pipe(orDieOnSqlError, Effect.withSpan("ModelsService.delete", { attributes: { "model.id": id } }))
 
     return { list, create, update, delete: remove } as const
   }),

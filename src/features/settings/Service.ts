@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto"
 import { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Either, Option, Redacted } from "effect"
 import { type FieldIssue, ValidationError } from "../../api/errors.js"
 import {
@@ -13,6 +12,7 @@ import { Cache } from "../../platform/Cache.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"
 import { type AppearanceChanges, type SettingsRow, SettingsRepo, type StoredProvider } from "./Repo.js"
 import { apiKeyHint, SecretBox } from "./SecretBox.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 
 /** Cache keys; each is its own cache name in `cache_requests_total`. */
 export const APP_SETTINGS_CACHE_KEY = "app_settings"
@@ -25,12 +25,6 @@ export interface UpdateAppSettingsInput {
   readonly model_providers?: ReadonlyArray<ModelProviderInput> | undefined
 }
 
-const orDieOnSql = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError>, R> =>
-  Effect.catchIf(effect, (error) => error instanceof SqlError, (error) => Effect.die(error)) as Effect.Effect<
-    A,
-    Exclude<E, SqlError>,
-    R
-  >
 
 const toProvider = (stored: StoredProvider): ModelProvider => ({
   id: stored.id,
@@ -71,12 +65,12 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
     const box = yield* SecretBox
 
     const getAppSettings = cache.getOrLoad(APP_SETTINGS_CACHE_KEY, AppSettings, Effect.map(repo.load, toAppSettings)).pipe(
-      orDieOnSql,
+      orDieOnSqlError,
       Effect.withSpan("SettingsService.getAppSettings")
     )
 
     const getAppearance = cache.getOrLoad(APPEARANCE_CACHE_KEY, AppearanceSettings, repo.loadAppearance).pipe(
-      orDieOnSql,
+      orDieOnSqlError,
       Effect.withSpan("SettingsService.getAppearance")
     )
 
@@ -168,7 +162,7 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
         // after the commit: a read that raced the write cannot re-cache the old row (generations)
         if (result.changed) yield* cache.invalidatePrefix(APP_SETTINGS_CACHE_KEY)
         return toAppSettings(result.row)
-      }).pipe(orDieOnSql, Effect.withSpan("SettingsService.updateAppSettings"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("SettingsService.updateAppSettings"))
 
     const updateAppearance = (input: AppearanceChanges): Effect.Effect<AppearanceSettings> =>
       Effect.gen(function*() {
@@ -199,7 +193,7 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
         )
         if (result.changed) yield* cache.invalidatePrefix(APPEARANCE_CACHE_KEY)
         return result.row
-      }).pipe(orDieOnSql, Effect.withSpan("SettingsService.updateAppearance"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("SettingsService.updateAppearance"))
 
     /**
      * The plain API key of a provider (for calling it), `None` when it has none or the key cannot be
@@ -218,7 +212,7 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
           return Option.none<Redacted.Redacted<string>>()
         }
         return Option.some(opened.right)
-      }).pipe(orDieOnSql, Effect.withSpan("SettingsService.providerApiKey"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("SettingsService.providerApiKey"))
 
     return { getAppSettings, updateAppSettings, getAppearance, updateAppearance, providerApiKey } as const
   }),

@@ -22,6 +22,7 @@ import { AuditLog, diffChanges } from "../audit/AuditLog.js"
 import { UsersRepo } from "../users/Repo.js"
 import { validateGraph } from "./Graph.js"
 import { type DefinitionRow, type SummaryRow, type WorkflowRow, WorkflowsRepo } from "./Repo.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 
 /** The caller of every operation. */
 export type Caller = Pick<User, "id" | "is_admin">
@@ -89,13 +90,6 @@ export const DEFAULT_GRAPH: Graph = normalizeGraph({
 
 const notFound = (id: number) => new NotFound({ detail: `Workflow ${id} does not exist` })
 
-/** SQL failures are not the caller's fault: a defect, answered with 503 or 500 by the platform. */
-const orDieOnSql = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError>, R> =>
-  Effect.catchIf(effect, (error) => error instanceof SqlError, (error) => Effect.die(error)) as Effect.Effect<
-    A,
-    Exclude<E, SqlError>,
-    R
-  >
 
 /** Validates a client's graph: every problem in one 400. */
 export const checkGraph = (input: GraphInput): Effect.Effect<Graph, ValidationError> => {
@@ -239,14 +233,14 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
     const list = (caller: Caller, page: PageRequest) =>
       repo.listSummaries(caller, page.pageSize, page.offset).pipe(
         Effect.map(({ items, total }) => toPage(page, items.map(toSummary), total)),
-        orDieOnSql,
+        orDieOnSqlError,
         Effect.withSpan("WorkflowsService.list")
       )
 
     const get = (id: number, caller: Caller): Effect.Effect<Workflow, NotFound | Forbidden> =>
       authorize(id, caller, "read", false).pipe(
         Effect.zipRight(detail(id)),
-        orDieOnSql,
+        orDieOnSqlError,
         Effect.withSpan("WorkflowsService.get", { attributes: { "workflow.id": id } })
       )
 
@@ -268,7 +262,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         )
         // just committed: a 404 here would be a bug
         return yield* Effect.catchTag(detail(row.id), "NotFound", Effect.die)
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.create"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.create"))
 
     /** PATCH semantics; a request that changes nothing writes nothing (and no audit row). */
     const update = (id: number, input: UpdateWorkflowInput, caller: Caller) =>
@@ -291,7 +285,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         // the default workflow's slug and names are part of the cached current workflow
         if (Option.isSome(before)) yield* invalidate(before.value, { active: false })
         return yield* detail(id)
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.update", { attributes: { "workflow.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.update", { attributes: { "workflow.id": id } }))
 
     /** Soft delete (owner or admin). The default workflow cannot be deleted: make another one the default first. */
     const remove = (id: number, caller: Caller): Effect.Effect<void, NotFound | Forbidden | Conflict> =>
@@ -314,7 +308,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           })
         )
         yield* invalidate(row, { active: true })
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.delete", { attributes: { "workflow.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.delete", { attributes: { "workflow.id": id } }))
 
     /** A copy of the active version as version 1 of a new workflow the caller owns. */
     const duplicate = (
@@ -352,7 +346,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           ? Effect.retry(attempt, { times: 3, while: (e) => e instanceof Conflict })
           : attempt)
         return yield* detail(row.id)
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.duplicate", { attributes: { "workflow.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.duplicate", { attributes: { "workflow.id": id } }))
 
     // -- versions ---------------------------------------------------------------------------
 
@@ -360,7 +354,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       authorize(id, caller, "read", false).pipe(
         Effect.zipRight(repo.listDefinitions(id, page.pageSize, page.offset)),
         Effect.map(({ items, total }) => toPage(page, items.map(toVersionSummary), total)),
-        orDieOnSql,
+        orDieOnSqlError,
         Effect.withSpan("WorkflowsService.listVersions", { attributes: { "workflow.id": id } })
       )
 
@@ -371,7 +365,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           onNone: () => Effect.fail(new NotFound({ detail: `Workflow ${id} has no version ${versionId}` })),
           onSome: Effect.succeed
         })),
-        orDieOnSql,
+        orDieOnSqlError,
         Effect.withSpan("WorkflowsService.getVersion", { attributes: { "workflow.id": id } })
       )
 
@@ -415,7 +409,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         if (activate) yield* invalidate(row, { active: true })
         const created = yield* loadVersion(id, definitionId)
         return yield* Option.match(created, { onNone: () => Effect.fail(notFound(id)), onSome: Effect.succeed })
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.createVersion", { attributes: { "workflow.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.createVersion", { attributes: { "workflow.id": id } }))
 
     /** Makes `versionId` the production version; a version of another workflow is a 404. */
     const activate = (id: number, versionId: number, caller: Caller): Effect.Effect<Workflow, NotFound | Forbidden> =>
@@ -438,7 +432,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         )
         if (Option.isSome(changed)) yield* invalidate(changed.value, { active: true })
         return yield* detail(id)
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.activate", { attributes: { "workflow.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.activate", { attributes: { "workflow.id": id } }))
 
     const exportVersion = (id: number, versionId: number, caller: Caller): Effect.Effect<WorkflowExport, NotFound | Forbidden> =>
       Effect.gen(function*() {
@@ -455,7 +449,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           graph: version.graph,
           exported_at: new Date()
         }
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.exportVersion", { attributes: { "workflow.id": id } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.exportVersion", { attributes: { "workflow.id": id } }))
 
     /**
      * Admin import: a new version of the live workflow with `slug` when there is one (active only
@@ -502,7 +496,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         )
         if (Option.isSome(activated)) yield* invalidate(activated.value, { active: true })
         return yield* detail(id)
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.import"))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.import"))
 
     // -- shares -----------------------------------------------------------------------------
 
@@ -510,7 +504,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       authorize(id, caller, "read", false).pipe(
         Effect.zipRight(repo.listShares(id, page.pageSize, page.offset)),
         Effect.map(({ items, total }) => toPage(page, items.map(({ total: _, ...share }) => share as Share), total)),
-        orDieOnSql,
+        orDieOnSqlError,
         Effect.withSpan("WorkflowsService.listShares", { attributes: { "workflow.id": id } })
       )
 
@@ -544,7 +538,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           })
           return yield* readShare(id, user.value.id)
         })
-      ).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.createShare", { attributes: { "workflow.id": id } }))
+      ).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.createShare", { attributes: { "workflow.id": id } }))
 
     const updateShare = (id: number, userId: number, permission: SharePermission, caller: Caller) =>
       sql.withTransaction(
@@ -561,7 +555,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           })
           return yield* readShare(id, userId)
         })
-      ).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.updateShare", { attributes: { "workflow.id": id } }))
+      ).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.updateShare", { attributes: { "workflow.id": id } }))
 
     const deleteShare = (id: number, userId: number, caller: Caller): Effect.Effect<void, NotFound | Forbidden> =>
       sql.withTransaction(
@@ -576,7 +570,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
             changes: { user_id: userId, permission: { from: before.permission, to: null } }
           })
         })
-      ).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.deleteShare", { attributes: { "workflow.id": id } }))
+      ).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.deleteShare", { attributes: { "workflow.id": id } }))
 
     // -- default workflow -------------------------------------------------------------------
 
@@ -601,7 +595,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         onNone: () => Effect.fail(new NotFound({ detail: "No default workflow is set" })),
         onSome: Effect.succeed
       })),
-      orDieOnSql,
+      orDieOnSqlError,
       Effect.withSpan("WorkflowsService.current")
     )
 
@@ -629,7 +623,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         )
         if (changed) yield* cache.invalidatePrefix(CURRENT_KEY)
         return yield* summary(workflowId)
-      }).pipe(orDieOnSql, Effect.withSpan("WorkflowsService.setDefault", { attributes: { "workflow.id": workflowId } }))
+      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.setDefault", { attributes: { "workflow.id": workflowId } }))
 
     return {
       list,
