@@ -1,46 +1,22 @@
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import type { HttpClient } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { Forbidden, Unauthorized } from "../src/api/errors.js"
 import type { AuditEntry } from "../src/domain/Audit.js"
 import { AuditLog } from "../src/features/audit/AuditLog.js"
 import { Passwords } from "../src/features/auth/Passwords.js"
 import { UsersRepo } from "../src/features/users/Repo.js"
 import { chatkitClient, TestApp } from "./support/app.js"
+import { clientAs, raw, session } from "./support/session.js"
 
 /**
- * The app trusts one proxy hop and each login comes from its own documentation address, so the
- * per-IP login limit (shared through Redis with other test files in CI) never counts these logins.
+ * The app trusts one proxy hop and each login comes from its own made-up address, so the per-IP
+ * login limit (shared through Redis with other test files in CI) never counts these logins.
  */
 const TestLayer = Layer.mergeAll(AuditLog.Default, UsersRepo.Default).pipe(
   Layer.provideMerge(TestApp("audit", { TRUST_PROXY: "1" }))
 )
-
-const PASSWORD = "correct horse battery staple"
-
-/** The HttpClient of the test server with extra headers on every request. */
-const withHeaders = (headers: Record<string, string>) =>
-  Effect.map(HttpClient.HttpClient, HttpClient.mapRequest(HttpClientRequest.setHeaders(headers)))
-
-/** The derived client sending `token` as the bearer. */
-const clientAs = (token: string) =>
-  Effect.flatMap(withHeaders({ authorization: `Bearer ${token}` }), (http) =>
-    Effect.provideService(chatkitClient, HttpClient.HttpClient, http))
-
-let logins = 0
-/** Creates a user and logs in through POST /api/v1/auth/login; returns the access token. */
-const userToken = (email: string, isAdmin: boolean) =>
-  Effect.gen(function*() {
-    const users = yield* UsersRepo
-    const passwords = yield* Passwords
-    const passwordHash = yield* passwords.hash(Redacted.make(PASSWORD))
-    yield* users.insert({ email, password_hash: passwordHash, display_name: null, is_admin: isAdmin })
-    const http = yield* withHeaders({ "x-forwarded-for": `198.51.100.${++logins}` })
-    const client = yield* Effect.provideService(chatkitClient, HttpClient.HttpClient, http)
-    const tokens = yield* client.auth.login({ payload: { email, password: Redacted.make(PASSWORD) } })
-    return tokens.access_token
-  })
 
 interface ListParams {
   readonly page?: number
@@ -85,8 +61,8 @@ const seed: Effect.Effect<Seeded, unknown, AuditLog | UsersRepo | Passwords | Sq
     }
     return {
       ids: ids as Seeded["ids"],
-      adminToken: yield* userToken("audit-admin@example.com", true),
-      userToken: yield* userToken("audit-user@example.com", false)
+      adminToken: (yield* session("audit-admin", { isAdmin: true })).token,
+      userToken: (yield* session("audit-user")).token
     }
   })
 
@@ -105,13 +81,7 @@ layer(TestLayer, { timeout: 120_000 })("GET /api/v1/admin/audit-logs", (it) => {
   const namesOf = (page: { readonly items: ReadonlyArray<AuditEntry> }, ids: Seeded["ids"]) =>
     page.items.map((item) => Object.entries(ids).find(([, id]) => id === item.id)?.[0] ?? `other:${item.action}`)
 
-  const rawGet = (query: string, token: string | undefined) =>
-    Effect.gen(function*() {
-      const http = yield* HttpClient.HttpClient
-      const request = HttpClientRequest.get(`/api/v1/admin/audit-logs${query}`)
-      const response = yield* http.execute(token === undefined ? request : HttpClientRequest.bearerToken(request, token))
-      return { status: response.status, headers: response.headers, body: (yield* response.json) as Record<string, unknown> }
-    })
+  const rawGet = (query: string, token: string | undefined) => raw("GET", `/api/v1/admin/audit-logs${query}`, { token })
 
   it.effect("lists every entry newest first, ties broken by id descending, with the true total", () =>
     Effect.gen(function*() {

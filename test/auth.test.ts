@@ -1,6 +1,5 @@
 import { createHash, pbkdf2Sync, randomBytes, randomUUID } from "node:crypto"
 import { performance } from "node:perf_hooks"
-import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Layer, Option, Redacted } from "effect"
@@ -11,92 +10,36 @@ import { Passwords } from "../src/features/auth/Passwords.js"
 import { UsersRepo } from "../src/features/users/Repo.js"
 import { UserLookup } from "../src/features/users/UserLookup.js"
 import { AppConfig } from "../src/platform/Config.js"
-import { chatkitClient, TestApp } from "./support/app.js"
+import { TestApp } from "./support/app.js"
+import { clientAs, emailOf, login, PASSWORD, randomIp, raw, seedUser as seedUserAs } from "./support/session.js"
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 //
-// The app trusts one proxy hop, and every test sends its own X-Forwarded-For address (random per
-// run, in 10/8) and uses its own email addresses: the login limits (5/min per IP and per email,
-// shared through Redis with other test files and earlier runs in CI) then only count what a test
-// does on purpose.
+// The app trusts one proxy hop, and every request comes from its own random X-Forwarded-For address
+// in 10/8 (./support/session.js) and every test uses its own email addresses: the login limits
+// (5/min per IP and per email, shared through Redis with other test files and earlier runs in CI)
+// then only count what a test does on purpose.
 // ---------------------------------------------------------------------------------------------
 
-const PASSWORD = "correct horse battery staple"
 const ENV = { TRUST_PROXY: "1", RATE_LIMIT_API_PER_MINUTE: "10000" }
 
-const runOctet = randomBytes(1)[0]!
-let addresses = 0
-const nextIp = () => {
-  const n = addresses++
-  return `10.${runOctet}.${Math.floor(n / 250) % 256}.${(n % 250) + 1}`
-}
-const runTag = randomBytes(4).toString("hex")
 let emails = 0
-const nextEmail = (what: string) => `${what}-${runTag}-${++emails}@example.com`
+const nextEmail = (what: string) => emailOf(`${what}-${++emails}`)
 
-/** The HttpClient of the test server with extra headers on every request. */
-const withHeaders = (headers: Record<string, string>) =>
-  Effect.map(HttpClient.HttpClient, HttpClient.mapRequest(HttpClientRequest.setHeaders(headers)))
+const refresh = (token: string) =>
+  Effect.flatMap(clientAs(), (client) => client.auth.refresh({ payload: { refresh_token: Redacted.make(token) } }))
 
-/** The derived client, calling from `ip` (default: a fresh address) with an optional bearer. */
-const clientAs = (options: { readonly ip?: string; readonly token?: string } = {}) =>
-  Effect.flatMap(
-    withHeaders({
-      "x-forwarded-for": options.ip ?? nextIp(),
-      ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` })
-    }),
-    (http) => Effect.provideService(chatkitClient, HttpClient.HttpClient, http)
+const me = (token: string) => Effect.flatMap(clientAs(token), (client) => client.auth.me())
+
+/** Creates a user with a fresh email and `password` (argon2id at the test cost) or a given stored hash. */
+const seedUser = (options: { readonly email?: string; readonly password?: string; readonly hash?: string } = {}) => {
+  const email = options.email ?? nextEmail("user")
+  return Effect.map(
+    seedUserAs("user", { email, password: options.password, passwordHash: options.hash }),
+    (row) => ({ ...row, email })
   )
-
-interface RawResponse {
-  readonly status: number
-  readonly headers: Readonly<Record<string, string>>
-  readonly body: Record<string, unknown>
 }
-
-/** A request the derived client would refuse to send (it validates payloads before sending). */
-const raw = (
-  method: "GET" | "POST",
-  path: string,
-  options: { readonly body?: unknown; readonly ip?: string; readonly token?: string } = {}
-): Effect.Effect<RawResponse, unknown, HttpClient.HttpClient> =>
-  Effect.gen(function*() {
-    const http = yield* HttpClient.HttpClient
-    let request = (method === "GET" ? HttpClientRequest.get(path) : HttpClientRequest.post(path)).pipe(
-      HttpClientRequest.setHeader("x-forwarded-for", options.ip ?? nextIp())
-    )
-    if (options.token !== undefined) request = HttpClientRequest.bearerToken(request, options.token)
-    if (options.body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, options.body)
-    const response = yield* http.execute(request)
-    const text = yield* response.text
-    return { status: response.status, headers: response.headers, body: text === "" ? {} : JSON.parse(text) }
-  })
-
-const login = (email: string, password = PASSWORD, ip?: string) =>
-  Effect.flatMap(
-    clientAs(ip === undefined ? {} : { ip }),
-    (client) => client.auth.login({ payload: { email, password: Redacted.make(password) } })
-  )
-
-const refresh = (token: string, ip?: string) =>
-  Effect.flatMap(
-    clientAs(ip === undefined ? {} : { ip }),
-    (client) => client.auth.refresh({ payload: { refresh_token: Redacted.make(token) } })
-  )
-
-const me = (token: string) => Effect.flatMap(clientAs({ token }), (client) => client.auth.me())
-
-/** Creates a user with `password` (argon2id at the test cost) or a given stored hash. */
-const seedUser = (options: { readonly email?: string; readonly password?: string; readonly hash?: string } = {}) =>
-  Effect.gen(function*() {
-    const repo = yield* UsersRepo
-    const passwords = yield* Passwords
-    const email = options.email ?? nextEmail("user")
-    const hash = options.hash ?? (yield* passwords.hash(Redacted.make(options.password ?? PASSWORD)))
-    const row = yield* repo.insert({ email, password_hash: hash, display_name: null, is_admin: false })
-    return { ...Option.getOrThrow(row), email }
-  })
 
 /** A user and a fresh session of theirs. */
 const session = Effect.gen(function*() {
@@ -181,7 +124,7 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
         expect(stored[0]?.expires_in_days).toBe(7)
         // the token works on the authenticated endpoints
         expect(yield* me(tokens.access_token)).toMatchObject({ id: user.id, email: user.email })
-        const alias = yield* Effect.flatMap(clientAs({ token: tokens.access_token }), (c) => c.auth.usersMe())
+        const alias = yield* Effect.flatMap(clientAs(tokens.access_token), (c) => c.auth.usersMe())
         expect(alias).toEqual(yield* me(tokens.access_token))
         // audited, without any secret
         const rows = yield* auditRows("auth.login", { email: user.email })
@@ -262,7 +205,7 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
       it.effect("the 6th attempt in a minute is a 429 with Retry-After and RateLimit-* headers", () =>
         Effect.gen(function*() {
           const user = yield* seedUser()
-          const ip = nextIp()
+          const ip = randomIp()
           for (let i = 1; i <= 5; i++) {
             const response = yield* raw("POST", "/api/v1/auth/login", { ip, body: { email: user.email, password: "wrong password" } })
             expect(response.status).toBe(401)
@@ -292,10 +235,10 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
 
       it.effect("per address, whatever the email", () =>
         Effect.gen(function*() {
-          const ip = nextIp()
-          for (let i = 0; i < 5; i++) yield* expectUnauthorized(login(nextEmail("spray"), "wrong password", ip))
+          const ip = randomIp()
+          for (let i = 0; i < 5; i++) yield* expectUnauthorized(login(nextEmail("spray"), "wrong password", { ip }))
           const user = yield* seedUser()
-          expect(yield* Effect.flip(login(user.email, PASSWORD, ip))).toBeInstanceOf(RateLimited)
+          expect(yield* Effect.flip(login(user.email, PASSWORD, { ip }))).toBeInstanceOf(RateLimited)
           // the same user from elsewhere is fine
           expect((yield* login(user.email)).user.id).toBe(user.id)
         }))
@@ -481,7 +424,7 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
         const bystander = yield* session
         const unauthenticated = yield* raw("POST", "/api/v1/auth/logout-all")
         expect(unauthenticated.status).toBe(401)
-        yield* Effect.flatMap(clientAs({ token: tokens.access_token }), (c) => c.auth.logoutAll())
+        yield* Effect.flatMap(clientAs(tokens.access_token), (c) => c.auth.logoutAll())
         yield* expectUnauthorized(refresh(tokens.refresh_token))
         yield* expectUnauthorized(refresh(second.refresh_token))
         yield* refresh(bystander.tokens.refresh_token)
@@ -497,7 +440,7 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
         const { tokens, user } = yield* session
         const other = yield* login(user.email)
         const newPassword = "a brand new passphrase"
-        const client = yield* clientAs({ token: tokens.access_token })
+        const client = yield* clientAs(tokens.access_token)
         yield* client.auth.changePassword({
           payload: { current_password: Redacted.make(PASSWORD), new_password: Redacted.make(newPassword) }
         })

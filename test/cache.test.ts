@@ -3,7 +3,6 @@ import { randomBytes } from "node:crypto"
 import net from "node:net"
 import { describe, expect, layer } from "@effect/vitest"
 import {
-  Context,
   Duration,
   Effect,
   Either,
@@ -22,10 +21,9 @@ import { Cache, makeMemoryCache, makeRedisCache, redisKeyRoot } from "../src/pla
 import { testConfig } from "../src/platform/Config.js"
 import { cacheErrorsTotal, cacheRequestsTotal } from "../src/platform/Metrics.js"
 import { makeRedis, OptionalRedis, Redis, RedisError, RedisLive, type RedisService } from "../src/platform/Redis.js"
+import { captureLogs } from "./support/logs.js"
 import { stalledServer } from "./support/network.js"
-
-/** The real Redis of CI; when set, the Redis suite runs and fails if that server does not answer. */
-const testRedisUrl = Option.fromNullable(process.env.TEST_REDIS_URL).pipe(Option.filter((url) => url !== ""))
+import { reachableRedis, realRedisUrl, testRedisUrl } from "./support/redis.js"
 
 const unique = (label: string) => `${label}${randomBytes(4).toString("hex")}`
 
@@ -268,16 +266,6 @@ layer(Cache.layerMemory().pipe(Layer.provide(testConfig())))("Cache in memory", 
 
 const PASSWORD = "s3cret-Pa55word"
 
-/** Log lines captured in place of the default logger, to check what an outage writes. */
-const captureLogs = () => {
-  const lines: Array<string> = []
-  const logger = Logger.map(Logger.logfmtLogger, (line) => {
-    lines.push(line)
-  })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
-}
-
-
 const outageContract = (label: string, url: Effect.Effect<string, never, Scope.Scope>) => {
   const logs = captureLogs()
   const namespace = unique("t-down-")
@@ -377,18 +365,6 @@ const deleteNamespace = (redis: RedisService, namespace: string) =>
 /** The physical keys holding `key` in `namespace` (any generation). */
 const physicalKeys = (redis: RedisService, namespace: string, key: string) =>
   redis.run((client) => client.keys(`${redisKeyRoot({ namespace })}d:${key}#*`))
-
-const realRedisUrl = Option.getOrElse(testRedisUrl, () => "redis://127.0.0.1:6379")
-
-/** Fails the whole suite (instead of letting it pass on misses) when TEST_REDIS_URL does not answer. */
-const reachableRedis = Redis.layer(Redacted.make(realRedisUrl)).pipe(
-  Layer.tap((context) =>
-    Context.get(context, Redis).ping("2 seconds").pipe(
-      Effect.mapError((e) => new Error(`TEST_REDIS_URL is set but Redis does not answer: ${e.message}`))
-    )
-  ),
-  Layer.provide(Logger.remove(Logger.defaultLogger))
-)
 
 describe.skipIf(Option.isNone(testRedisUrl))("Cache on Redis (TEST_REDIS_URL)", () => {
   const namespace = unique("t-cache-")

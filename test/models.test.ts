@@ -1,62 +1,11 @@
-import { randomBytes, randomInt } from "node:crypto"
-import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted } from "effect"
-import { ChatkitApi } from "../src/api/Api.js"
+import { Effect } from "effect"
 import { Conflict, Forbidden, NotFound, Unauthorized } from "../src/api/errors.js"
 import type { ModelId } from "../src/domain/Model.js"
-import { AuditLog } from "../src/features/audit/AuditLog.js"
-import { Passwords } from "../src/features/auth/Passwords.js"
-import { UsersRepo } from "../src/features/users/Repo.js"
 import { TestApp } from "./support/app.js"
 import { countQueries } from "./support/queries.js"
-
-const run = randomBytes(4).toString("hex")
-const emailOf = (name: string) => `${name}-${run}@example.com`
-const randomIp = () => `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`
-const PASSWORD = "correct horse battery staple"
-
-const withForwardedFor = (request: HttpClientRequest.HttpClientRequest) =>
-  HttpClientRequest.setHeader(request, "x-forwarded-for", randomIp())
-
-const clientAs = (token?: string) =>
-  HttpApiClient.make(ChatkitApi, {
-    transformClient: HttpClient.mapRequest((request) =>
-      withForwardedFor(token === undefined ? request : HttpClientRequest.bearerToken(request, token))
-    )
-  })
-
-/** A raw request, for what the typed client refuses to send. */
-const raw = (method: "GET" | "POST" | "PATCH", path: string, token: string, body?: unknown) =>
-  Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
-    let request = HttpClientRequest.make(method)(path).pipe(HttpClientRequest.bearerToken(token), withForwardedFor)
-    if (body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, body)
-    const response = yield* client.execute(request)
-    return { status: response.status, body: (yield* response.json) as Record<string, unknown> }
-  }).pipe(Effect.scoped)
-
-const seedLayer = Layer.mergeAll(UsersRepo.Default, AuditLog.Default, Passwords.layerTest)
-
-const session = (name: string, isAdmin: boolean) =>
-  Effect.gen(function*() {
-    const repo = yield* UsersRepo
-    const passwords = yield* Passwords
-    const user = Option.getOrThrow(
-      yield* repo.insert({
-        email: emailOf(name),
-        password_hash: yield* passwords.hash(Redacted.make(PASSWORD)),
-        display_name: null,
-        is_admin: isAdmin
-      })
-    )
-    const anonymous = yield* clientAs()
-    const tokens = yield* anonymous.auth.login({ payload: { email: user.email, password: Redacted.make(PASSWORD) } })
-    return { user, token: tokens.access_token, client: yield* clientAs(tokens.access_token) }
-  }).pipe(Effect.provide(seedLayer))
-
-type Client = Effect.Effect.Success<ReturnType<typeof clientAs>>
+import { type Client, clientAs, raw, runId, session } from "./support/session.js"
 
 const createModel = (client: Client, name: string, displayName = name) =>
   client.models.create({ payload: { name, display_name: displayName } })
@@ -64,7 +13,7 @@ const createModel = (client: Client, name: string, displayName = name) =>
 layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model catalog", (it) => {
   it.effect("admin endpoints answer 403 to non-admins; the list needs a token but no admin", () =>
     Effect.gen(function*() {
-      const { client } = yield* session("plain", false)
+      const { client } = yield* session("plain")
       const forbidden = [
         yield* Effect.flip(client.models.adminList({ urlParams: {} })),
         yield* Effect.flip(client.models.create({ payload: { name: "x", display_name: "x" } })),
@@ -79,13 +28,13 @@ layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model cata
 
   it.effect("creates, updates and deletes models, each write audited and visible at once in the cached list", () =>
     Effect.gen(function*() {
-      const { client, user } = yield* session("crud-admin", true)
-      const { client: reader } = yield* session("crud-reader", false)
+      const { client, user } = yield* session("crud-admin", { isAdmin: true })
+      const { client: reader } = yield* session("crud-reader")
       const before = yield* reader.models.list({ urlParams: { page_size: 100 } })
 
       const [created, response] = yield* client.models.create({
         payload: {
-          name: `gpt-crud-${run}`,
+          name: `gpt-crud-${runId}`,
           display_name: "CRUD model",
           description: "for tests",
           provider_id: "prov-1",
@@ -96,7 +45,7 @@ layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model cata
       })
       expect(response.status).toBe(201)
       expect(created).toMatchObject({
-        name: `gpt-crud-${run}`,
+        name: `gpt-crud-${runId}`,
         display_name: "CRUD model",
         description: "for tests",
         provider_id: "prov-1",
@@ -136,7 +85,7 @@ layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model cata
           ORDER BY id`)
       expect(rows.map((r) => r.action)).toEqual(["model.create", "model.update", "model.delete"])
       for (const row of rows) expect(row.user_id).toBe(user.id)
-      expect(rows[0]?.changes).toMatchObject({ name: { from: null, to: `gpt-crud-${run}` } })
+      expect(rows[0]?.changes).toMatchObject({ name: { from: null, to: `gpt-crud-${runId}` } })
       expect(rows[1]?.changes).toEqual({
         display_name: { from: "CRUD model", to: "CRUD model renamed" },
         description: { from: "for tests", to: null },
@@ -146,20 +95,20 @@ layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model cata
 
   it.effect("answers 409 for a taken name (ignoring case), on create and on rename, never a 500", () =>
     Effect.gen(function*() {
-      const { client } = yield* session("dup-admin", true)
-      const first = yield* createModel(client, `dup-${run}`)
-      const other = yield* createModel(client, `other-${run}`)
-      expect(yield* Effect.flip(createModel(client, `dup-${run}`))).toBeInstanceOf(Conflict)
-      expect(yield* Effect.flip(createModel(client, `DUP-${run}`))).toBeInstanceOf(Conflict)
-      expect(yield* Effect.flip(client.models.update({ path: { id: other.id }, payload: { name: `Dup-${run}` } })))
+      const { client } = yield* session("dup-admin", { isAdmin: true })
+      const first = yield* createModel(client, `dup-${runId}`)
+      const other = yield* createModel(client, `other-${runId}`)
+      expect(yield* Effect.flip(createModel(client, `dup-${runId}`))).toBeInstanceOf(Conflict)
+      expect(yield* Effect.flip(createModel(client, `DUP-${runId}`))).toBeInstanceOf(Conflict)
+      expect(yield* Effect.flip(client.models.update({ path: { id: other.id }, payload: { name: `Dup-${runId}` } })))
         .toBeInstanceOf(Conflict)
       // renaming to its own name in another case is fine
-      expect((yield* client.models.update({ path: { id: first.id }, payload: { name: `DUP-${run}` } })).name).toBe(`DUP-${run}`)
+      expect((yield* client.models.update({ path: { id: first.id }, payload: { name: `DUP-${runId}` } })).name).toBe(`DUP-${runId}`)
     }))
 
   it.effect("refuses unknown fields, bad names and bad pagination with 400", () =>
     Effect.gen(function*() {
-      const { token } = yield* session("bad-admin", true)
+      const { token } = yield* session("bad-admin", { isAdmin: true })
       const bad: Array<[string, "POST" | "PATCH", unknown]> = [
         ["/api/v1/admin/models", "POST", { name: "a", display_name: "a", context_window: 4 }],
         ["/api/v1/admin/models", "POST", { name: "has space", display_name: "a" }],
@@ -169,25 +118,25 @@ layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model cata
         ["/api/v1/admin/models/1", "PATCH", { display_name: "x".repeat(201) }]
       ]
       for (const [path, method, body] of bad) {
-        const response = yield* raw(method, path, token, body)
+        const response = yield* raw(method, path, { token, body })
         expect(response.status, JSON.stringify(body)).toBe(400)
         expect(response.body.error).toBe("validation_error")
       }
       for (const query of ["page=0", "page_size=0", "page_size=101", "page=abc", "page=1.5"]) {
         for (const path of ["/api/v1/models", "/api/v1/admin/models"]) {
-          const response = yield* raw("GET", `${path}?${query}`, token)
+          const response = yield* raw("GET", `${path}?${query}`, { token })
           expect(response.status, `${path}?${query}`).toBe(400)
         }
       }
-      expect((yield* raw("PATCH", "/api/v1/admin/models/abc", token, { display_name: "x" })).status).toBe(400)
-      expect((yield* raw("PATCH", "/api/v1/admin/models/0", token, { display_name: "x" })).status).toBe(400)
+      expect((yield* raw("PATCH", "/api/v1/admin/models/abc", { token, body: { display_name: "x" } })).status).toBe(400)
+      expect((yield* raw("PATCH", "/api/v1/admin/models/0", { token, body: { display_name: "x" } })).status).toBe(400)
     }))
 })
 
 layer(TestApp("models_pages", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model catalog pages", (it) => {
   it.effect("orders by display_name then id, paginates with the true total, and a page past the end is empty", () =>
     Effect.gen(function*() {
-      const { client } = yield* session("order-admin", true)
+      const { client } = yield* session("order-admin", { isAdmin: true })
       const c = yield* createModel(client, "m-c", "Charlie")
       const a2 = yield* createModel(client, "m-a2", "Alpha")
       const b = yield* createModel(client, "m-b", "Bravo")
@@ -211,8 +160,8 @@ layer(TestApp("models_pages", { TRUST_PROXY: "1" }), { timeout: 120_000 })("mode
 
   it.effect("lists in a constant number of statements (3 or 60 models), and a warm page in none", () =>
     Effect.gen(function*() {
-      const { client } = yield* session("nplus1-admin", true)
-      const { client: reader } = yield* session("nplus1-reader", false)
+      const { client } = yield* session("nplus1-admin", { isAdmin: true })
+      const { client: reader } = yield* session("nplus1-reader")
       yield* reader.auth.me() // warms the reader's cached user record
       yield* client.auth.me()
       const existing = (yield* client.models.list({ urlParams: { page_size: 100 } })).total
@@ -244,8 +193,8 @@ layer(TestApp("models_cache_disabled", { TRUST_PROXY: "1", CACHE_DISABLED: "true
   (it) => {
     it.effect("every list reads the database (the cache is a pass-through) and still sees every write", () =>
       Effect.gen(function*() {
-        const { client } = yield* session("nocache-admin", true)
-        const model = yield* createModel(client, `nocache-${run}`)
+        const { client } = yield* session("nocache-admin", { isAdmin: true })
+        const model = yield* createModel(client, `nocache-${runId}`)
         const first = yield* countQueries(client.models.list({ urlParams: {} }))
         const second = yield* countQueries(client.models.list({ urlParams: {} }))
         // the caller's user record is not cached either: one SELECT for it, one for the page

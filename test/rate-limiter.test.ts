@@ -35,10 +35,9 @@ import {
   REDIS_KEY_ROOT
 } from "../src/platform/RateLimiter.js"
 import { makeRedis, OptionalRedis, Redis, type RedisService } from "../src/platform/Redis.js"
+import { captureLogs } from "./support/logs.js"
 import { stalledServer } from "./support/network.js"
-
-/** The real Redis of CI; when set, the Redis suite runs and fails if that server does not answer. */
-const testRedisUrl = Option.fromNullable(process.env.TEST_REDIS_URL).pipe(Option.filter((url) => url !== ""))
+import { reachableRedis, realRedisUrl, testRedisUrl } from "./support/redis.js"
 
 /** Every rule name of this run starts with it, so runs never share counters and cleanup is exact. */
 const RUN = `trl${randomBytes(4).toString("hex")}`
@@ -321,17 +320,8 @@ layer(RateLimiter.layerMemory)("RateLimiter in memory", (it) => {
 
 const PASSWORD = "s3cret-Pa55word"
 
-const captureLogs = () => {
-  const lines: Array<string> = []
-  const logger = Logger.map(Logger.logfmtLogger, (line) => {
-    lines.push(line)
-  })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
-}
-
 const fallbackWarnings = (lines: ReadonlyArray<string>) =>
   lines.filter((l) => l.includes("rate limiter: Redis unavailable; limiting in memory on this instance"))
-
 
 const limiterOver = <E>(redis: Layer.Layer<Redis, E>) =>
   Layer.effect(RateLimiter, Effect.flatMap(Redis, (r) => makeRedisRateLimiter(r))).pipe(Layer.provideMerge(redis))
@@ -409,18 +399,6 @@ layer(Layer.empty)("RateLimiter fallback warning", (it) => {
 // ---------------------------------------------------------------------------------------------
 // Real Redis (TEST_REDIS_URL)
 // ---------------------------------------------------------------------------------------------
-
-const realRedisUrl = Option.getOrElse(testRedisUrl, () => "redis://127.0.0.1:6379")
-
-/** Fails the whole suite (instead of letting it pass in memory) when TEST_REDIS_URL does not answer. */
-const reachableRedis = Redis.layer(Redacted.make(realRedisUrl)).pipe(
-  Layer.tap((context) =>
-    Context.get(context, Redis).ping("2 seconds").pipe(
-      Effect.mapError((e) => new Error(`TEST_REDIS_URL is set but Redis does not answer: ${e.message}`))
-    )
-  ),
-  Layer.provide(Logger.remove(Logger.defaultLogger))
-)
 
 /** Deletes every counter of this run. */
 const deleteRunKeys = (redis: RedisService) =>

@@ -1,27 +1,19 @@
-import { randomBytes, randomInt } from "node:crypto"
-import { HttpApiClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { afterAll, describe, expect, layer } from "@effect/vitest"
-import { Effect, Either, Layer, Option, Redacted } from "effect"
-import { ChatkitApi } from "../src/api/Api.js"
+import { Effect, Either, Redacted } from "effect"
 import { Forbidden, Unauthorized } from "../src/api/errors.js"
-import { AuditLog } from "../src/features/audit/AuditLog.js"
-import { Passwords } from "../src/features/auth/Passwords.js"
 import { makeSecretBox } from "../src/features/settings/SecretBox.js"
-import { UsersRepo } from "../src/features/users/Repo.js"
 import { chatkitClient, TestApp } from "./support/app.js"
 import { freePort } from "./support/network.js"
 import { countQueries } from "./support/queries.js"
+import { clientAs as sharedClientAs, raw as sharedRaw, runId, session as sharedSession } from "./support/session.js"
 
-const run = randomBytes(4).toString("hex")
-const emailOf = (name: string) => `${name}-${run}@example.com`
-const randomIp = () => `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`
-const PASSWORD = "correct horse battery staple"
 /** testConfig's AUTH_SECRET_KEY: with no APP_SETTINGS_SECRET_KEY, the key the app seals with. */
 const AUTH_SECRET = "test-secret-key-0123456789-abcdefghijkl"
 /** A raw API key no response body of this file may ever contain. */
-const RAW_KEY = `sk-RAWKEY-${run}-never-returned-0001`
-const RAW_KEY_2 = `sk-RAWKEY-${run}-never-returned-0002`
+const RAW_KEY = `sk-RAWKEY-${runId}-never-returned-0001`
+const RAW_KEY_2 = `sk-RAWKEY-${runId}-never-returned-0002`
 
 /** Every response body this file receives, checked for the raw keys by the last test. */
 const bodies: Array<string> = []
@@ -37,49 +29,12 @@ const recordBodies = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
         )
       })))
 
-const withForwardedFor = (request: HttpClientRequest.HttpClientRequest) =>
-  HttpClientRequest.setHeader(request, "x-forwarded-for", randomIp())
-
-const clientAs = (token?: string) =>
-  HttpApiClient.make(ChatkitApi, {
-    transformClient: (client) =>
-      client.pipe(
-        HttpClient.mapRequest((request) =>
-          withForwardedFor(token === undefined ? request : HttpClientRequest.bearerToken(request, token))
-        ),
-        recordBodies
-      )
-  })
-
-/** A raw request (for bodies the typed client refuses to send); returns status and parsed body. */
-const raw = (method: "GET" | "PATCH", path: string, token: string | undefined, body?: unknown) =>
-  Effect.gen(function*() {
-    const client = (yield* HttpClient.HttpClient).pipe(recordBodies)
-    let request = HttpClientRequest.make(method)(path).pipe(withForwardedFor)
-    if (token !== undefined) request = HttpClientRequest.bearerToken(request, token)
-    if (body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, body)
-    const response = yield* client.execute(request)
-    return { status: response.status, body: (yield* response.json) as Record<string, unknown> }
-  }).pipe(Effect.scoped)
-
-const seedLayer = Layer.mergeAll(UsersRepo.Default, AuditLog.Default, Passwords.layerTest)
-
-const session = (name: string, isAdmin: boolean) =>
-  Effect.gen(function*() {
-    const repo = yield* UsersRepo
-    const passwords = yield* Passwords
-    const user = Option.getOrThrow(
-      yield* repo.insert({
-        email: emailOf(name),
-        password_hash: yield* passwords.hash(Redacted.make(PASSWORD)),
-        display_name: null,
-        is_admin: isAdmin
-      })
-    )
-    const anonymous = yield* clientAs()
-    const tokens = yield* anonymous.auth.login({ payload: { email: user.email, password: Redacted.make(PASSWORD) } })
-    return { user, token: tokens.access_token, client: yield* clientAs(tokens.access_token) }
-  }).pipe(Effect.provide(seedLayer))
+/** The shared helpers of ./support/session.js, with every response recorded in `bodies`. */
+const clientAs = (token?: string) => sharedClientAs(token, { transformClient: recordBodies })
+const raw = (method: "GET" | "PATCH", path: string, options: { readonly token?: string; readonly body?: unknown } = {}) =>
+  sharedRaw(method, path, { ...options, transformClient: recordBodies })
+const session = (name: string, options: { readonly isAdmin?: boolean } = {}) =>
+  sharedSession(name, { ...options, transformClient: recordBodies })
 
 const auditRows = (resourceType: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -103,7 +58,7 @@ afterAll(() => {
 layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings", (it) => {
   it.effect("admin endpoints answer 403 to non-admins and 401 without a token; the public appearance needs none", () =>
     Effect.gen(function*() {
-      const { client } = yield* session("plain", false)
+      const { client } = yield* session("plain")
       const forbidden = [
         yield* Effect.flip(client.settings.getAppSettings()),
         yield* Effect.flip(client.settings.updateAppSettings({ payload: { default_model: "x" } })),
@@ -129,7 +84,7 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
 
   it.effect("appearance: GET, PATCH, GET shows the new value on both endpoints; audited; cached reads issue no SQL", () =>
     Effect.gen(function*() {
-      const { client, user } = yield* session("appearance-admin", true)
+      const { client, user } = yield* session("appearance-admin", { isAdmin: true })
       const anonymous = yield* clientAs()
       yield* client.auth.me() // warms the caller's cached user record
       yield* anonymous.settings.getAppearance()
@@ -170,7 +125,7 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
 
   it.effect("appearance PATCH refuses unknown fields, bad colours, unknown enums and long texts with 400", () =>
     Effect.gen(function*() {
-      const { token } = yield* session("appearance-bad", true)
+      const { token } = yield* session("appearance-bad", { isAdmin: true })
       const bad = [
         { greeting: "hi", font: "Comic Sans" },
         { accent_color: "red" },
@@ -183,19 +138,19 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
         { placeholder: 42 }
       ]
       for (const body of bad) {
-        const response = yield* raw("PATCH", "/api/v1/admin/appearance-settings", token, body)
+        const response = yield* raw("PATCH", "/api/v1/admin/appearance-settings", { token, body })
         expect(response.status, JSON.stringify(body)).toBe(400)
         expect(response.body.error).toBe("validation_error")
       }
-      const unknown = yield* raw("PATCH", "/api/v1/admin/appearance-settings", token, { font: "x", accent_color: "blue" })
+      const unknown = yield* raw("PATCH", "/api/v1/admin/appearance-settings", { token, body: { font: "x", accent_color: "blue" } })
       expect([...new Set((unknown.body.errors as Array<{ path: string }>).map((e) => e.path))].sort()).toEqual(["accent_color", "font"])
       // nothing changed
-      expect((yield* raw("GET", "/api/v1/appearance-settings", undefined)).body.greeting).toBe("Bonjour")
+      expect((yield* raw("GET", "/api/v1/appearance-settings")).body.greeting).toBe("Bonjour")
     }))
 
   it.effect("app settings: keys are sealed at rest, only hints come back, ids keep their key; audited without keys", () =>
     Effect.gen(function*() {
-      const { client, user } = yield* session("app-admin", true)
+      const { client, user } = yield* session("app-admin", { isAdmin: true })
       const initial = yield* client.settings.getAppSettings()
       expect(initial).toMatchObject({ thread_title_model: "gpt-4o-mini", default_model: "gpt-4o-mini", model_providers: [] })
 
@@ -265,8 +220,8 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
 
   it.effect("app settings PATCH: 400 for two defaults, unknown ids, key plus delete, missing api_base, unknown fields", () =>
     Effect.gen(function*() {
-      const { token } = yield* session("app-bad", true)
-      const before = (yield* raw("GET", "/api/v1/admin/app-settings", token)).body
+      const { token } = yield* session("app-bad", { isAdmin: true })
+      const before = (yield* raw("GET", "/api/v1/admin/app-settings", { token })).body
       const bad: Array<[unknown, string]> = [
         [{ model_providers: [{ provider: "openai", is_default: true }, { provider: "openai", is_default: true }] }, "model_providers"],
         [{ model_providers: [{ id: "nope", provider: "openai" }] }, "model_providers.0.id"],
@@ -279,31 +234,31 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
         [{ theme: "dark" }, "theme"]
       ]
       for (const [body, path] of bad) {
-        const response = yield* raw("PATCH", "/api/v1/admin/app-settings", token, body)
+        const response = yield* raw("PATCH", "/api/v1/admin/app-settings", { token, body })
         expect(response.status, JSON.stringify(body)).toBe(400)
         expect((response.body.errors as Array<{ path: string }>).map((e) => e.path), JSON.stringify(body)).toContain(path)
       }
-      expect((yield* raw("GET", "/api/v1/admin/app-settings", token)).body).toEqual(before)
+      expect((yield* raw("GET", "/api/v1/admin/app-settings", { token })).body).toEqual(before)
     }))
 
   it.effect("each cache entry is invalidated exactly by the writes that change it", () =>
     Effect.gen(function*() {
-      const { client } = yield* session("exact-admin", true)
+      const { client } = yield* session("exact-admin", { isAdmin: true })
       const anonymous = yield* clientAs()
       yield* client.auth.me()
       yield* client.settings.getAppSettings()
       yield* anonymous.settings.getAppearance()
       // an appearance write leaves the cached app settings alone, and the other way round
-      yield* client.settings.updateAppearance({ payload: { placeholder: `Ask me ${run}` } })
+      yield* client.settings.updateAppearance({ payload: { placeholder: `Ask me ${runId}` } })
       expect((yield* countQueries(client.settings.getAppSettings())).queries).toBe(0)
       const miss = yield* countQueries(anonymous.settings.getAppearance())
       expect(miss.queries).toBe(1)
-      expect(miss.result.placeholder).toBe(`Ask me ${run}`)
-      yield* client.settings.updateAppSettings({ payload: { thread_title_model: `m-${run}` } })
+      expect(miss.result.placeholder).toBe(`Ask me ${runId}`)
+      yield* client.settings.updateAppSettings({ payload: { thread_title_model: `m-${runId}` } })
       expect((yield* countQueries(anonymous.settings.getAppearance())).queries).toBe(0)
       const appMiss = yield* countQueries(client.settings.getAppSettings())
       expect(appMiss.queries).toBe(1)
-      expect(appMiss.result.thread_title_model).toBe(`m-${run}`)
+      expect(appMiss.result.thread_title_model).toBe(`m-${runId}`)
     }))
 
   it.effect("no response body of this file contains a raw API key", () =>
@@ -323,7 +278,7 @@ describe("settings with Redis down", async () => {
     (it) => {
       it.effect("degrades to database reads: GET, PATCH, GET still answer with the new value", () =>
         Effect.gen(function*() {
-          const { client } = yield* session("redis-down-admin", true)
+          const { client } = yield* session("redis-down-admin", { isAdmin: true })
           const anonymous = yield* clientAs()
           expect((yield* anonymous.settings.getAppearance()).greeting).toBe("How can I help you today?")
           yield* client.settings.updateAppearance({ payload: { greeting: "Still here" } })

@@ -1,78 +1,18 @@
 import { spawn } from "node:child_process"
-import { randomBytes, randomInt } from "node:crypto"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it as vitestIt, layer } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted } from "effect"
-import { ChatkitApi } from "../src/api/Api.js"
 import { Conflict, Forbidden, NotFound, Unauthorized } from "../src/api/errors.js"
 import type { UserId } from "../src/domain/User.js"
-import { AuditLog } from "../src/features/audit/AuditLog.js"
 import { Passwords } from "../src/features/auth/Passwords.js"
 import { BootstrapAdmin, createAdminIfAbsent } from "../src/features/users/Bootstrap.js"
-import { containsPattern, UsersRepo } from "../src/features/users/Repo.js"
+import { containsPattern } from "../src/features/users/Repo.js"
 import { testConfig } from "../src/platform/Config.js"
 import { chatkitClient, TestApp } from "./support/app.js"
-
-/**
- * Login is limited per client IP and per email, in a Redis that parallel test files share: every
- * login here comes from its own made-up address (TRUST_PROXY=1) and every email is unique to this run.
- */
-const run = randomBytes(4).toString("hex")
-const emailOf = (name: string) => `${name}-${run}@example.com`
-const randomIp = () => `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`
-const PASSWORD = "correct horse battery staple"
-
-const withForwardedFor = (request: HttpClientRequest.HttpClientRequest) =>
-  HttpClientRequest.setHeader(request, "x-forwarded-for", randomIp())
-
-/** The derived client, sending `token` as bearer (and a fresh client address). */
-const clientAs = (token?: string) =>
-  HttpApiClient.make(ChatkitApi, {
-    transformClient: HttpClient.mapRequest((request) =>
-      withForwardedFor(token === undefined ? request : HttpClientRequest.bearerToken(request, token))
-    )
-  })
-
-/** A raw request through the app's HttpClient, for what the typed client refuses to send. */
-const raw = (method: "GET" | "POST", path: string, token: string, body?: unknown) =>
-  Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
-    let request = HttpClientRequest.make(method)(path).pipe(HttpClientRequest.bearerToken(token), withForwardedFor)
-    if (body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, body)
-    return yield* client.execute(request)
-  })
-
-const seedLayer = Layer.mergeAll(UsersRepo.Default, AuditLog.Default, Passwords.layerTest)
-
-/** A user inserted straight into the table (no audit row), with PASSWORD. */
-const seedUser = (name: string, options: { readonly isAdmin?: boolean; readonly displayName?: string | null } = {}) =>
-  Effect.gen(function*() {
-    const repo = yield* UsersRepo
-    const passwords = yield* Passwords
-    const row = yield* repo.insert({
-      email: emailOf(name),
-      password_hash: yield* passwords.hash(Redacted.make(PASSWORD)),
-      display_name: options.displayName ?? null,
-      is_admin: options.isAdmin ?? false
-    })
-    return Option.getOrThrow(row)
-  }).pipe(Effect.provide(seedLayer))
-
-/** Logs in through POST /auth/login. */
-const login = (email: string, password = PASSWORD) =>
-  Effect.flatMap(clientAs(), (client) => client.auth.login({ payload: { email, password: Redacted.make(password) } }))
-
-/** A seeded user, logged in: its row, tokens and a client acting as it. */
-const session = (name: string, options: { readonly isAdmin?: boolean; readonly displayName?: string | null } = {}) =>
-  Effect.gen(function*() {
-    const user = yield* seedUser(name, options)
-    const tokens = yield* login(user.email)
-    return { user, tokens, client: yield* clientAs(tokens.access_token) }
-  })
+import { clientAs, emailOf, login, PASSWORD, raw, runId, seedLayer, seedUser, session } from "./support/session.js"
 
 const adminSession = (name: string) => session(name, { isAdmin: true })
 
@@ -174,7 +114,7 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
   it.effect("paginates in id order with the true total, also past the end", () =>
     Effect.gen(function*() {
       const { client } = yield* adminSession("page-admin")
-      const tag = `pg${run}`
+      const tag = `pg${runId}`
       const ids: Array<number> = []
       for (let i = 0; i < 7; i++) ids.push((yield* seedUser(`page-${i}`, { displayName: `${tag} member ${i}` })).id)
 
@@ -191,7 +131,7 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
       const order = everyone.items.map((u) => u.id)
       expect(order).toEqual([...order].sort((a, b) => a - b))
 
-      const empty = yield* client.users.list({ urlParams: { q: `nobody-${run}` } })
+      const empty = yield* client.users.list({ urlParams: { q: `nobody-${runId}` } })
       expect(empty).toEqual({ items: [], total: 0, page: 1, page_size: 20, total_pages: 0 })
     }))
 
@@ -199,20 +139,20 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
     Effect.gen(function*() {
       const { tokens } = yield* adminSession("bad-params-admin")
       for (const query of ["page_size=0", "page_size=101", "page=0", "page=abc", `q=${"a".repeat(201)}`, "include_deleted=maybe"]) {
-        const response = yield* raw("GET", `/api/v1/admin/users?${query}`, tokens.access_token)
+        const response = yield* raw("GET", `/api/v1/admin/users?${query}`, { token: tokens.access_token })
         expect(response.status, query).toBe(400)
-        expect(((yield* response.json) as { error: string }).error).toBe("validation_error")
+        expect(response.body.error).toBe("validation_error")
       }
-      const longest = yield* raw("GET", `/api/v1/admin/users?q=${"a".repeat(200)}`, tokens.access_token)
+      const longest = yield* raw("GET", `/api/v1/admin/users?q=${"a".repeat(200)}`, { token: tokens.access_token })
       expect(longest.status).toBe(200)
-      const huge = yield* raw("GET", `/api/v1/admin/users?q=${"%25".repeat(5000)}`, tokens.access_token)
+      const huge = yield* raw("GET", `/api/v1/admin/users?q=${"%25".repeat(5000)}`, { token: tokens.access_token })
       expect(huge.status).toBe(400)
     }))
 
   it.effect("searches email and display name case-insensitively, taking %, _, \\ and SQL-ish text literally", () =>
     Effect.gen(function*() {
       const { client } = yield* adminSession("search-admin")
-      const tag = `sr${run}`
+      const tag = `sr${runId}`
       const percent = yield* seedUser(`${tag}-pct`, { displayName: "100% Sure" })
       const underscore = yield* seedUser(`${tag}-und`, { displayName: "snake_case" })
       const backslash = yield* seedUser(`${tag}-bsl`, { displayName: "back\\slash" })
@@ -241,7 +181,7 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
   it.effect("lists soft-deleted users only with include_deleted=true", () =>
     Effect.gen(function*() {
       const { client } = yield* adminSession("deleted-admin")
-      const tag = `dl${run}`
+      const tag = `dl${runId}`
       const kept = yield* seedUser(`${tag}-kept`)
       const gone = yield* seedUser(`${tag}-gone`)
       yield* client.users.delete({ path: { id: gone.id } })
@@ -345,7 +285,7 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
   it.effect("replays a create sent again with the same Idempotency-Key and body; another body is a 409", () =>
     Effect.gen(function*() {
       const { client } = yield* adminSession("idem-admin")
-      const key = `key-${run}`
+      const key = `key-${runId}`
       const payload = { email: emailOf("idem"), password: Redacted.make(PASSWORD), display_name: "Idem" }
       const [first, firstResponse] = yield* client.users.create({
         payload,

@@ -1,66 +1,19 @@
-import { randomBytes, randomInt } from "node:crypto"
-import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted, Schema } from "effect"
-import { ChatkitApi } from "../src/api/Api.js"
+import { Effect, Layer, Option, Schema } from "effect"
 import { Conflict, Forbidden, NotFound, ValidationError } from "../src/api/errors.js"
 import { CurrentWorkflow, type GraphInput, WorkflowVersion } from "../src/domain/Workflow.js"
 import { AuditLog } from "../src/features/audit/AuditLog.js"
-import { Passwords } from "../src/features/auth/Passwords.js"
-import { UsersRepo } from "../src/features/users/Repo.js"
 import { DEFAULT_WORKFLOW_SLUG, ensureDefaultWorkflow } from "../src/features/workflows/DefaultWorkflow.js"
 import { WorkflowsRepo } from "../src/features/workflows/Repo.js"
 import { activeKey, CURRENT_KEY } from "../src/features/workflows/Service.js"
 import { Cache } from "../src/platform/Cache.js"
 import { TestApp } from "./support/app.js"
 import { countQueries } from "./support/queries.js"
+import { type Client, emailOf, raw, runId, session } from "./support/session.js"
 
-const run = randomBytes(4).toString("hex")
-const emailOf = (name: string) => `${name}-${run}@example.com`
-const randomIp = () => `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`
-const PASSWORD = "correct horse battery staple"
 let slugCounter = 0
-const newSlug = (name: string) => `${name}-${run}-${++slugCounter}`
-
-const clientAs = (token?: string) =>
-  HttpApiClient.make(ChatkitApi, {
-    transformClient: HttpClient.mapRequest((request) => {
-      const withIp = HttpClientRequest.setHeader(request, "x-forwarded-for", randomIp())
-      return token === undefined ? withIp : HttpClientRequest.bearerToken(withIp, token)
-    })
-  })
-
-const raw = (method: "GET" | "POST" | "PATCH", path: string, token: string, body?: unknown) =>
-  Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
-    let request = HttpClientRequest.make(method)(path).pipe(
-      HttpClientRequest.bearerToken(token),
-      HttpClientRequest.setHeader("x-forwarded-for", randomIp())
-    )
-    if (body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, body)
-    const response = yield* client.execute(request)
-    return { status: response.status, body: (yield* response.json) as Record<string, unknown> }
-  })
-
-const seedLayer = Layer.mergeAll(UsersRepo.Default, AuditLog.Default, Passwords.layerTest)
-
-const session = (name: string, options: { readonly isAdmin?: boolean } = {}) =>
-  Effect.gen(function*() {
-    const repo = yield* UsersRepo
-    const passwords = yield* Passwords
-    const user = Option.getOrThrow(
-      yield* repo.insert({
-        email: emailOf(name),
-        password_hash: yield* passwords.hash(Redacted.make(PASSWORD)),
-        display_name: null,
-        is_admin: options.isAdmin ?? false
-      })
-    )
-    const anonymous = yield* clientAs()
-    const tokens = yield* anonymous.auth.login({ payload: { email: user.email, password: Redacted.make(PASSWORD) } })
-    return { user, token: tokens.access_token, client: yield* clientAs(tokens.access_token) }
-  }).pipe(Effect.provide(seedLayer))
+const newSlug = (name: string) => `${name}-${runId}-${++slugCounter}`
 
 const graphOf = (middle: ReadonlyArray<string>, name = "agent"): GraphInput => {
   const slugs = ["start", ...middle.map((_, i) => `${name}-${i}`), "end"]
@@ -147,9 +100,9 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(updated).toMatchObject({ display_name: "Renamed", description: null, slug })
 
         // unknown fields are refused
-        const unknown = yield* raw("PATCH", `/api/v1/workflows/${created.id}`, (yield* session("crud-raw", { isAdmin: true })).token, {
-          display_name: "ok",
-          colour: "red"
+        const unknown = yield* raw("PATCH", `/api/v1/workflows/${created.id}`, {
+          token: (yield* session("crud-raw", { isAdmin: true })).token,
+          body: { display_name: "ok", colour: "red" }
         })
         expect(unknown.status).toBe(400)
         expect(unknown.body.error).toBe("validation_error")
@@ -377,7 +330,7 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
   })
 
   describe("cache", () => {
-    const currentVersion = (client: Effect.Effect.Success<ReturnType<typeof clientAs>>) =>
+    const currentVersion = (client: Client) =>
       Effect.map(client.workflows.current(), (c) => c.version.version)
 
     it.effect("the default workflow is read through the cache and invalidated by every write that changes it", () =>

@@ -7,9 +7,9 @@ import { Cache } from "../../src/platform/Cache.js"
 import { testConfig } from "../../src/platform/Config.js"
 import { OptionalRedis, Redis } from "../../src/platform/Redis.js"
 import { LiveClock, testDatabaseLayer, uniqueSchema } from "./database.js"
+import { testRedisUrl } from "./redis.js"
 
-/** CI's real Redis when TEST_REDIS_URL is set; the suites then must not skip. */
-export const testRedisUrl = Option.fromNullable(process.env.TEST_REDIS_URL).pipe(Option.filter((url) => url !== ""))
+export { testRedisUrl } from "./redis.js"
 
 /** With TEST_REDIS_URL set, a Redis that does not answer fails the suite instead of degrading it. */
 const RequireTestRedis = Layer.effectDiscard(
