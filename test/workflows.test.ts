@@ -420,6 +420,40 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(large.queries).toBe(small.queries)
         expect(large.queries).toBeLessThanOrEqual(2)
       }))
+
+    it.effect("lists versions and shares in a constant number of statements", () =>
+      Effect.gen(function*() {
+        const owner = yield* session("lists-owner")
+        const friends = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => i), (i) => session(`lists-friend-${i}`))
+        const workflow = (slug: string) =>
+          owner.client.workflows.create({ payload: { slug: newSlug(slug), display_name: slug }, headers: {} })
+        const small = yield* workflow("lists-small")
+        const large = yield* workflow("lists-large")
+        yield* owner.client.workflows.createVersion({ path: { id: small.id }, payload: { graph: graphOf(["agent"]) }, headers: {} })
+        yield* Effect.forEach(Array.from({ length: 11 }, (_, i) => i), () =>
+          owner.client.workflows.createVersion({ path: { id: large.id }, payload: { graph: graphOf(["agent"]) }, headers: {} }))
+        yield* owner.client.workflows.createShare({
+          path: { id: small.id },
+          payload: { user_email: friends[0]!.user.email, permission: "read" }
+        })
+        yield* Effect.forEach(friends, (friend) =>
+          owner.client.workflows.createShare({ path: { id: large.id }, payload: { user_email: friend.user.email, permission: "write" } }))
+        yield* owner.client.workflows.list({ urlParams: {} }) // warm the authentication cache
+
+        const versions = (id: number) => countQueries(owner.client.workflows.listVersions({ path: { id }, urlParams: { page_size: 100 } }))
+        const [fewVersions, manyVersions] = [yield* versions(small.id), yield* versions(large.id)]
+        expect(fewVersions.result.items).toHaveLength(2)
+        expect(manyVersions.result.items).toHaveLength(12)
+        expect(fewVersions.queries).toBeGreaterThan(0)
+        expect(manyVersions.queries).toBe(fewVersions.queries)
+
+        const shares = (id: number) => countQueries(owner.client.workflows.listShares({ path: { id }, urlParams: { page_size: 100 } }))
+        const [fewShares, manyShares] = [yield* shares(small.id), yield* shares(large.id)]
+        expect(fewShares.result.items).toHaveLength(1)
+        expect(manyShares.result.items).toHaveLength(8)
+        expect(fewShares.queries).toBeGreaterThan(0)
+        expect(manyShares.queries).toBe(fewShares.queries)
+      }))
   })
 })
 
