@@ -64,6 +64,9 @@ export const requestIdFrom = (header: string | undefined): string =>
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
 const JSON_CONTENT_TYPE = /^application\/json\s*(?:;.*)?$/i
 
+/** A JSON body that is already rendered (e.g. from the cache), sent as is. */
+export const renderedJsonResponse = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
+
 /** The problem+json response of an error, with the headers its status calls for. */
 export const problemResponse = (error: ProblemError, requestId: string) =>
   Effect.map(Clock.currentTimeMillis, (now) => {

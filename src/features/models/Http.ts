@@ -2,6 +2,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
 import { ChatkitApi } from "../../api/Api.js"
 import { pageRequest } from "../../api/schemas.js"
+import { renderedJsonResponse } from "../../platform/Http.js"
 import { adminOnly } from "../auth/Policy.js"
 import { ModelsService } from "./Service.js"
 
@@ -10,8 +11,10 @@ export const ModelsLive = HttpApiBuilder.group(ChatkitApi, "models", (handlers) 
   Effect.gen(function*() {
     const models = yield* ModelsService
     return handlers
-      .handle("list", ({ urlParams }) => models.list(pageRequest(urlParams)))
-      .handle("adminList", ({ urlParams }) => models.list(pageRequest(urlParams)).pipe(adminOnly))
+      // pages are served as their cached rendering; the client still decodes them with Page(Model)
+      .handle("list", ({ urlParams }) => models.listJson(pageRequest(urlParams)).pipe(Effect.map(renderedJsonResponse)))
+      .handle("adminList", ({ urlParams }) =>
+        models.listJson(pageRequest(urlParams)).pipe(Effect.map(renderedJsonResponse), adminOnly))
       .handle("create", ({ payload }) => models.create(payload).pipe(adminOnly))
       .handle("update", ({ path, payload }) => models.update(path.id, payload).pipe(adminOnly))
       .handle("delete", ({ path }) => models.delete(path.id).pipe(adminOnly))

@@ -3,7 +3,7 @@ import { Effect, Option } from "effect"
 import { type Conflict, NotFound } from "../../api/errors.js"
 import { Page, type PageRequest, toPage } from "../../api/schemas.js"
 import { Model, type ModelId } from "../../domain/Model.js"
-import { Cache } from "../../platform/Cache.js"
+import { Cache, getOrRenderJson } from "../../platform/Cache.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"
 import { type ModelChanges, ModelsRepo, type NewModel } from "./Repo.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
@@ -51,8 +51,10 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
     const cache = yield* Cache
     const audit = yield* AuditLog
 
-    const list = (page: PageRequest): Effect.Effect<ModelPage> =>
-      cache.getOrLoad(
+    /** A page of the catalog as its rendered JSON body: the hot read, served from the cache as is. */
+    const listJson = (page: PageRequest): Effect.Effect<string> =>
+      getOrRenderJson(
+        cache,
         pageKey(page),
         ModelPage,
         Effect.map(repo.list(page.pageSize, page.offset), ({ items, total }) => toPage(page, items, total))
@@ -114,7 +116,7 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
         })
       ).pipe(orDieOnSqlError, Effect.withSpan("ModelsService.delete", { attributes: { "model.id": id } }))
 
-    return { list, create, update, delete: remove } as const
+    return { listJson, create, update, delete: remove } as const
   }),
   dependencies: [ModelsRepo.Default]
 }) {}
