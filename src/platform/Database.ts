@@ -203,3 +203,18 @@ export const orDieOnSqlError = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     Exclude<E, SqlError>,
     R
   >
+
+/** The rows of a `SELECT c.total, p.* FROM (count) c LEFT JOIN LATERAL (page) p ON true` query. */
+export type CountedPageRows<Row> = ReadonlyArray<
+  { readonly total: number | string } & { readonly [K in keyof Row]: Row[K] | null }
+>
+
+/**
+ * Splits the rows of a one-statement "count + page" query: every row carries the total, and a page
+ * past the end is a single row of NULLs (its `key` column is null), dropped from the items; the
+ * items come without the `total` column.
+ */
+export const countedPage = <Row>(key: keyof Row) => (rows: CountedPageRows<Row>) => ({
+  total: Number(rows[0]?.total ?? 0),
+  items: rows.filter((row) => row[key] !== null).map(({ total: _, ...row }) => row) as unknown as ReadonlyArray<Row>
+})

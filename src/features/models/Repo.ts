@@ -3,6 +3,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { Conflict } from "../../api/errors.js"
 import type { Model, ModelId } from "../../domain/Model.js"
+import { type CountedPageRows, countedPage } from "../../platform/Database.js"
 
 const COLUMNS = "id, name, display_name, description, provider_id, provider_slug, supports_reasoning, supports_streaming, " +
   "created_at, updated_at"
@@ -39,19 +40,14 @@ export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo
      * (the lateral join yields one row of NULLs past the end, so the total still comes back).
      */
     const list = (limit: number, offset: number) =>
-      sql<{ readonly total: number | string } & { readonly [K in keyof Model]: Model[K] | null }>`
+      sql<CountedPageRows<Model>[number]>`
         SELECT c.total, m.*
         FROM (SELECT count(*) AS total FROM models) c
         LEFT JOIN LATERAL (
           SELECT ${sql.literal(COLUMNS)} FROM models ORDER BY display_name, id LIMIT ${limit} OFFSET ${offset}
         ) m ON true
         ORDER BY m.display_name, m.id`.pipe(
-          Effect.map((rows) => ({
-            total: Number(rows[0]?.total ?? 0),
-            items: rows
-              .filter((row) => row.id !== null)
-              .map(({ total: _total, ...model }) => ({ ...model, id: Number(model.id) }) as unknown as Model)
-          })),
+          Effect.map(countedPage<Model>("id")),
           Effect.withSpan("ModelsRepo.list")
         )
 

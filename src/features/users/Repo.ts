@@ -3,6 +3,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { Conflict } from "../../api/errors.js"
 import type { AdminUser, User, UserId } from "../../domain/User.js"
+import { type CountedPageRows, countedPage } from "../../platform/Database.js"
 
 /** A users row as stored; `password_hash` never leaves the server (see `toUser`). */
 export interface UserRow extends AdminUser {
@@ -97,7 +98,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
           : [sql`(email ILIKE ${containsPattern(query.q)} ESCAPE '\\' OR display_name ILIKE ${containsPattern(query.q)} ESCAPE '\\')`])
       ]
       const where = sql.and(filters)
-      return sql<{ readonly total: number } & { readonly [K in keyof UserRow]: UserRow[K] | null }>`
+      return sql<CountedPageRows<UserRow>[number]>`
         SELECT c.total, u.*
         FROM (SELECT count(*) AS total FROM users WHERE ${where}) c
         LEFT JOIN LATERAL (
@@ -105,10 +106,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
           ORDER BY id LIMIT ${query.limit} OFFSET ${query.offset}
         ) u ON true
         ORDER BY u.id`.pipe(
-          Effect.map((rows) => ({
-            total: Number(rows[0]?.total ?? 0),
-            items: rows.filter((row): row is { readonly total: number } & UserRow => row.id !== null)
-          })),
+          Effect.map(countedPage<UserRow>("id")),
           Effect.withSpan("UsersRepo.list")
         )
     }

@@ -3,6 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { Conflict } from "../../api/errors.js"
 import type { Graph, GraphEdge, GraphNode, SharePermission, WorkflowShare } from "../../domain/Workflow.js"
+import { type CountedPageRows, countedPage } from "../../platform/Database.js"
 
 /** A workflows row as stored. */
 export interface WorkflowRow {
@@ -89,7 +90,7 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
 
     /** One page ordered by id with the total, in one statement (the total even past the end). */
     const listSummaries = (viewer: { readonly id: number; readonly is_admin: boolean }, limit: number, offset: number) =>
-      sql<{ readonly total: number } & { readonly [K in keyof SummaryRow]: SummaryRow[K] | null }>`
+      sql<CountedPageRows<SummaryRow>[number]>`
         SELECT c.total, p.*
         FROM (SELECT count(*)::int AS total FROM workflows w WHERE ${visibleTo(viewer)}) c
         LEFT JOIN LATERAL (
@@ -99,10 +100,7 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
           ORDER BY w.id LIMIT ${limit} OFFSET ${offset}
         ) p ON true
         ORDER BY p.id`.pipe(
-          Effect.map((rows) => ({
-            total: Number(rows[0]?.total ?? 0),
-            items: rows.filter((row): row is { readonly total: number } & SummaryRow => row.id !== null)
-          })),
+          Effect.map(countedPage<SummaryRow>("id")),
           Effect.withSpan("WorkflowsRepo.listSummaries")
         )
 
@@ -214,7 +212,7 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         WHERE d.id = ${definitionId} AND d.workflow_id = ${workflowId}`.pipe(Effect.map(first))
 
     const listDefinitions = (workflowId: number, limit: number, offset: number) =>
-      sql<{ readonly total: number } & { readonly [K in keyof DefinitionRow]: DefinitionRow[K] | null }>`
+      sql<CountedPageRows<DefinitionRow>[number]>`
         SELECT c.total, p.*
         FROM (SELECT count(*)::int AS total FROM workflow_definitions WHERE workflow_id = ${workflowId}) c
         LEFT JOIN LATERAL (
@@ -224,10 +222,7 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
           ORDER BY d.version DESC LIMIT ${limit} OFFSET ${offset}
         ) p ON true
         ORDER BY p.version DESC`.pipe(
-          Effect.map((rows) => ({
-            total: Number(rows[0]?.total ?? 0),
-            items: rows.filter((row): row is { readonly total: number } & DefinitionRow => row.id !== null)
-          }))
+          Effect.map(countedPage<DefinitionRow>("id"))
         )
 
     /** Slugs of live workflows equal to `base` or `base-<n>` (to pick a free one for a copy). */
@@ -262,7 +257,7 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
     )
 
     const listShares = (workflowId: number, limit: number, offset: number) =>
-      sql<{ readonly total: number } & { readonly [K in keyof ShareRow]: ShareRow[K] | null }>`
+      sql<CountedPageRows<ShareRow>[number]>`
         SELECT c.total, p.*
         FROM (SELECT count(*)::int AS total FROM workflow_shares s JOIN users u ON u.id = s.user_id AND u.deleted_at IS NULL
               WHERE s.workflow_id = ${workflowId}) c
@@ -271,10 +266,7 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
           WHERE s.workflow_id = ${workflowId} ORDER BY s.user_id LIMIT ${limit} OFFSET ${offset}
         ) p ON true
         ORDER BY p.user_id`.pipe(
-          Effect.map((rows) => ({
-            total: Number(rows[0]?.total ?? 0),
-            items: rows.filter((row): row is { readonly total: number } & ShareRow => row.user_id !== null)
-          }))
+          Effect.map(countedPage<ShareRow>("user_id"))
         )
 
     const findShare = (workflowId: number, userId: number) =>

@@ -503,7 +503,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
     const listShares = (id: number, caller: Caller, page: PageRequest) =>
       authorize(id, caller, "read", false).pipe(
         Effect.zipRight(repo.listShares(id, page.pageSize, page.offset)),
-        Effect.map(({ items, total }) => toPage(page, items.map(({ total: _, ...share }) => share as Share), total)),
+        Effect.map(({ items, total }) => toPage(page, items as ReadonlyArray<Share>, total)),
         orDieOnSqlError,
         Effect.withSpan("WorkflowsService.listShares", { attributes: { "workflow.id": id } })
       )
