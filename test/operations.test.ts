@@ -63,6 +63,12 @@ layer(TestApp("operations", { METRICS_TOKEN: "metrics-token-for-tests" }))("oper
       expect(spec.openapi).toBe("3.1.0")
       expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/health", "/health/ready", "/metrics"]))
       expect(Object.keys(spec.paths["/health/ready"]?.get?.responses ?? {})).toEqual(expect.arrayContaining(["200", "503"]))
+      const undocumented = Object.entries(spec.paths).flatMap(([path, operations]) =>
+        Object.entries(operations as Record<string, { summary?: string; description?: string }>)
+          .filter(([, operation]) => !operation.summary || !operation.description)
+          .map(([method]) => `${method} ${path}`)
+      )
+      expect(undocumented).toEqual([])
       for (const page of ["/docs", "/redoc"]) {
         const response = yield* get(page)
         expect(response.status).toBe(200)

@@ -54,6 +54,7 @@ export class UsersApi extends HttpApiGroup.make("users")
       .addSuccess(AdminUser)
       .addError(NotFoundProblem)
       .annotate(OpenApi.Summary, "Get a user (deleted users included)")
+      .annotate(OpenApi.Description, "`deleted_at` tells whether the user is soft-deleted. 404 when no user has this id.")
   )
   .add(
     HttpApiEndpoint.patch("update", "/admin/users/:id")
