@@ -218,3 +218,13 @@ export const countedPage = <Row>(key: keyof Row) => (rows: CountedPageRows<Row>)
   total: Number(rows[0]?.total ?? 0),
   items: rows.filter((row) => row[key] !== null).map(({ total: _, ...row }) => row) as unknown as ReadonlyArray<Row>
 })
+
+/**
+ * A unique violation (23505) on `constraint`: the caller maps it to a 409. When the driver does
+ * not name the constraint, any unique violation counts.
+ */
+export const isUniqueViolation = (constraint: string) => (error: unknown): error is SqlError => {
+  if (!(error instanceof SqlError)) return false
+  const cause = error.cause as { code?: unknown; constraint?: unknown } | undefined
+  return cause?.code === "23505" && (cause.constraint === undefined || cause.constraint === constraint)
+}

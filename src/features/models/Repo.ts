@@ -1,9 +1,8 @@
 import { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { Conflict } from "../../api/errors.js"
 import type { Model, ModelId } from "../../domain/Model.js"
-import { type CountedPageRows, countedPage } from "../../platform/Database.js"
+import { type CountedPageRows, countedPage, isUniqueViolation } from "../../platform/Database.js"
 
 const COLUMNS = "id, name, display_name, description, provider_id, provider_slug, supports_reasoning, supports_streaming, " +
   "created_at, updated_at"
@@ -20,12 +19,8 @@ export interface NewModel {
 
 export type ModelChanges = Partial<NewModel>
 
-/** 23505 on models_name_key: another model has the name (ignoring case). */
-const isNameTaken = (error: unknown) => {
-  if (!(error instanceof SqlError)) return false
-  const cause = error.cause as { code?: unknown; constraint?: unknown } | undefined
-  return cause?.code === "23505" && (cause.constraint === undefined || cause.constraint === "models_name_key")
-}
+/** another model has the name (ignoring case) */
+const isNameTaken = isUniqueViolation("models_name_key")
 
 const nameTaken = (name: string) => new Conflict({ detail: `A model named ${name} already exists` })
 

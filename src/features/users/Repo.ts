@@ -1,9 +1,8 @@
 import { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { Conflict } from "../../api/errors.js"
 import type { AdminUser, User, UserId } from "../../domain/User.js"
-import { type CountedPageRows, countedPage } from "../../platform/Database.js"
+import { type CountedPageRows, countedPage, isUniqueViolation } from "../../platform/Database.js"
 
 /** A users row as stored; `password_hash` never leaves the server (see `toUser`). */
 export interface UserRow extends AdminUser {
@@ -41,11 +40,8 @@ export interface UserChanges {
 /** `q` as an ILIKE pattern that matches it as a plain substring (backslash is the escape character). */
 export const containsPattern = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
 
-/** 23505 on the partial unique index: a live user already has this email. */
-const isEmailTaken = (error: SqlError) => {
-  const cause = error.cause as { code?: unknown; constraint?: unknown } | undefined
-  return cause?.code === "23505" && (cause.constraint === undefined || cause.constraint === "users_email_live_key")
-}
+/** a live user already has this email */
+const isEmailTaken = isUniqueViolation("users_email_live_key")
 
 /** SQL of the users table. Writes join the caller's transaction when there is one. */
 export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", {

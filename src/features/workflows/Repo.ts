@@ -1,9 +1,8 @@
 import { PgClient } from "@effect/sql-pg"
-import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { Conflict } from "../../api/errors.js"
 import type { Graph, GraphEdge, GraphNode, SharePermission, WorkflowShare } from "../../domain/Workflow.js"
-import { type CountedPageRows, countedPage } from "../../platform/Database.js"
+import { type CountedPageRows, countedPage, isUniqueViolation } from "../../platform/Database.js"
 
 /** A workflows row as stored. */
 export interface WorkflowRow {
@@ -57,11 +56,8 @@ const COLUMNS = "id, slug, display_name, description, owner_id, active_version_i
 const W_COLUMNS = COLUMNS.split(", ").map((c) => `w.${c}`).join(", ")
 const D_COLUMNS = "d.id, d.workflow_id, d.version, d.name, d.created_by, d.created_at, (w.active_version_id = d.id) AS is_active"
 
-/** 23505 on the partial unique slug index: a live workflow already has this slug. */
-export const isSlugTaken = (error: SqlError) => {
-  const cause = error.cause as { code?: unknown; constraint?: unknown } | undefined
-  return cause?.code === "23505" && (cause.constraint === undefined || cause.constraint === "workflows_slug_live_key")
-}
+/** a live workflow already has this slug */
+const isSlugTaken = isUniqueViolation("workflows_slug_live_key")
 
 /** Serializes the writers of the default flag (set-default, bootstrap) across every instance. */
 const DEFAULT_LOCK_KEY = 0x7766_0001
