@@ -4,7 +4,7 @@ import { ChatkitApi } from "./api/Api.js"
 import { AuditLive } from "./features/audit/Http.js"
 import { AuditRepo } from "./features/audit/Repo.js"
 import { AuditLog } from "./features/audit/AuditLog.js"
-import { AuthenticationLive } from "./features/auth/Authentication.js"
+import { AuthenticationLive, ClientIpLimitsLive } from "./features/auth/Authentication.js"
 import { AuthLive } from "./features/auth/Http.js"
 import { RefreshTokens } from "./features/auth/RefreshTokens.js"
 import { AuthService } from "./features/auth/Service.js"
@@ -29,11 +29,20 @@ import { migrateUp } from "./platform/Migrations.js"
 import { RateLimiter } from "./platform/RateLimiter.js"
 
 /** Applies pending migrations before serving when MIGRATE_ON_START is true (development default). */
-export const MigrateOnStart = Layer.effectDiscard(
+const MigrateOnStart = Layer.effectDiscard(
   Effect.flatMap(AppConfig, (config) =>
     config.migrateOnStart
       ? migrateUp()
       : Effect.logInfo("MIGRATE_ON_START is false: run `npm run migrate -- up` before starting"))
+)
+
+/**
+ * What must be done before the port opens, in order: the migrations, the first administrator,
+ * the default workflow. A request can only arrive once the app can answer it.
+ */
+export const PrepareToServe = BootstrapDefaultWorkflow.pipe(
+  Layer.provide(BootstrapAdmin),
+  Layer.provide(MigrateOnStart)
 )
 
 /**
@@ -60,13 +69,14 @@ export const ApiLive = HttpApiBuilder.api(ChatkitApi).pipe(
   Layer.provide(WorkflowsLive.pipe(Layer.provide(WorkflowsService.Default))),
   Layer.provide(ReadinessChecks.Default),
   // below every group: the bearer middleware and the shared services are for all of them
-  Layer.provide(AuthenticationLive),
+  Layer.provide([AuthenticationLive, ClientIpLimitsLive]),
   Layer.provide(SharedServicesLive)
 )
 
 /**
  * The Api served behind the platform middleware, with the OpenAPI document and two readers
- * (Swagger UI at /docs, Scalar at /redoc). Needs an HttpServer and the infrastructure layers.
+ * (Swagger UI at /docs, Scalar at /redoc). Needs an HttpServer and the infrastructure layers; build
+ * `PrepareToServe` before either.
  */
 export const HttpAppLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) => HttpApiBuilder.serve(requestPipeline(config)))
@@ -75,8 +85,5 @@ export const HttpAppLive = Layer.unwrapEffect(
   Layer.provide(HttpApiScalar.layer({ path: "/redoc" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ProblemResponsesLive),
-  Layer.provide(ApiLive),
-  // after the migrations (provided to HttpAppLive), before the Api serves
-  Layer.provide(BootstrapDefaultWorkflow),
-  Layer.provide(BootstrapAdmin)
+  Layer.provide(ApiLive)
 )

@@ -1,6 +1,6 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import { HttpAppLive, MigrateOnStart } from "./App.js"
+import { HttpAppLive, PrepareToServe } from "./App.js"
 import { Passwords } from "./features/auth/Passwords.js"
 import { Cache } from "./platform/Cache.js"
 import { AppConfig, AppConfigLive } from "./platform/Config.js"
@@ -23,11 +23,12 @@ const InfrastructureLive = Layer.mergeAll(DatabaseLive, Redis.layerOptional, Cac
 
 const MainLive = Layer.unwrapEffect(
   Effect.map(makeServer, ({ GracefulShutdown, LogAddress, ServerLive }) =>
+    // Built outermost first: migrations and bootstrap, then the port opens, then the Api serves;
     // GracefulShutdown is built last so that, at shutdown, it drains requests first.
     Layer.mergeAll(GracefulShutdown, LogAddress).pipe(
       Layer.provide(HttpAppLive),
-      Layer.provide(MigrateOnStart),
-      Layer.provide(ServerLive)
+      Layer.provide(ServerLive),
+      Layer.provide(PrepareToServe)
     ))
 ).pipe(
   Layer.provide(WarnOnGeneratedSecret),

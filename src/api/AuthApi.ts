@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { Email, Password, User } from "../domain/User.js"
 import { RateLimitedProblem, UnauthorizedProblem } from "./errors.js"
 import { Payload } from "./schemas.js"
-import { Authentication } from "./Security.js"
+import { Authentication, LoginRateLimit, RefreshRateLimit } from "./Security.js"
 
 /** Any stored password may log in (legacy ones can be short); the 12-256 policy applies to new ones. */
 const LoginPassword = Schema.Redacted(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)))
@@ -27,6 +27,7 @@ export class AuthApi extends HttpApiGroup.make("auth")
       .addSuccess(TokenPair)
       .addError(UnauthorizedProblem)
       .addError(RateLimitedProblem)
+      .middleware(LoginRateLimit)
       .annotate(OpenApi.Summary, "Log in with email and password")
       .annotate(
         OpenApi.Description,
@@ -40,6 +41,7 @@ export class AuthApi extends HttpApiGroup.make("auth")
       .addSuccess(TokenPair)
       .addError(UnauthorizedProblem)
       .addError(RateLimitedProblem)
+      .middleware(RefreshRateLimit)
       .annotate(OpenApi.Summary, "Exchange a refresh token for a new token pair")
       .annotate(
         OpenApi.Description,
@@ -80,9 +82,11 @@ export class AuthApi extends HttpApiGroup.make("auth")
       .setPayload(Payload({ current_password: LoginPassword, new_password: Password }))
       .addSuccess(HttpApiSchema.NoContent)
       .addError(UnauthorizedProblem)
+      .addError(RateLimitedProblem)
       .middleware(Authentication)
       .annotate(OpenApi.Summary, "Change the caller's password")
-      .annotate(OpenApi.Description, "New password: 12-256 characters. Revokes every refresh token of the caller.")
+      .annotate(OpenApi.Description, "New password: 12-256 characters. Revokes every refresh token of the caller. Each check of the current password " +
+          "counts against the account's login limit (5 per minute), and a wrong one is audited.")
   )
   .annotate(OpenApi.Title, "Authentication")
 {}

@@ -19,3 +19,13 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Aut
     )
   }
 }) {}
+
+/** Counts a login attempt against its client IP's limit before the body is even decoded. */
+export class LoginRateLimit extends HttpApiMiddleware.Tag<LoginRateLimit>()("LoginRateLimit", {
+  failure: RateLimitedProblem
+}) {}
+
+/** Counts a refresh against its client IP's limit before the body is even decoded. */
+export class RefreshRateLimit extends HttpApiMiddleware.Tag<RefreshRateLimit>()("RefreshRateLimit", {
+  failure: RateLimitedProblem
+}) {}

@@ -99,17 +99,26 @@ const problemClasses = [
 /** The problem kind of a value when it is one of the errors above. */
 export const problemKindOf = (u: unknown): ProblemKind | undefined => problemClasses.find((cls) => u instanceof cls)?.problem
 
+/** Most field issues listed in one body: enough to fix a form, bounded whatever was sent. */
+export const MAX_LISTED_ISSUES = 20
+
 /** The body of API.md section 0, built from an error, the request id and the current time. */
-export const problemBody = (kind: ProblemKind, error: ProblemError, requestId: string, timestamp: string) => ({
-  type: `urn:chatkit:error:${kind.code}`,
-  title: kind.title,
-  status: kind.status,
-  error: kind.code,
-  detail: error.detail,
-  request_id: requestId,
-  timestamp,
-  ...(error.errors === undefined ? {} : { errors: error.errors })
-})
+export const problemBody = (kind: ProblemKind, error: ProblemError, requestId: string, timestamp: string) => {
+  const issues = error.errors ?? []
+  const detail = issues.length > MAX_LISTED_ISSUES
+    ? `${error.detail} (${issues.length} problems; the first ${MAX_LISTED_ISSUES} are listed)`
+    : error.detail
+  return {
+    type: `urn:chatkit:error:${kind.code}`,
+    title: kind.title,
+    status: kind.status,
+    error: kind.code,
+    detail,
+    request_id: requestId,
+    timestamp,
+    ...(error.errors === undefined ? {} : { errors: issues.slice(0, MAX_LISTED_ISSUES) })
+  }
+}
 
 const ProblemDocument = <const Code extends string>(code: Code) =>
   Schema.Struct({
@@ -144,7 +153,10 @@ const asProblem = <E extends ProblemError, const Code extends string>(
     description
   })
 
-export const ValidationErrorProblem = asProblem(ValidationError, "The request does not match its schema; `errors` lists every bad field.")
+export const ValidationErrorProblem = asProblem(
+  ValidationError,
+  `The request does not match its schema; \`errors\` lists the bad fields (the first ${MAX_LISTED_ISSUES}; \`detail\` gives the count when there are more).`
+)
 export const UnauthorizedProblem = asProblem(Unauthorized, "Missing, invalid or expired credentials.")
 export const ForbiddenProblem = asProblem(Forbidden, "Authenticated but not allowed.")
 export const NotFoundProblem = asProblem(NotFound, "The resource does not exist or is not visible to the caller.")

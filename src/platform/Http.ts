@@ -20,14 +20,13 @@ import {
   problemBody,
   problemKindOf,
   ServiceUnavailable,
-  UnsupportedMediaType,
   ValidationError
 } from "../api/errors.js"
 import type { AppConfigShape } from "./Config.js"
 import { httpRequestDurationSeconds, httpRequestsTotal } from "./Metrics.js"
+import { checkBodyHeaders, checkUrlText, MAX_JSON_BODY_BYTES, parseJsonBody, safeKey } from "./RequestInput.js"
 
-/** 1 MiB: the largest JSON body accepted (API.md section 0). */
-export const MAX_JSON_BODY_BYTES = 1024 * 1024
+export { MAX_JSON_BODY_BYTES } from "./RequestInput.js"
 
 /**
  * What the platform knows about the request being served. `userId` is filled in by the
@@ -61,9 +60,6 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 export const requestIdFrom = (header: string | undefined): string =>
   header !== undefined && SAFE_REQUEST_ID.test(header) ? header : uuidv7()
 
-const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
-const JSON_CONTENT_TYPE = /^application\/json\s*(?:;.*)?$/i
-
 /** A JSON body that is already rendered (e.g. from the cache), sent as is. */
 export const renderedJsonResponse = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
 
@@ -82,44 +78,40 @@ export const problemResponse = (error: ProblemError, requestId: string) =>
     return response
   })
 
-const hasBody = (request: HttpServerRequest.HttpServerRequest) => {
-  const length = request.headers["content-length"]
-  return (length !== undefined && length !== "0") || request.headers["transfer-encoding"] !== undefined
-}
-
-/** 415 / 413 decided from the headers, before any handler reads the body. */
-const checkBody = (request: HttpServerRequest.HttpServerRequest): ProblemError | undefined => {
-  if (!BODY_METHODS.has(request.method) || !hasBody(request)) return undefined
-  const contentType = request.headers["content-type"]
-  if (contentType === undefined || !JSON_CONTENT_TYPE.test(contentType)) {
-    return new UnsupportedMediaType({
-      detail: `A ${request.method} body must be sent as application/json${contentType === undefined ? "" : `, not ${contentType.slice(0, 100)}`}`
-    })
-  }
-  const length = Number(request.headers["content-length"] ?? 0)
-  if (length > MAX_JSON_BODY_BYTES) {
-    return new PayloadTooLarge({ detail: `The body is ${length} bytes; the limit is ${MAX_JSON_BODY_BYTES} bytes` })
-  }
-  return undefined
-}
+const EXPOSED_HEADERS = "X-Request-ID, API-Version, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+/** What a front end sends: its JSON and bearer, our own headers, and those of the ChatKit web component. */
+const ALLOWED_HEADERS = "Authorization, Content-Type, Accept, Accept-Language, X-Request-ID, Idempotency-Key, ChatKit-Frame-Instance-Id"
 
 const corsHeaders = (config: AppConfigShape, origin: string | undefined): Record<string, string> =>
   origin !== undefined && config.allowedOrigins.includes(origin)
     ? {
       "access-control-allow-origin": origin,
       "access-control-allow-credentials": "true",
-      "access-control-expose-headers": "X-Request-ID, API-Version, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+      "access-control-expose-headers": EXPOSED_HEADERS
     }
     : {}
 
 const preflightHeaders = {
   "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-  "access-control-allow-headers": "Authorization, Content-Type, X-Request-ID, Idempotency-Key",
+  "access-control-allow-headers": ALLOWED_HEADERS,
   "access-control-max-age": "600"
 }
 
-/** Headers every response carries, errors and 404s included. */
-const standardHeaders = (config: AppConfigShape, requestId: string, origin: string | undefined) => ({
+const isPreflight = (request: HttpServerRequest.HttpServerRequest) =>
+  request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined
+
+/** A preflight from an allowed origin gets what it asks about; any other gets no CORS header, so the browser refuses. */
+const preflightResponse = (config: AppConfigShape, origin: string | undefined) =>
+  HttpServerResponse.empty({
+    status: 204,
+    headers: origin !== undefined && config.allowedOrigins.includes(origin) ? preflightHeaders : {}
+  })
+
+/**
+ * Headers every response carries, whatever produced it (a handler, an error, a preflight, a 413).
+ * API answers are per caller and often carry tokens: no cache may keep them unless a handler says so.
+ */
+export const standardHeaders = (config: AppConfigShape, requestId: string, origin: string | undefined): Record<string, string> => ({
   "x-request-id": requestId,
   "api-version": "1",
   "x-content-type-options": "nosniff",
@@ -130,9 +122,31 @@ const standardHeaders = (config: AppConfigShape, requestId: string, origin: stri
   vary: "Origin"
 })
 
+const withStandardHeaders = (response: HttpServerResponse.HttpServerResponse, headers: Record<string, string>) =>
+  HttpServerResponse.setHeaders(response, {
+    ...(response.headers["cache-control"] === undefined ? { "cache-control": "no-store" } : {}),
+    ...headers
+  })
+
 /**
- * The outermost middleware: request id, standard and CORS headers, body checks, the request's
- * log annotations, one JSON log line and the HTTP metrics per request.
+ * The request as routes see it: its `json` refuses, as a 400, a body no schema should be handed
+ * (nested too deep, too many keys, text PostgreSQL cannot store). Routes read it after their
+ * middleware (authentication, rate limits), so a refused body still counts as an attempt.
+ */
+const withCheckedJson = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest => {
+  let json: Effect.Effect<unknown, HttpServerError.RequestError> | undefined
+  const checkedJson = () =>
+    json ??= Effect.flatMap(request.text, (text) => {
+      const parsed = parseJsonBody(text)
+      // routes turn a failed body read into a defect anyway; the problem is classified as the 400 it is
+      return "problem" in parsed ? Effect.die(parsed.problem) : Effect.succeed(parsed.body)
+    })
+  return new Proxy(request, { get: (target, key) => key === "json" ? checkedJson() : Reflect.get(target, key, target) })
+}
+
+/**
+ * The outermost middleware: request id, standard and CORS headers, input checks (headers, URL
+ * text; the JSON body's shape when a route reads it), the request's log annotations, one JSON log line and the HTTP metrics per request.
  */
 export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default): HttpApp.Default =>
   Effect.gen(function*() {
@@ -150,26 +164,26 @@ export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default
     const traceId = Option.match(span, { onNone: () => undefined, onSome: (s) => s.traceId })
     Option.map(span, (s) => s.attribute("request_id", requestId))
     const startedAt = yield* Clock.currentTimeNanos
-    yield* HttpApp.appendPreResponseHandler((_, response) =>
-      Effect.succeed(
-        HttpServerResponse.setHeaders(response, { ...info.responseHeaders, ...standardHeaders(config, requestId, origin) })
-      )
-    )
 
-    const bodyProblem = checkBody(request)
-    const isPreflight = request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined
-    const response = yield* (
-      isPreflight
-        ? Effect.succeed(
-          HttpServerResponse.empty({ status: 204, headers: Object.keys(corsHeaders(config, origin)).length > 0 ? preflightHeaders : {} })
-        )
-        : bodyProblem !== undefined
-        ? problemResponse(bodyProblem, requestId)
-        : app.pipe(
-          Effect.provideService(RequestInfo, info),
-          Effect.provideService(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(MAX_JSON_BODY_BYTES)))
-        )
-    ).pipe(Effect.annotateLogs({ request_id: requestId, ...(traceId === undefined ? {} : { trace_id: traceId }) }))
+    // the app's responses are sent before this middleware sees them, so they get the headers from a
+    // pre-response handler; the answers this middleware gives itself get them directly
+    const finish = (response: HttpServerResponse.HttpServerResponse) =>
+      withStandardHeaders(response, { ...info.responseHeaders, ...standardHeaders(config, requestId, origin) })
+    yield* HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(finish(response)))
+
+    const serve = Effect.gen(function*() {
+      if (isPreflight(request)) return finish(preflightResponse(config, origin))
+      const problem = checkBodyHeaders(request) ?? checkUrlText(request.url)
+      if (problem !== undefined) return finish(yield* problemResponse(problem, requestId))
+      return yield* app.pipe(
+        Effect.provideService(RequestInfo, info),
+        Effect.provideService(HttpServerRequest.HttpServerRequest, withCheckedJson(request))
+      )
+    }).pipe(
+      Effect.provideService(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(MAX_JSON_BODY_BYTES))),
+      Effect.annotateLogs({ request_id: requestId, ...(traceId === undefined ? {} : { trace_id: traceId }) })
+    )
+    const response = yield* serve
 
     // Read and discard an unread body so the client receives the answer instead of a reset.
     if (response.status === 413) NodeHttpServerRequest.toIncomingMessage(request).resume()
@@ -197,7 +211,25 @@ export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default
     return response
   })
 
-const issuePath = (path: ReadonlyArray<PropertyKey>) => path.map(String).join(".") || "body"
+const issuePath = (path: ReadonlyArray<PropertyKey>) => path.map((key) => typeof key === "number" ? String(key) : safeKey(String(key))).join(".") || "body"
+
+/**
+ * Schema messages name the value they got (`Expected string, actual "hunter2"`, `Unable to decode
+ * "x" into a number`); the value may be a password, so only the expectation is kept.
+ */
+const issueMessage = (message: string) => {
+  const expected = /^Expected ([\s\S]+?), actual /.exec(message)?.[1]
+  if (expected !== undefined) return `Expected ${expected}`.slice(0, 300)
+  const decoded = /^Unable to decode [\s\S]* into (an? [\w .]+?)\.?$/.exec(message.split(". ")[0] ?? "")
+  if (message.startsWith("Unable to decode ")) return `Expected ${decoded?.[1] ?? "a value of another form"}`
+  return message.slice(0, 300)
+}
+
+/** PostgreSQL class 22 (data exception): a value it cannot store or compare, i.e. bad input that got past the schemas. */
+const isDataException = (error: SqlError) => {
+  const code = (error.cause as { code?: unknown } | undefined)?.code
+  return typeof code === "string" && code.startsWith("22")
+}
 
 /** Connection-level failures mean the database is unavailable (503); anything else is a bug (500). */
 const isUnavailableDatabase = (error: SqlError) => {
@@ -213,7 +245,7 @@ const classify = (error: unknown, request: HttpServerRequest.HttpServerRequest):
   if (error instanceof HttpApiError.HttpApiDecodeError) {
     return new ValidationError({
       detail: "The request does not match the expected schema",
-      errors: error.issues.map((issue) => ({ path: issuePath(issue.path), message: issue.message }))
+      errors: error.issues.map((issue) => ({ path: issuePath(issue.path), message: issueMessage(issue.message) }))
     })
   }
   if (HttpServerError.isServerError(error)) {
@@ -229,6 +261,9 @@ const classify = (error: unknown, request: HttpServerRequest.HttpServerRequest):
   }
   if (error instanceof SqlError && isUnavailableDatabase(error)) {
     return new ServiceUnavailable({ detail: "The database is unavailable; retry shortly" })
+  }
+  if (error instanceof SqlError && isDataException(error)) {
+    return new ValidationError({ detail: "A value in the request cannot be stored or compared (out of range or not valid text)" })
   }
   return undefined
 }

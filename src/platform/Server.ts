@@ -2,14 +2,27 @@ import { createServer, type Server } from "node:http"
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Clock, Effect, Layer } from "effect"
-import { AppConfig } from "./Config.js"
+import { problemBody, ServiceUnavailable } from "../api/errors.js"
+import { AppConfig, type AppConfigShape } from "./Config.js"
+import { requestIdFrom, standardHeaders } from "./Http.js"
 
-/** Requests being served, counted from the node server's own events. */
-const trackInFlight = (server: Server) => {
+/**
+ * Requests being served, counted from the node server's own events. While no app handler is
+ * attached (the instant between listening and serving, or after shutdown removed it) a request
+ * would never be answered: it gets a 503 problem with `Retry-After: 1` instead.
+ */
+const trackInFlight = (server: Server, config: AppConfigShape) => {
   let inFlight = 0
-  server.on("request", (_request, response) => {
+  server.on("request", (request, response) => {
     inFlight++
     response.once("close", () => inFlight--)
+    if (server.listenerCount("request") > 1) return
+    const header = request.headers["x-request-id"]
+    const requestId = requestIdFrom(typeof header === "string" ? header : undefined)
+    const problem = new ServiceUnavailable({ detail: "The server is starting or stopping; retry in a second" })
+    const headers = { ...standardHeaders(config, requestId, request.headers.origin), "cache-control": "no-store", "retry-after": "1" }
+    response.writeHead(503, { ...headers, "content-type": "application/problem+json", connection: "close" })
+      .end(JSON.stringify(problemBody(ServiceUnavailable.problem, problem, requestId, new Date().toISOString())))
   })
   return () => inFlight
 }
@@ -42,7 +55,7 @@ const drain = (server: Server, inFlight: () => number, graceMs: number) =>
  */
 export const makeServer = Effect.map(AppConfig, (config) => {
   const server = createServer({ keepAliveTimeout: 5_000, requestTimeout: 120_000 })
-  const inFlight = trackInFlight(server)
+  const inFlight = trackInFlight(server, config)
   return {
     ServerLive: NodeHttpServer.layer(() => server, { port: config.port, host: config.host }),
     GracefulShutdown: Layer.scopedDiscard(Effect.addFinalizer(() => drain(server, inFlight, config.shutdownGraceMs))),

@@ -1,6 +1,6 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
-import { HttpAppLive, MigrateOnStart } from "../../src/App.js"
+import { HttpAppLive, PrepareToServe } from "../../src/App.js"
 import { makeChatkitClient } from "../../src/client/Client.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
 import { Cache } from "../../src/platform/Cache.js"
@@ -40,7 +40,7 @@ export const TestApp = (
   })
   const config = testConfig({ ...redis, ...env })
   return HttpAppLive.pipe(
-    Layer.provide(MigrateOnStart),
+    Layer.provide(PrepareToServe),
     Layer.provideMerge(options.passwords ?? Passwords.layerTest),
     Layer.provide(env.REDIS_URL === undefined ? RequireTestRedis : Layer.empty),
     Layer.provideMerge(NodeHttpServer.layerTest),

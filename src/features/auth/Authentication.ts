@@ -1,8 +1,8 @@
 import { Effect, Layer, Option } from "effect"
-import { Authentication } from "../../api/Security.js"
+import { Authentication, LoginRateLimit, RefreshRateLimit } from "../../api/Security.js"
 import { AppConfig } from "../../platform/Config.js"
 import { RequestInfo } from "../../platform/Http.js"
-import { RateLimiter, rateLimitRules } from "../../platform/RateLimiter.js"
+import { RateLimiter, type RateLimitRule, rateLimitRules } from "../../platform/RateLimiter.js"
 import { UserLookup } from "../users/UserLookup.js"
 import { AccessTokens, InvalidAccessToken, toUnauthorized } from "./Tokens.js"
 
@@ -38,5 +38,27 @@ export const AuthenticationLive = Layer.effect(
           return user
         }).pipe(Effect.withSpan("Authentication.bearer"))
     }
+  })
+)
+
+/** The caller's address as the platform resolved it (TRUST_PROXY aware). */
+export const currentClientIp = Effect.map(
+  Effect.serviceOption(RequestInfo),
+  Option.match({ onNone: () => "unknown", onSome: (info) => info.ip })
+)
+
+/**
+ * The per-client-IP limits of login and refresh, counted before the body is decoded: a flood of
+ * malformed bodies is limited like any other attempt.
+ */
+export const ClientIpLimitsLive = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const limiter = yield* RateLimiter
+    const rules = rateLimitRules(yield* AppConfig)
+    const perClientIp = (rule: RateLimitRule) => Effect.flatMap(currentClientIp, (ip) => limiter.consume(rule, ip))
+    return Layer.mergeAll(
+      Layer.succeed(LoginRateLimit, perClientIp(rules.loginIp)),
+      Layer.succeed(RefreshRateLimit, perClientIp(rules.refreshIp))
+    )
   })
 )

@@ -4,7 +4,6 @@ import type { TokenPair } from "../../api/AuthApi.js"
 import { type RateLimited, Unauthorized } from "../../api/errors.js"
 import { CurrentUser } from "../../api/Security.js"
 import type { User, UserId } from "../../domain/User.js"
-import { RequestInfo } from "../../platform/Http.js"
 import { AppConfig } from "../../platform/Config.js"
 import { RateLimiter, rateLimitRules } from "../../platform/RateLimiter.js"
 import { AuditLog } from "../audit/AuditLog.js"
@@ -17,8 +16,6 @@ import { orDieOnSqlError } from "../../platform/Database.js"
 
 /** The same body for an unknown email and a wrong password. */
 const badCredentials = () => new Unauthorized({ detail: "The email or password is incorrect" })
-
-const clientIp = Effect.map(Effect.serviceOption(RequestInfo), Option.match({ onNone: () => "unknown", onSome: (i) => i.ip }))
 
 const tokenPair = (access: SignedAccessToken, refresh: IssuedRefreshToken, user: User): typeof TokenPair.Type => ({
   access_token: Redacted.value(access.token),
@@ -56,9 +53,8 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
      */
     const login = (email: string, password: Redacted.Redacted<string>): Effect.Effect<typeof TokenPair.Type, Unauthorized | RateLimited> =>
       Effect.gen(function*() {
-        const ip = yield* clientIp
-        // both limits count every attempt (the limiter stores an email only as a digest)
-        yield* limiter.consume(rules.loginIp, ip)
+        // the per-IP limit is counted by the endpoint's LoginRateLimit middleware; both count every
+        // attempt (the limiter stores an email only as a digest)
         yield* limiter.consume(rules.loginEmail, email)
         const found = yield* repo.findLiveByEmail(email)
         if (Option.isNone(found)) {
@@ -96,7 +92,7 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
     /** Consumes the refresh token and answers the next pair of its family. */
     const refresh = (presented: Redacted.Redacted<string>): Effect.Effect<typeof TokenPair.Type, Unauthorized | RateLimited> =>
       Effect.gen(function*() {
-        yield* limiter.consume(rules.refreshIp, yield* clientIp)
+        // the per-IP limit is counted by the endpoint's RefreshRateLimit middleware
         const next = yield* refreshTokens.rotate(presented)
         const user = yield* lookup.findActive(next.userId)
         if (Option.isNone(user)) {
@@ -147,13 +143,24 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
     const changePassword = (
       current: Redacted.Redacted<string>,
       next: Redacted.Redacted<string>
-    ): Effect.Effect<void, Unauthorized, CurrentUser> =>
+    ): Effect.Effect<void, Unauthorized | RateLimited, CurrentUser> =>
       Effect.gen(function*() {
         const user = yield* CurrentUser
         const row = yield* repo.findLiveById(user.id)
         if (Option.isNone(row)) return yield* new Unauthorized({ detail: "The access token is missing, invalid or expired" })
+        // a stolen access token must not become a password oracle: the account's login limit counts these checks too
+        yield* limiter.consume(rules.loginEmail, row.value.email)
         const check = yield* passwords.verify(current, row.value.password_hash)
-        if (!check.valid) return yield* new Unauthorized({ detail: "The current password is incorrect" })
+        if (!check.valid) {
+          yield* audit.record({
+            action: "auth.password.failed",
+            resourceType: "user",
+            resourceId: user.id,
+            userId: user.id,
+            changes: { reason: "wrong_password" }
+          })
+          return yield* new Unauthorized({ detail: "The current password is incorrect" })
+        }
         const hash = yield* passwords.hash(next)
         yield* sql.withTransaction(
           Effect.gen(function*() {
