@@ -1,6 +1,7 @@
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, it, layer } from "@effect/vitest"
+import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Layer, Logger, Schema, Stream } from "effect"
 import { ValidationErrorProblem } from "../src/api/errors.js"
 import { Payload } from "../src/api/schemas.js"
@@ -16,6 +17,7 @@ class EchoGroup extends HttpApiGroup.make("echo")
       .addSuccess(Schema.Struct({ id: Schema.Number, name: Schema.String, count: Schema.Int }))
   )
   .add(HttpApiEndpoint.get("boom", "/boom").addSuccess(Schema.String))
+  .add(HttpApiEndpoint.get("unstorable", "/unstorable").addSuccess(Schema.String))
 {}
 class EchoApi extends HttpApi.make("echo-test").add(EchoGroup).addError(ValidationErrorProblem) {}
 
@@ -23,7 +25,9 @@ let echoCalls = 0
 const EchoLive = HttpApiBuilder.group(EchoApi, "echo", (handlers) =>
   handlers
     .handle("echo", ({ path, payload }) => Effect.sync(() => (echoCalls++, { id: path.id, ...payload })))
-    .handle("boom", () => Effect.die(new Error("secret internal detail at /srv/app.ts:42"))))
+    .handle("boom", () => Effect.die(new Error("secret internal detail at /srv/app.ts:42")))
+    // what PostgreSQL answers to a value it cannot store (22021: character_not_in_repertoire)
+    .handle("unstorable", () => Effect.die(new SqlError({ cause: { code: "22021" }, message: "invalid byte sequence" }))))
 
 const logLines: Array<{ message: unknown; annotations: Record<string, unknown>; cause: string }> = []
 const CapturingLogger = Logger.replace(
@@ -214,6 +218,34 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
       expect(String(requestLines[0]?.annotations.request_id)).toMatch(UUID_V7)
     }))
 
+  it.effect("answers a data exception from the database (a value it cannot store) with a 400, not a 500", () =>
+    Effect.gen(function*() {
+      const response = yield* send(HttpClientRequest.get("/unstorable"))
+      expect(response.status).toBe(400)
+      expectProblem(yield* response.json, 400, "validation_error")
+    }))
+
+  it.effect("puts the standard headers on the answers the platform gives itself: 413, 415 and preflights", () =>
+    Effect.gen(function*() {
+      const tooLarge = yield* postJson("/echo/1", JSON.stringify({ name: "x".repeat(MAX_JSON_BODY_BYTES), count: 1 }))
+      const notJson = yield* postJson("/echo/1", "name=a", "text/plain")
+      const preflight = yield* send(
+        HttpClientRequest.make("OPTIONS")("/echo/1").pipe(
+          HttpClientRequest.setHeaders({ origin: "https://app.example.com", "access-control-request-method": "POST", "x-request-id": "pre-1" })
+        )
+      )
+      expect([tooLarge.status, notJson.status, preflight.status]).toEqual([413, 415, 204])
+      for (const response of [tooLarge, notJson, preflight]) {
+        expect(response.headers["x-request-id"]).toBeDefined()
+        expect(response.headers["api-version"]).toBe("1")
+        expect(response.headers["x-content-type-options"]).toBe("nosniff")
+        expect(response.headers["x-frame-options"]).toBe("DENY")
+        expect(response.headers["referrer-policy"]).toBe("no-referrer")
+        expect(response.headers["cache-control"]).toBe("no-store")
+      }
+      expect(preflight.headers["x-request-id"]).toBe("pre-1")
+    }))
+
   describe("CORS", () => {
     it.effect("allows a listed origin with credentials and exposes the request id", () =>
       Effect.gen(function*() {
@@ -241,8 +273,12 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
           )
         const allowed = yield* preflight("https://app.example.com")
         expect(allowed.status).toBe(204)
+        expect(allowed.headers["access-control-allow-origin"]).toBe("https://app.example.com")
+        expect(allowed.headers["access-control-allow-credentials"]).toBe("true")
         expect(allowed.headers["access-control-allow-methods"]).toContain("PATCH")
-        expect(allowed.headers["access-control-allow-headers"]).toContain("Authorization")
+        for (const header of ["authorization", "content-type", "accept-language", "chatkit-frame-instance-id", "idempotency-key"]) {
+          expect(allowed.headers["access-control-allow-headers"]?.toLowerCase()).toContain(header)
+        }
         const refused = yield* preflight("https://evil.example.com")
         expect(refused.headers["access-control-allow-origin"]).toBeUndefined()
         expect(refused.headers["access-control-allow-methods"]).toBeUndefined()
