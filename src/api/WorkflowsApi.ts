@@ -4,6 +4,7 @@ import { Email } from "../domain/User.js"
 import {
   CurrentWorkflow,
   GraphInput,
+  JSON_FIELD_LIMITS,
   Share,
   SharePermission,
   Workflow,
@@ -36,7 +37,13 @@ const GRAPH_RULES =
   "`edges[1].target`): unique slugs; exactly one enabled `start` node, without incoming edges; no edge out of an " +
   "`end` node; every edge endpoint exists; every enabled node reachable from `start`; conditions only on edges " +
   "leaving a `condition` node; `parent_slug` names a node and its chains do not loop; kinds among start, end, " +
-  "agent, assistant_message, condition, state, wait_for_user_input; at most 500 nodes and 2000 edges."
+  "agent, assistant_message, condition, state, wait_for_user_input; at most 500 nodes and 2000 edges, and at most " +
+  "512 KiB for the whole graph as compact JSON. Each node's `parameters` and `metadata` and each edge's `metadata` " +
+  `is a bounded \`JsonObject\`: at most ${JSON_FIELD_LIMITS.depth} levels of objects and arrays inside it, ` +
+  `${JSON_FIELD_LIMITS.keys} keys per object, keys of ${JSON_FIELD_LIMITS.keyLength} characters, strings of ` +
+  `${JSON_FIELD_LIMITS.stringLength.toLocaleString("en-US")} characters, arrays of ` +
+  `${JSON_FIELD_LIMITS.arrayItems.toLocaleString("en-US")} items, ${JSON_FIELD_LIMITS.bytes / 1024} KiB as compact JSON. ` +
+  "A value over a bound is a 400 naming its path; the value itself is never echoed."
 
 const IDEMPOTENT = " Accepts Idempotency-Key (a repeat with the same key and body within 24 h returns the stored response)."
 
@@ -59,7 +66,7 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
           slug: WorkflowSlug,
           display_name: WorkflowName,
           description: Schema.optional(Schema.NullOr(WorkflowDescription)),
-          graph: Schema.optional(GraphInput)
+          graph: Schema.optionalWith(GraphInput, { exact: true })
         })
       )
       .setHeaders(IdempotencyHeaders)

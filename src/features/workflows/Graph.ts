@@ -1,14 +1,33 @@
+import { Buffer } from "node:buffer"
 import type { FieldIssue } from "../../api/errors.js"
 import { type Graph, NODE_KINDS } from "../../domain/Workflow.js"
 
 /**
  * Graph validation (API.md section 6), pure. Returns every problem found, each with the path of
  * the offending field (`nodes[3].kind`, `edges[1].target`), so a client can fix them all at once.
- * The size caps are checked first and alone: they bound the work of every other check.
+ * The size caps (node and edge counts, then the serialised size) are checked first and alone:
+ * they bound the work of every other check.
  */
 
 export const MAX_NODES = 500
 export const MAX_EDGES = 2000
+/**
+ * 512 KiB: the most a version's graph (`{nodes, edges}` as compact UTF-8 JSON, as stored and as
+ * every read returns it) may weigh. Each free-form field is bounded on its own (`JSON_FIELD_LIMITS`,
+ * 32 KiB), but 500 nodes of them would still be 32 MiB; 512 KiB is about 1 KiB per node of the
+ * largest graph, half the 1 MiB body limit, and keeps a version read (and the cached current
+ * workflow) small. It also applies to imports, which may come from another installation.
+ */
+export const MAX_GRAPH_BYTES = 512 * 1024
+
+/** The graph's size as compact UTF-8 JSON, or undefined when it is not JSON (never so after decoding). */
+const graphBytes = (graph: Graph): number | undefined => {
+  try {
+    return Buffer.byteLength(JSON.stringify({ nodes: graph.nodes, edges: graph.edges }), "utf8")
+  } catch {
+    return undefined
+  }
+}
 
 const SUPPORTED = NODE_KINDS.join(", ")
 const isKnownKind = (kind: string): boolean => (NODE_KINDS as ReadonlyArray<string>).includes(kind)
@@ -20,6 +39,12 @@ export const validateGraph = (graph: Graph): ReadonlyArray<FieldIssue> => {
   if (graph.nodes.length > MAX_NODES) issue("nodes", `a graph has at most ${MAX_NODES} nodes (got ${graph.nodes.length})`)
   if (graph.edges.length > MAX_EDGES) issue("edges", `a graph has at most ${MAX_EDGES} edges (got ${graph.edges.length})`)
   if (issues.length > 0) return issues
+  // every field of a decoded graph is bounded in depth (JsonObject), so serialising it is safe
+  const bytes = graphBytes(graph)
+  if (bytes === undefined) return [{ path: "graph", message: "must be plain JSON" }]
+  if (bytes > MAX_GRAPH_BYTES) {
+    return [{ path: "graph", message: `a version's graph must be at most ${MAX_GRAPH_BYTES} bytes (${MAX_GRAPH_BYTES / 1024} KiB) serialised as JSON (got ${bytes})` }]
+  }
 
   // slugs: unique; the first occurrence is the one edges and parents refer to
   const indexOf = new Map<string, number>()

@@ -158,6 +158,10 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
     /**
      * A definition with its steps and transitions: three statements however big the graph (the rows
      * travel as one JSON text parameter: no per-node statement, no parameter-count limit).
+     * `JSON.stringify` here is safe: a client's graph reaches this only through `checkGraph`, whose
+     * `JsonObject` fields hold plain JSON nested at most 8 levels with text PostgreSQL accepts, and
+     * whose `validateGraph` has serialised the whole graph once already (at most 512 KiB); the other
+     * graphs are the built-in default and copies of stored versions.
      */
     const insertDefinition = (input: {
       readonly workflowId: number
