@@ -2,7 +2,7 @@ import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { AuditEntry } from "../domain/Audit.js"
 import { ForbiddenProblem } from "./errors.js"
-import { Page, PageParams } from "./schemas.js"
+import { DateParam, Page, PageParams } from "./schemas.js"
 import { Authentication } from "./Security.js"
 
 /** The audit trail (API.md section 10), admin only. */
@@ -16,14 +16,19 @@ export class AuditApi extends HttpApiGroup.make("audit")
           action: Schema.optional(Schema.String.pipe(Schema.maxLength(100))),
           resource_type: Schema.optional(Schema.String.pipe(Schema.maxLength(100))),
           resource_id: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
-          since: Schema.optional(Schema.Date.annotations({ description: "ISO 8601, inclusive" })),
-          until: Schema.optional(Schema.Date.annotations({ description: "ISO 8601, exclusive" }))
+          // exact: an optional member's "Expected undefined, actual ..." would echo the value
+          since: Schema.optionalWith(DateParam("entries created at or after this instant (inclusive)"), { exact: true }),
+          until: Schema.optionalWith(DateParam("entries created before this instant (exclusive)"), { exact: true })
         })
       )
       .addSuccess(Page(AuditEntry))
       .addError(ForbiddenProblem)
       .annotate(OpenApi.Summary, "List audit entries")
-      .annotate(OpenApi.Description, "Newest first (created_at desc, id desc). Secrets in `changes` are masked as \"***\".")
+      .annotate(
+        OpenApi.Description,
+        "Newest first (created_at desc, id desc). Secrets in `changes` are masked as \"***\". `since` and `until` " +
+          "are ISO 8601 date-times with a year from 0001 to 9999 (a date outside that range is a 400)."
+      )
   )
   .middleware(Authentication)
   .annotate(OpenApi.Title, "Audit log (admin)")

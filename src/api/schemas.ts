@@ -17,6 +17,24 @@ export const PageParams = {
   )
 }
 
+/** The first and the last instant a date filter accepts: years 0001 to 9999, in UTC. */
+export const MIN_DATE_PARAM = new Date("0001-01-01T00:00:00.000Z")
+export const MAX_DATE_PARAM = new Date("9999-12-31T23:59:59.999Z")
+
+/**
+ * An ISO 8601 date-time in a query parameter, bounded to years 0001-9999. JavaScript dates reach
+ * from year -271821 to +275760, PostgreSQL `timestamptz` does not: a date outside it would be a
+ * database error, and it is a 400 here instead. The message names the expectation, not the value.
+ */
+export const DateParam = (description: string) => {
+  const text = `${description}; an ISO 8601 date-time (e.g. 2026-01-31T00:00:00Z) with a year from 0001 to 9999`
+  const message = () => ({ message: "must be an ISO 8601 date-time with a year from 0001 to 9999", override: true })
+  // the encoded side (the query text) carries the description, so the OpenAPI document shows it
+  return Schema.String.annotations({ description: text, jsonSchema: { type: "string", format: "date-time", description: text } })
+    .pipe(Schema.compose(Schema.Date.pipe(Schema.betweenDate(MIN_DATE_PARAM, MAX_DATE_PARAM))))
+    .annotations({ message })
+}
+
 export interface PageRequest {
   readonly page: number
   readonly pageSize: number
