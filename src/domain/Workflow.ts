@@ -1,5 +1,5 @@
-import { Buffer } from "node:buffer"
 import { ParseResult, Schema } from "effect"
+import { isStorableText, NOT_STORABLE_TEXT, pathKey, utf8Length } from "./Text.js"
 
 /**
  * Workflows (API.md section 6): a workflow has numbered versions (definitions), each a graph of
@@ -73,22 +73,16 @@ interface JsonProblem {
   readonly message: string
 }
 
-// a UTF-16 surrogate without its partner: not text, and PostgreSQL refuses it
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-const isStorableText = (text: string) => !text.includes("\u0000") && !LONE_SURROGATE.test(text)
 
 const isPlainObject = (value: object): boolean => {
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
 }
 
-/** A key is named in an error path only when it is short and plain; anything else is `(key)`. */
-const pathKey = (key: string) => (key.length <= 64 && /^[A-Za-z0-9_-]+$/.test(key) ? key : "(key)")
 
 /** Bytes of `text` as a JSON string literal (quotes and escapes included), in UTF-8. */
-const jsonStringBytes = (text: string) => Buffer.byteLength(JSON.stringify(text), "utf8")
+const jsonStringBytes = (text: string) => utf8Length(JSON.stringify(text))
 
-const NOT_TEXT = "must be text without NUL characters or unpaired surrogates"
 
 /**
  * The first way `input` breaks the bounds, or undefined. Iterative (no recursion, whatever the
@@ -107,7 +101,7 @@ export const inspectJsonField = (input: unknown, L: JsonFieldLimits = JSON_FIELD
     switch (typeof value) {
       case "string":
         if (value.length > L.stringLength) return { path, message: `must be a string of at most ${L.stringLength} characters` }
-        if (!isStorableText(value)) return { path, message: NOT_TEXT }
+        if (!isStorableText(value)) return { path, message: NOT_STORABLE_TEXT }
         bytes += jsonStringBytes(value)
         break
       case "number":
@@ -140,7 +134,7 @@ export const inspectJsonField = (input: unknown, L: JsonFieldLimits = JSON_FIELD
         for (let i = keys.length - 1; i >= 0; i--) {
           const key = keys[i]!
           if (key.length > L.keyLength) return { path, message: `keys must be at most ${L.keyLength} characters` }
-          if (!isStorableText(key)) return { path, message: `keys ${NOT_TEXT}` }
+          if (!isStorableText(key)) return { path, message: `keys ${NOT_STORABLE_TEXT}` }
           bytes += jsonStringBytes(key)
           if (bytes > L.bytes) return tooBig
           stack.push({ value: (value as Record<string, unknown>)[key], path: [...path, pathKey(key)] })

@@ -24,7 +24,8 @@ import {
 } from "../api/errors.js"
 import type { AppConfigShape } from "./Config.js"
 import { httpRequestDurationSeconds, httpRequestsTotal } from "./Metrics.js"
-import { checkBodyHeaders, checkUrlText, MAX_JSON_BODY_BYTES, parseJsonBody, safeKey } from "./RequestInput.js"
+import { pathKey } from "../domain/Text.js"
+import { checkBodyHeaders, checkUrlText, MAX_JSON_BODY_BYTES, parseJsonBody } from "./RequestInput.js"
 
 export { MAX_JSON_BODY_BYTES } from "./RequestInput.js"
 
@@ -211,7 +212,7 @@ export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default
     return response
   })
 
-const issuePath = (path: ReadonlyArray<PropertyKey>) => path.map((key) => typeof key === "number" ? String(key) : safeKey(String(key))).join(".") || "body"
+const issuePath = (path: ReadonlyArray<PropertyKey>) => path.map((key) => typeof key === "number" ? String(key) : pathKey(String(key))).join(".") || "body"
 
 /**
  * Schema messages name the value they got (`Expected string, actual "hunter2"`, `Unable to decode

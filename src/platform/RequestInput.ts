@@ -1,5 +1,6 @@
 import type { HttpServerRequest } from "@effect/platform"
 import { type FieldIssue, PayloadTooLarge, type ProblemError, UnsupportedMediaType, ValidationError } from "../api/errors.js"
+import { isStorableText, NOT_STORABLE_TEXT, pathKey } from "../domain/Text.js"
 
 /**
  * Checks every request makes before any route sees it, so that no schema, formatter or SQL
@@ -18,13 +19,6 @@ export const MAX_BODY_KEYS = 50_000
 
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
 const JSON_CONTENT_TYPE = /^application\/json\s*(?:;.*)?$/i
-// a UTF-16 surrogate without its partner: not text, and PostgreSQL refuses it
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-
-/** Text PostgreSQL can store and every client can read: no U+0000, no unpaired surrogate. */
-const isStorableText = (text: string) => !text.includes("\u0000") && !LONE_SURROGATE.test(text)
-
-const NOT_TEXT = "must be text without NUL characters or unpaired surrogates"
 
 const hasBody = (request: HttpServerRequest.HttpServerRequest) => {
   if (!BODY_METHODS.has(request.method)) return false
@@ -60,11 +54,11 @@ export const checkUrlText = (url: string): ValidationError | undefined => {
   } catch {
     return invalid("The URL path is not valid percent-encoded UTF-8", { path: "path", message: "must be percent-encoded UTF-8" })
   }
-  if (!isStorableText(decodedPath)) return invalid("The URL path is not valid text", { path: "path", message: NOT_TEXT })
+  if (!isStorableText(decodedPath)) return invalid("The URL path is not valid text", { path: "path", message: NOT_STORABLE_TEXT })
   if (queryAt === -1) return undefined
   for (const [name, value] of new URLSearchParams(url.slice(queryAt + 1))) {
     if (!isStorableText(name) || !isStorableText(value)) {
-      return invalid("A query parameter is not valid text", { path: isStorableText(name) ? safeKey(name) : "query", message: NOT_TEXT })
+      return invalid("A query parameter is not valid text", { path: isStorableText(name) ? pathKey(name) : "query", message: NOT_STORABLE_TEXT })
     }
   }
   return undefined
@@ -73,8 +67,6 @@ export const checkUrlText = (url: string): ValidationError | undefined => {
 const formatPath = (path: ReadonlyArray<string | number>) =>
   path.length === 0 ? "body" : path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("")
 
-/** A key is named in a path only when it is short, printable text; anything else might be a secret or a trap. */
-export const safeKey = (key: string) => key.length <= 64 && /^[A-Za-z0-9_.-]+$/.test(key) ? key : "(key)"
 
 interface Frame {
   readonly isObject: boolean
@@ -97,7 +89,7 @@ export const scanJsonText = (text: string): ValidationError | undefined => {
   const frames: Array<Frame> = []
   let totalKeys = 0
   const here = () => formatPath(frames.slice(0, 8).map((frame) => frame.at)) + (frames.length > 8 ? "…" : "")
-  const notText = () => invalid("The body holds a string that is not valid text", { path: here(), message: NOT_TEXT })
+  const notText = () => invalid("The body holds a string that is not valid text", { path: here(), message: NOT_STORABLE_TEXT })
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c === 0x22) { // a string: find its end, checking \u escapes
@@ -121,7 +113,7 @@ export const scanJsonText = (text: string): ValidationError | undefined => {
       }
       const top = frames[frames.length - 1]
       if (top !== undefined && top.isObject && top.expectsKey) {
-        top.at = safeKey(text.slice(i + 1, j))
+        top.at = pathKey(text.slice(i + 1, j))
         top.expectsKey = false
         if (++top.keys > MAX_OBJECT_KEYS) {
           return invalid(`An object in the body has more than ${MAX_OBJECT_KEYS} keys`, {

@@ -1,5 +1,5 @@
-import { Buffer } from "node:buffer"
 import type { FieldIssue } from "../../api/errors.js"
+import { utf8Length } from "../../domain/Text.js"
 import { type Graph, NODE_KINDS } from "../../domain/Workflow.js"
 
 /**
@@ -23,7 +23,7 @@ export const MAX_GRAPH_BYTES = 512 * 1024
 /** The graph's size as compact UTF-8 JSON, or undefined when it is not JSON (never so after decoding). */
 const graphBytes = (graph: Graph): number | undefined => {
   try {
-    return Buffer.byteLength(JSON.stringify({ nodes: graph.nodes, edges: graph.edges }), "utf8")
+    return utf8Length(JSON.stringify({ nodes: graph.nodes, edges: graph.edges }))
   } catch {
     return undefined
   }
