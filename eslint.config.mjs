@@ -1,0 +1,45 @@
+// The lint and format rules of Effect's own repositories (v3 branch): dprint through
+// @effect/eslint-plugin at line width 120 (it also sorts imports), typescript-eslint's recommended rules.
+import effect from "@effect/eslint-plugin"
+import js from "@eslint/js"
+import tseslint from "typescript-eslint"
+
+export default tseslint.config(
+  { ignores: ["dist/", "node_modules/", "coverage/", ".data/", ".scratch/", ".dist-build-*/"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  ...effect.configs.dprint,
+  {
+    languageOptions: {
+      globals: {
+        process: "readonly",
+        console: "readonly",
+        URL: "readonly",
+        TextEncoder: "readonly",
+        setTimeout: "readonly"
+      }
+    },
+    rules: {
+      "object-shorthand": "error",
+      "no-fallthrough": "off",
+      "require-yield": "off",
+      "@typescript-eslint/array-type": ["error", { default: "generic", readonly: "generic" }],
+      "@typescript-eslint/consistent-type-imports": ["error", { fixStyle: "inline-type-imports" }],
+      "@typescript-eslint/no-non-null-assertion": "off",
+      "@typescript-eslint/no-empty-object-type": "off",
+      "@typescript-eslint/no-namespace": "off",
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      "@effect/dprint": ["error", {
+        config: {
+          indentWidth: 2,
+          lineWidth: 120,
+          semiColons: "asi",
+          quoteStyle: "alwaysDouble",
+          trailingCommas: "never",
+          operatorPosition: "maintain",
+          "arrowFunction.useParentheses": "force"
+        }
+      }]
+    }
+  }
+)
