@@ -6,6 +6,7 @@
  *   npx tsx bench/auth.ts     (BENCH_SECONDS, BENCH_CONNECTIONS as for bench/platform.ts)
  */
 import { Effect, Redacted } from "effect"
+
 import { Passwords } from "../src/features/auth/Passwords.js"
 import { CONNECTIONS, formatLoad, load, median, SECONDS, startApp, stop } from "./support.js"
 
@@ -44,7 +45,11 @@ const login = async (url: string) => {
 const main = async () => {
   console.log(`chatkit-backend auth benchmark (${SECONDS} s per run, ${CONNECTIONS} connections)\n`)
   const cost = await Effect.runPromise(argon2Cost)
-  console.log(`argon2id (m=19456 KiB, t=2, p=1), median of 15: hash ${cost.hash.toFixed(1)} ms, verify ${cost.verify.toFixed(1)} ms`)
+  console.log(
+    `argon2id (m=19456 KiB, t=2, p=1), median of 15: hash ${cost.hash.toFixed(1)} ms, verify ${
+      cost.verify.toFixed(1)
+    } ms`
+  )
 
   const app = await startApp({
     CHATKIT_DATA_DIR: "memory://",

@@ -7,6 +7,7 @@
  *   npx tsx bench/hostile.ts            (BENCH_SECONDS=10 by default)
  */
 import autocannon from "autocannon"
+
 import { randomIp } from "../test/support/session.js"
 import { SECONDS, startApp, stop } from "./support.js"
 
@@ -16,8 +17,7 @@ const hostileBody = (() => {
   return JSON.stringify(body)
 })()
 
-const health = (url: string) =>
-  autocannon({ url: `${url}/health`, connections: 1, duration: SECONDS, pipelining: 1 })
+const health = (url: string) => autocannon({ url: `${url}/health`, connections: 1, duration: SECONDS, pipelining: 1 })
 
 const hostile = (url: string) =>
   autocannon({
@@ -29,7 +29,8 @@ const hostile = (url: string) =>
     body: hostileBody,
     setupClient: (client) => {
       client.setHeaders({ "content-type": "application/json", "x-forwarded-for": randomIp() })
-      client.on("response", () => client.setHeaders({ "content-type": "application/json", "x-forwarded-for": randomIp() }))
+      client.on("response", () =>
+        client.setHeaders({ "content-type": "application/json", "x-forwarded-for": randomIp() }))
     }
   })
 
@@ -41,17 +42,25 @@ const main = async () => {
     body: hostileBody
   })
   const answer = await probe.text()
-  console.log(`hostile body: ${(hostileBody.length / 1024).toFixed(0)} KiB -> ${probe.status}, answer ${answer.length} bytes`)
+  console.log(
+    `hostile body: ${(hostileBody.length / 1024).toFixed(0)} KiB -> ${probe.status}, answer ${answer.length} bytes`
+  )
 
   const idle = await health(app.url)
   const [loaded, attack] = await Promise.all([health(app.url), hostile(app.url)])
   const row = (name: string, r: autocannon.Result) =>
-    `${name.padEnd(32)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p50 ${String(r.latency.p50).padStart(4)} ms   p99 ${String(r.latency.p99).padStart(4)} ms   max ${String(r.latency.max).padStart(5)} ms`
+    `${name.padEnd(32)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p50 ${
+      String(r.latency.p50).padStart(4)
+    } ms   p99 ${String(r.latency.p99).padStart(4)} ms   max ${String(r.latency.max).padStart(5)} ms`
   console.log(row("GET /health alone", idle))
   console.log(row("GET /health under attack", loaded))
   console.log(row("hostile logins (4 connections)", attack))
-  console.log(`hostile statuses: ${JSON.stringify(attack.statusCodeStats)}; non-2xx ${attack.non2xx}, errors ${attack.errors}`)
-  console.log(`/health p99 ratio under attack / alone: ${(loaded.latency.p99 / Math.max(1, idle.latency.p99)).toFixed(1)}`)
+  console.log(
+    `hostile statuses: ${JSON.stringify(attack.statusCodeStats)}; non-2xx ${attack.non2xx}, errors ${attack.errors}`
+  )
+  console.log(
+    `/health p99 ratio under attack / alone: ${(loaded.latency.p99 / Math.max(1, idle.latency.p99)).toFixed(1)}`
+  )
   await stop(app.child)
 }
 

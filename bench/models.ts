@@ -8,6 +8,7 @@
  *   npx tsx bench/models.ts     (BENCH_SECONDS, BENCH_CONNECTIONS as for bench/platform.ts)
  */
 import autocannon from "autocannon"
+
 import { CONNECTIONS, SECONDS, startApp, stop } from "./support.js"
 
 const ADMIN_EMAIL = "bench-admin@example.com"
@@ -18,7 +19,9 @@ const COUNTED_REQUESTS = 200
 
 const json = async (url: string, init: RequestInit & { readonly expect: number }) => {
   const response = await fetch(url, init)
-  if (response.status !== init.expect) throw new Error(`${init.method ?? "GET"} ${url} answered ${response.status}: ${await response.text()}`)
+  if (response.status !== init.expect) {
+    throw new Error(`${init.method ?? "GET"} ${url} answered ${response.status}: ${await response.text()}`)
+  }
   return response.status === 204 ? undefined : await response.json() as unknown
 }
 
@@ -37,7 +40,11 @@ const seed = async (url: string, token: string) => {
     await json(`${url}/api/v1/admin/models`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-      body: JSON.stringify({ name: `bench-model-${i}`, display_name: `Bench model ${String(i).padStart(3, "0")}`, description: "x" }),
+      body: JSON.stringify({
+        name: `bench-model-${i}`,
+        display_name: `Bench model ${String(i).padStart(3, "0")}`,
+        description: "x"
+      }),
       expect: 201
     })
   }
@@ -53,7 +60,9 @@ const dbQueries = async (url: string) => {
 /** SQL statements per request, over COUNTED_REQUESTS sequential requests. */
 const statementsPerRequest = async (url: string, token: string) => {
   const before = await dbQueries(url)
-  for (let i = 0; i < COUNTED_REQUESTS; i++) await json(`${url}${PATH}`, { headers: { authorization: `Bearer ${token}` }, expect: 200 })
+  for (let i = 0; i < COUNTED_REQUESTS; i++) {
+    await json(`${url}${PATH}`, { headers: { authorization: `Bearer ${token}` }, expect: 200 })
+  }
   return (await dbQueries(url) - before) / COUNTED_REQUESTS
 }
 
@@ -73,7 +82,12 @@ const measure = (url: string, token: string, path = PATH) =>
   new Promise<Omit<Measured, "statements">>((resolve, reject) => {
     const times: Array<number> = []
     const instance = autocannon(
-      { url: `${url}${path}`, headers: { authorization: `Bearer ${token}` }, connections: CONNECTIONS, duration: SECONDS },
+      {
+        url: `${url}${path}`,
+        headers: { authorization: `Bearer ${token}` },
+        connections: CONNECTIONS,
+        duration: SECONDS
+      },
       (error, result) => {
         if (error) return reject(error)
         const sorted = times.sort((a, b) => a - b)
@@ -132,8 +146,12 @@ const main = async () => {
   const uncached = await scenario(true)
   console.log(format("CACHE_DISABLED", uncached))
   if (reference !== undefined) {
-    console.log(`${"GET /auth/me".padEnd(16)} ${reference.requestsPerSecond.toFixed(0).padStart(7)} req/s   p95 ${reference.p95.toFixed(1)} ms ` +
-      "(reference: the same authentication, no catalog; the ceiling of the cached read)")
+    console.log(
+      `${"GET /auth/me".padEnd(16)} ${reference.requestsPerSecond.toFixed(0).padStart(7)} req/s   p95 ${
+        reference.p95.toFixed(1)
+      } ms ` +
+        "(reference: the same authentication, no catalog; the ceiling of the cached read)"
+    )
   }
   const ratio = cached.requestsPerSecond / uncached.requestsPerSecond
   console.log(`\nthroughput ratio cached / uncached: ${ratio.toFixed(2)}`)

@@ -6,6 +6,7 @@
  *   npm run bench            (BENCH_SECONDS=10 BENCH_CONNECTIONS=10 by default)
  */
 import { createServer } from "node:http"
+
 import { freePort } from "../test/support/network.js"
 import { CONNECTIONS, formatLoad, load, SECONDS, startApp, stop } from "./support.js"
 

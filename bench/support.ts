@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
+
 import autocannon from "autocannon"
+
 import { freePort } from "../test/support/network.js"
 
 export const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
@@ -47,7 +49,9 @@ export const load = (url: string, headers: Record<string, string> = {}): Promise
   }))
 
 export const formatLoad = (name: string, r: LoadResult) =>
-  `${name.padEnd(24)} ${r.requestsPerSecond.toFixed(0).padStart(8)} req/s   p50 ${String(r.p50).padStart(3)} ms   p99 ${String(r.p99).padStart(3)} ms   non-2xx/errors ${r.errors}`
+  `${name.padEnd(24)} ${r.requestsPerSecond.toFixed(0).padStart(8)} req/s   p50 ${String(r.p50).padStart(3)} ms   p99 ${
+    String(r.p99).padStart(3)
+  } ms   non-2xx/errors ${r.errors}`
 
 export const median = (values: ReadonlyArray<number>) => {
   const sorted = [...values].sort((a, b) => a - b)

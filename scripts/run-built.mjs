@@ -58,7 +58,9 @@ const staleness = (target) => {
 
 const build = (reason) => {
   if (!existsSync(tscBin)) {
-    fail(`dist/ is out of date (${reason}) and TypeScript is not installed: run \`npm ci\`, or \`npm run build\` where it is.`)
+    fail(
+      `dist/ is out of date (${reason}) and TypeScript is not installed: run \`npm ci\`, or \`npm run build\` where it is.`
+    )
   }
   process.stderr.write(`Compiling src/ into dist/ (${reason})...\n`)
   const startedAt = Date.now()

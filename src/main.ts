@@ -1,5 +1,6 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
+
 import { HttpAppLive, PrepareToServe } from "./App.js"
 import { Passwords } from "./features/auth/Passwords.js"
 import { Cache } from "./platform/Cache.js"
@@ -12,7 +13,9 @@ import { LoggerLive, TracingLive } from "./platform/Telemetry.js"
 const WarnOnGeneratedSecret = Layer.effectDiscard(
   Effect.flatMap(AppConfig, (config) =>
     config.authSecretKeyGenerated
-      ? Effect.logWarning("AUTH_SECRET_KEY is not set: using a random key for this run; tokens will not survive a restart")
+      ? Effect.logWarning(
+        "AUTH_SECRET_KEY is not set: using a random key for this run; tokens will not survive a restart"
+      )
       : Effect.void)
 )
 

@@ -2,10 +2,11 @@ import type { HttpClient } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+
 import { Forbidden, Unauthorized } from "../src/api/errors.js"
 import type { AuditEntry } from "../src/domain/Audit.js"
 import { AuditLog } from "../src/features/audit/AuditLog.js"
-import { Passwords } from "../src/features/auth/Passwords.js"
+import { type Passwords } from "../src/features/auth/Passwords.js"
 import { UsersRepo } from "../src/features/users/Repo.js"
 import { chatkitClient, TestApp } from "./support/app.js"
 import { clientAs, raw, session } from "./support/session.js"
@@ -41,35 +42,41 @@ interface Seeded {
  * Five entries in 2020 (long before the login entries of the test run itself):
  * r1 (day 1), r2 and r3 (both day 2: the tie is broken by id), r4 (day 3), r5 (day 4, a gadget).
  */
-const seed: Effect.Effect<Seeded, unknown, AuditLog | UsersRepo | Passwords | SqlClient.SqlClient | HttpClient.HttpClient> =
-  Effect.gen(function*() {
-    const audit = yield* AuditLog
-    const sql = yield* SqlClient.SqlClient
-    const entries = [
-      ["r1", { userId: 101, action: "widget.create", resourceType: "widget", resourceId: 9001 }, day(1)],
-      ["r2", { userId: 101, action: "widget.update", resourceType: "widget", resourceId: "9001" }, day(2)],
-      ["r3", { userId: 102, action: "widget.update", resourceType: "widget", resourceId: "9002" }, day(2)],
-      ["r4", { userId: 102, action: "widget.delete", resourceType: "widget", resourceId: "9002" }, day(3)],
-      ["r5", { userId: null, action: "gadget.create", resourceType: "gadget", resourceId: "9001" }, day(4)]
-    ] as const
-    const ids: Record<string, number> = {}
-    for (const [name, event, at] of entries) {
-      yield* audit.record({ ...event, changes: { name } })
-      const [row] = yield* sql<{ id: number }>`UPDATE audit_logs SET created_at = ${at}
+const seed: Effect.Effect<
+  Seeded,
+  unknown,
+  AuditLog | UsersRepo | Passwords | SqlClient.SqlClient | HttpClient.HttpClient
+> = Effect.gen(function*() {
+  const audit = yield* AuditLog
+  const sql = yield* SqlClient.SqlClient
+  const entries = [
+    ["r1", { userId: 101, action: "widget.create", resourceType: "widget", resourceId: 9001 }, day(1)],
+    ["r2", { userId: 101, action: "widget.update", resourceType: "widget", resourceId: "9001" }, day(2)],
+    ["r3", { userId: 102, action: "widget.update", resourceType: "widget", resourceId: "9002" }, day(2)],
+    ["r4", { userId: 102, action: "widget.delete", resourceType: "widget", resourceId: "9002" }, day(3)],
+    ["r5", { userId: null, action: "gadget.create", resourceType: "gadget", resourceId: "9001" }, day(4)]
+  ] as const
+  const ids: Record<string, number> = {}
+  for (const [name, event, at] of entries) {
+    yield* audit.record({ ...event, changes: { name } })
+    const [row] = yield* sql<{ id: number }>`UPDATE audit_logs SET created_at = ${at}
         WHERE id = (SELECT max(id) FROM audit_logs) RETURNING id`
-      ids[name] = row!.id
-    }
-    return {
-      ids: ids as Seeded["ids"],
-      adminToken: (yield* session("audit-admin", { isAdmin: true })).token,
-      userToken: (yield* session("audit-user")).token
-    }
-  })
+    ids[name] = row!.id
+  }
+  return {
+    ids: ids as Seeded["ids"],
+    adminToken: (yield* session("audit-admin", { isAdmin: true })).token,
+    userToken: (yield* session("audit-user")).token
+  }
+})
 
 layer(TestLayer, { timeout: 120_000 })("GET /api/v1/admin/audit-logs", (it) => {
   // Seeded once; every test reads the same rows.
   let seeded: Seeded | undefined
-  const setup = Effect.suspend(() => (seeded === undefined ? Effect.tap(seed, (s) => Effect.sync(() => (seeded = s))) : Effect.succeed(seeded)))
+  const setup = Effect.suspend(() => (seeded === undefined
+    ? Effect.tap(seed, (s) => Effect.sync(() => (seeded = s)))
+    : Effect.succeed(seeded))
+  )
 
   const list = (urlParams: ListParams) =>
     Effect.gen(function*() {
@@ -97,7 +104,13 @@ layer(TestLayer, { timeout: 120_000 })("GET /api/v1/admin/audit-logs", (it) => {
       const sorted = [...order].sort((a, b) => b[0] - a[0] || b[1] - a[1])
       expect(order).toEqual(sorted)
       const r2 = page.items.find((item) => item.id === ids.r2)
-      expect(r2).toMatchObject({ user_id: 101, action: "widget.update", resource_type: "widget", resource_id: "9001", changes: { name: "r2" } })
+      expect(r2).toMatchObject({
+        user_id: 101,
+        action: "widget.update",
+        resource_type: "widget",
+        resource_id: "9001",
+        changes: { name: "r2" }
+      })
       expect(r2?.created_at).toEqual(day(2))
     }))
 
@@ -173,14 +186,16 @@ layer(TestLayer, { timeout: 120_000 })("GET /api/v1/admin/audit-logs", (it) => {
     it.effect("refuses out-of-range or malformed parameters with 400 listing the field", () =>
       Effect.gen(function*() {
         const { adminToken } = yield* setup
-        for (const [query, field] of [
-          ["?page_size=101", "page_size"],
-          ["?page_size=0", "page_size"],
-          ["?page=0", "page"],
-          ["?page=1.5", "page"],
-          ["?user_id=abc", "user_id"],
-          ["?since=yesterday", "since"]
-        ] as const) {
+        for (
+          const [query, field] of [
+            ["?page_size=101", "page_size"],
+            ["?page_size=0", "page_size"],
+            ["?page=0", "page"],
+            ["?page=1.5", "page"],
+            ["?user_id=abc", "user_id"],
+            ["?since=yesterday", "since"]
+          ] as const
+        ) {
           const response = yield* rawGet(query, adminToken)
           expect(response.status, query).toBe(400)
           expect(response.body).toMatchObject({ error: "validation_error" })
@@ -252,8 +267,11 @@ layer(TestLayer, { timeout: 120_000 })("GET /api/v1/admin/audit-logs", (it) => {
         yield* setup
         const audit = yield* AuditLog
         const sql = yield* SqlClient.SqlClient
-        const entry = (resourceId: string) => audit.record({ userId: 101, action: "tx.test", resourceType: "tx", resourceId })
-        const failed = yield* Effect.flip(sql.withTransaction(Effect.zipRight(entry("rolled-back"), Effect.fail("abort" as const))))
+        const entry = (resourceId: string) =>
+          audit.record({ userId: 101, action: "tx.test", resourceType: "tx", resourceId })
+        const failed = yield* Effect.flip(
+          sql.withTransaction(Effect.zipRight(entry("rolled-back"), Effect.fail("abort" as const)))
+        )
         expect(failed).toBe("abort")
         yield* sql.withTransaction(entry("committed"))
         const rows = yield* sql<{ resource_id: string }>`SELECT resource_id FROM audit_logs WHERE resource_type = 'tx'`

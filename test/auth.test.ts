@@ -1,9 +1,11 @@
 import { createHash, pbkdf2Sync, randomBytes, randomUUID } from "node:crypto"
 import { performance } from "node:perf_hooks"
+
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Layer, Option, Redacted } from "effect"
 import { decodeJwt, decodeProtectedHeader, SignJWT, UnsecuredJWT } from "jose"
+
 import { RateLimited, Unauthorized } from "../src/api/errors.js"
 import type { UserId } from "../src/domain/User.js"
 import { Passwords } from "../src/features/auth/Passwords.js"
@@ -63,12 +65,15 @@ interface AuditRow {
 }
 
 const auditRows = (action: string, filter: { readonly email?: string; readonly userId?: number }) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<AuditRow>`SELECT user_id, resource_id, changes, request_id, ip FROM audit_logs
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql<AuditRow>`SELECT user_id, resource_id, changes, request_id, ip FROM audit_logs
       WHERE action = ${action}
         AND (${filter.email ?? null}::text IS NULL OR changes->>'email' = ${filter.email ?? null})
         AND (${filter.userId ?? null}::bigint IS NULL OR user_id = ${filter.userId ?? null})
-      ORDER BY id`)
+      ORDER BY id`
+  )
 
 const secretKey = Effect.map(AppConfig, (config) => new TextEncoder().encode(Redacted.value(config.authSecretKey)))
 
@@ -76,8 +81,13 @@ const secretKey = Effect.map(AppConfig, (config) => new TextEncoder().encode(Red
 const forge = (
   userId: number,
   key: Uint8Array,
-  change: { readonly alg?: string; readonly claims?: Record<string, unknown>; readonly iss?: string; readonly aud?: string; readonly exp?: number } =
-    {}
+  change: {
+    readonly alg?: string
+    readonly claims?: Record<string, unknown>
+    readonly iss?: string
+    readonly aud?: string
+    readonly exp?: number
+  } = {}
 ) => {
   const now = Math.floor(Date.now() / 1000)
   return new SignJWT({ type: "access", ...change.claims })
@@ -109,7 +119,12 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
         expect(tokens.user).not.toHaveProperty("password_hash")
         expect(decodeProtectedHeader(tokens.access_token)).toEqual({ alg: "HS256", typ: "JWT" })
         const claims = decodeJwt(tokens.access_token)
-        expect(claims).toMatchObject({ sub: String(user.id), iss: "chatkit-backend", aud: "chatkit-api", type: "access" })
+        expect(claims).toMatchObject({
+          sub: String(user.id),
+          iss: "chatkit-backend",
+          aud: "chatkit-api",
+          type: "access"
+        })
         expect(claims.exp! - claims.iat!).toBe(900)
         expect(Math.abs(claims.iat! - Date.now() / 1000)).toBeLessThan(60)
         expect(claims.jti).toMatch(/^[0-9a-f-]{36}$/)
@@ -129,7 +144,11 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
         // audited, without any secret
         const rows = yield* auditRows("auth.login", { email: user.email })
         expect(rows).toHaveLength(1)
-        expect(rows[0]).toMatchObject({ user_id: user.id, resource_id: String(user.id), changes: { email: user.email } })
+        expect(rows[0]).toMatchObject({
+          user_id: user.id,
+          resource_id: String(user.id),
+          changes: { email: user.email }
+        })
         expect(rows[0]?.request_id).toBeTruthy()
         expect(JSON.stringify(rows)).not.toContain(PASSWORD)
         expect(JSON.stringify(rows)).not.toContain(tokens.refresh_token)
@@ -138,7 +157,9 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
     it.effect("compares the email lower-cased, surrounding blanks trimmed", () =>
       Effect.gen(function*() {
         const user = yield* seedUser()
-        const response = yield* raw("POST", "/api/v1/auth/login", { body: { email: `  ${user.email.toUpperCase()} `, password: PASSWORD } })
+        const response = yield* raw("POST", "/api/v1/auth/login", {
+          body: { email: `  ${user.email.toUpperCase()} `, password: PASSWORD }
+        })
         expect(response.status).toBe(200)
         expect(response.body["user"]).toMatchObject({ id: user.id, email: user.email })
       }))
@@ -147,8 +168,12 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
       Effect.gen(function*() {
         const user = yield* seedUser()
         const unknown = nextEmail("nobody")
-        const wrong = yield* raw("POST", "/api/v1/auth/login", { body: { email: user.email, password: "not the password" } })
-        const missing = yield* raw("POST", "/api/v1/auth/login", { body: { email: unknown, password: "not the password" } })
+        const wrong = yield* raw("POST", "/api/v1/auth/login", {
+          body: { email: user.email, password: "not the password" }
+        })
+        const missing = yield* raw("POST", "/api/v1/auth/login", {
+          body: { email: unknown, password: "not the password" }
+        })
         for (const response of [wrong, missing]) {
           expect(response.status).toBe(401)
           expect(response.headers["www-authenticate"]).toBe("Bearer")
@@ -156,7 +181,11 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
         }
         const stable = ({ request_id: _, timestamp: __, ...rest }: Record<string, unknown>) => rest
         expect(stable(wrong.body)).toEqual(stable(missing.body))
-        expect(wrong.body).toMatchObject({ error: "unauthorized", status: 401, detail: "The email or password is incorrect" })
+        expect(wrong.body).toMatchObject({
+          error: "unauthorized",
+          status: 401,
+          detail: "The email or password is incorrect"
+        })
         // through the derived client: the tagged error
         yield* expectUnauthorized(login(user.email, "still not the password"))
 
@@ -174,11 +203,16 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
       Effect.gen(function*() {
         const bad = yield* raw("POST", "/api/v1/auth/login", { body: { email: "not-an-email", password: PASSWORD } })
         expect(bad.status).toBe(400)
-        expect(bad.body).toMatchObject({ error: "validation_error", errors: [expect.objectContaining({ path: "email" })] })
+        expect(bad.body).toMatchObject({
+          error: "validation_error",
+          errors: [expect.objectContaining({ path: "email" })]
+        })
         const missing = yield* raw("POST", "/api/v1/auth/login", { body: { email: nextEmail("x") } })
         expect(missing.status).toBe(400)
         expect(missing.body["errors"]).toEqual([expect.objectContaining({ path: "password" })])
-        const extra = yield* raw("POST", "/api/v1/auth/login", { body: { email: nextEmail("x"), password: PASSWORD, admin: true } })
+        const extra = yield* raw("POST", "/api/v1/auth/login", {
+          body: { email: nextEmail("x"), password: PASSWORD, admin: true }
+        })
         expect(extra.status).toBe(400)
         expect(JSON.stringify(bad.body)).not.toContain(PASSWORD)
       }))
@@ -207,12 +241,18 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
           const user = yield* seedUser()
           const ip = randomIp()
           for (let i = 1; i <= 5; i++) {
-            const response = yield* raw("POST", "/api/v1/auth/login", { ip, body: { email: user.email, password: "wrong password" } })
+            const response = yield* raw("POST", "/api/v1/auth/login", {
+              ip,
+              body: { email: user.email, password: "wrong password" }
+            })
             expect(response.status).toBe(401)
             expect(response.headers["ratelimit-limit"]).toBe("5")
             expect(response.headers["ratelimit-remaining"]).toBe(String(5 - i))
           }
-          const limited = yield* raw("POST", "/api/v1/auth/login", { ip, body: { email: user.email, password: PASSWORD } })
+          const limited = yield* raw("POST", "/api/v1/auth/login", {
+            ip,
+            body: { email: user.email, password: PASSWORD }
+          })
           expect(limited.status).toBe(429)
           expect(limited.body).toMatchObject({ error: "rate_limited", status: 429 })
           expect(Number(limited.headers["retry-after"])).toBeGreaterThanOrEqual(1)
@@ -256,11 +296,23 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
         // a payload edited to another user, keeping the original signature
         const claims = decodeJwt(tokens.access_token)
         const otherPayload = Buffer.from(JSON.stringify({ ...claims, sub: "1" })).toString("base64url")
-        for (const token of [undefined, "", "garbage", `${header}.${payload}`, tampered, `${header}.${otherPayload}.${signature}`]) {
+        for (
+          const token of [
+            undefined,
+            "",
+            "garbage",
+            `${header}.${payload}`,
+            tampered,
+            `${header}.${otherPayload}.${signature}`
+          ]
+        ) {
           const response = yield* raw("GET", "/api/v1/auth/me", token === undefined ? {} : { token })
           expect(response.status).toBe(401)
           expect(response.headers["www-authenticate"]).toBe("Bearer")
-          expect(response.body).toMatchObject({ error: "unauthorized", detail: "The access token is missing, invalid or expired" })
+          expect(response.body).toMatchObject({
+            error: "unauthorized",
+            detail: "The access token is missing, invalid or expired"
+          })
         }
       }))
 
@@ -339,7 +391,12 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
       Effect.gen(function*() {
         const { tokens, user } = yield* session
         const next = yield* refresh(tokens.refresh_token)
-        expect(next).toMatchObject({ token_type: "bearer", expires_in: 900, refresh_expires_in: 604_800, user: { id: user.id } })
+        expect(next).toMatchObject({
+          token_type: "bearer",
+          expires_in: 900,
+          refresh_expires_in: 604_800,
+          user: { id: user.id }
+        })
         expect(next.refresh_token).not.toBe(tokens.refresh_token)
         expect((yield* me(next.access_token)).id).toBe(user.id)
 
@@ -396,7 +453,9 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
     it.effect("an empty or oversized token is a 400", () =>
       Effect.gen(function*() {
         expect((yield* raw("POST", "/api/v1/auth/refresh", { body: { refresh_token: "" } })).status).toBe(400)
-        expect((yield* raw("POST", "/api/v1/auth/refresh", { body: { refresh_token: "x".repeat(513) } })).status).toBe(400)
+        expect((yield* raw("POST", "/api/v1/auth/refresh", { body: { refresh_token: "x".repeat(513) } })).status).toBe(
+          400
+        )
       }))
   })
 
@@ -504,7 +563,8 @@ layer(TimingLayer, { timeout: 120_000, excludeTestServices: true })("login timin
       const hash = yield* passwords.hash(Redacted.make(PASSWORD))
       expect(hash).toContain("$m=19456,t=2,p=1$")
       // one user per attempt: the per-email limit is 5 per minute
-      const users = yield* Effect.forEach(Array.from({ length: 16 }), () => seedUser({ hash }).pipe(Effect.provide(UsersRepo.Default)))
+      const users = yield* Effect.forEach(Array.from({ length: 16 }), () =>
+        seedUser({ hash }).pipe(Effect.provide(UsersRepo.Default)))
       const attempt = (email: string) =>
         Effect.gen(function*() {
           const started = performance.now()
@@ -532,7 +592,9 @@ layer(TimingLayer, { timeout: 120_000, excludeTestServices: true })("login timin
       // A loaded machine (parallel test files) can skew a round with a burst of latency; a missing
       // dummy verification skews every round (2.4-2.5x here, checked), so the best of three counts.
       let ratio = Number.POSITIVE_INFINITY
-      for (let round = 0; round < 3 && ratio >= 1.3; round++) ratio = Math.min(ratio, yield* measure)
+      for (let round = 0; round < 3 && ratio >= 1.3; round++) {
+        ratio = Math.min(ratio, yield* measure)
+      }
       expect(ratio).toBeLessThan(1.3)
     }))
 })

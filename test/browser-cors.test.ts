@@ -1,10 +1,12 @@
 import { existsSync } from "node:fs"
 import { createServer, type Server } from "node:http"
+
 import { HttpServer } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { type Browser, chromium } from "playwright-core"
 import { afterAll, beforeAll } from "vitest"
+
 import { TestApp } from "./support/app.js"
 import { freePort } from "./support/network.js"
 import { PASSWORD, seedUser } from "./support/session.js"
@@ -24,7 +26,9 @@ const allowedOrigin = `http://127.0.0.1:${allowedPort}`
 const servePage = (port: number) =>
   new Promise<Server>((resolve) => {
     const server = createServer((_, response) => {
-      response.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>front end</title><p>front end</p>")
+      response.writeHead(200, { "content-type": "text/html" }).end(
+        "<!doctype html><title>front end</title><p>front end</p>"
+      )
     })
     server.listen(port, "127.0.0.1", () => resolve(server))
   })
@@ -34,12 +38,20 @@ const pages: Array<Server> = []
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium) to run the browser tests`)
+    throw new Error(
+      `${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium) to run the browser tests`
+    )
   }
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run"
+    ]
   })
   pages.push(await servePage(allowedPort), await servePage(refusedPort))
 })
@@ -65,13 +77,23 @@ const loginFromBrowser = (origin: string, api: string, email: string) =>
         try {
           const login = await fetch(`${api}/api/v1/auth/login`, {
             method: "POST",
-            headers: { "content-type": "application/json", "accept-language": "fr", "chatkit-frame-instance-id": "frame-1" },
+            headers: {
+              "content-type": "application/json",
+              "accept-language": "fr",
+              "chatkit-frame-instance-id": "frame-1"
+            },
             body: JSON.stringify({ email, password })
           })
           const tokens = await login.json()
-          const me = await fetch(`${api}/api/v1/auth/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
+          const me = await fetch(`${api}/api/v1/auth/me`, {
+            headers: { authorization: `Bearer ${tokens.access_token}` }
+          })
           return {
-            login: { status: login.status, requestId: login.headers.get("x-request-id"), hasToken: typeof tokens.access_token === "string" },
+            login: {
+              status: login.status,
+              requestId: login.headers.get("x-request-id"),
+              hasToken: typeof tokens.access_token === "string"
+            },
             me: { status: me.status, email: (await me.json()).email }
           }
         } catch (error) {

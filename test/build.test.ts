@@ -1,9 +1,22 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+
 import { afterAll, describe, expect, it } from "vitest"
+
 import { freePort } from "./support/network.js"
 
 /**
@@ -61,9 +74,11 @@ const childrenOf = (pid: number): Array<number> =>
     }
   })
 
-const commandLine = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((arg) => arg !== "")
+const commandLine = (pid: number) =>
+  readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((arg) => arg !== "")
 
-const descendantsOf = (pid: number): Array<number> => childrenOf(pid).flatMap((child) => [child, ...descendantsOf(child)])
+const descendantsOf = (pid: number): Array<number> =>
+  childrenOf(pid).flatMap((child) => [child, ...descendantsOf(child)])
 
 describe("the compiled server", () => {
   it("`npm start` serves from dist/main.js in one process, without tsx, and exits 0 on SIGTERM", async () => {
@@ -115,12 +130,15 @@ describe("scripts/run-built.mjs", () => {
     mkdirSync(dirname(join(project, "src", path)), { recursive: true })
     writeFileSync(join(project, "src", path), text)
   }
-  source("main.ts", [
-    `import { answer } from "./lib/answer.js"`,
-    `console.log(JSON.stringify({ argv: process.argv.slice(1), answer }))`,
-    `process.exitCode = Number(process.argv[2] ?? 0)`,
-    ``
-  ].join("\n"))
+  source(
+    "main.ts",
+    [
+      `import { answer } from "./lib/answer.js"`,
+      `console.log(JSON.stringify({ argv: process.argv.slice(1), answer }))`,
+      `process.exitCode = Number(process.argv[2] ?? 0)`,
+      ``
+    ].join("\n")
+  )
   source("lib/answer.ts", "export const answer: number = 42\n")
   const dist = (path: string) => join(project, "dist", path)
   const runBuilt = (...args: Array<string>) =>

@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import net from "node:net"
+
 import { describe, expect, layer } from "@effect/vitest"
 import {
   Duration,
@@ -17,6 +18,7 @@ import {
   type Scope,
   TestClock
 } from "effect"
+
 import { Cache, makeMemoryCache, makeRedisCache, redisKeyRoot } from "../src/platform/Cache.js"
 import { testConfig } from "../src/platform/Config.js"
 import { cacheErrorsTotal, cacheRequestsTotal } from "../src/platform/Metrics.js"
@@ -110,8 +112,7 @@ const cacheContract = ({ advance, test }: Harness) => {
         `${other}:1`
       ]
       yield* Effect.forEach(keys, (k) => cache.set(k, ada, Profile))
-      const present = () =>
-        Effect.filter(keys, (k) => Effect.map(cache.get(k, Profile), Option.isSome))
+      const present = () => Effect.filter(keys, (k) => Effect.map(cache.get(k, Profile), Option.isSome))
 
       yield* cache.invalidatePrefix(`${u}:1`)
       expect(yield* present()).toEqual([`${u}:10`, `${u}:10:profile`, `${u}:2:profile`, `${u}x:1`, `${other}:1`])
@@ -257,7 +258,9 @@ layer(Cache.layerMemory().pipe(Layer.provide(testConfig())))("Cache in memory", 
       expect(yield* cache.get(key, Profile)).toEqual(Option.some(ada))
       const live = yield* Effect.either(Effect.scoped(Layer.build(RedisLive.pipe(Layer.provide(testConfig())))))
       expect(Either.isLeft(live) && live.left.message).toBe("Redis configure failed: REDIS_URL is not set")
-    }).pipe(Effect.provide(Cache.layer.pipe(Layer.provideMerge(Redis.layerOptional), Layer.provideMerge(testConfig())))))
+    }).pipe(
+      Effect.provide(Cache.layer.pipe(Layer.provideMerge(Redis.layerOptional), Layer.provideMerge(testConfig())))
+    ))
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -480,7 +483,8 @@ describe.skipIf(Option.isNone(testRedisUrl))("Cache on Redis (TEST_REDIS_URL)", 
     it.effect("the client is closed when its scope ends", () =>
       Effect.gen(function*() {
         const redis = yield* Effect.scoped(
-          Effect.tap(makeRedis(Redacted.make(realRedisUrl)), (r) => Effect.sync(() => expect(r.client.status).toBe("ready")))
+          Effect.tap(makeRedis(Redacted.make(realRedisUrl)), (r) =>
+            Effect.sync(() => expect(r.client.status).toBe("ready")))
         )
         expect(redis.client.status).toBe("end")
       }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))))
@@ -519,49 +523,53 @@ const startRedisServer = (port: number) =>
 describe.skipIf(!hasRedisServer)("Cache across a Redis outage (local redis-server)", () => {
   layer(testConfig(), { excludeTestServices: true, timeout: "30 seconds" })((it) => {
     const logs = captureLogs()
-    it.effect("misses while Redis is absent, serves from Redis once it is up, degrades again when it stops", () =>
-      Effect.gen(function*() {
-        const port = yield* freePort
-        const redis = yield* makeRedis(Redacted.make(`redis://127.0.0.1:${port}`))
-        const cache = yield* makeRedisCache(redis, { namespace: unique("t-recovery-") })
-        const key = `${unique("recover")}:1`
+    it.effect(
+      "misses while Redis is absent, serves from Redis once it is up, degrades again when it stops",
+      () =>
+        Effect.gen(function*() {
+          const port = yield* freePort
+          const redis = yield* makeRedis(Redacted.make(`redis://127.0.0.1:${port}`))
+          const cache = yield* makeRedisCache(redis, { namespace: unique("t-recovery-") })
+          const key = `${unique("recover")}:1`
 
-        const [before, t0] = yield* timed(cache.getOrLoad(key, Profile, Effect.succeed(ada)))
-        expect(before).toEqual(ada)
-        expect(t0).toBeLessThan(1_000)
-        expect(yield* cache.get(key, Profile)).toEqual(Option.none())
+          const [before, t0] = yield* timed(cache.getOrLoad(key, Profile, Effect.succeed(ada)))
+          expect(before).toEqual(ada)
+          expect(t0).toBeLessThan(1_000)
+          expect(yield* cache.get(key, Profile)).toEqual(Option.none())
 
-        const server = yield* Effect.scoped(Effect.gen(function*() {
-          yield* startRedisServer(port)
-          // reconnection backoff is capped at 5 s (+20 % jitter)
-          yield* redis.ping().pipe(Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds"))))
-          yield* cache.set(key, ada, Profile)
-          expect(yield* cache.get(key, Profile)).toEqual(Option.some(ada))
-          return "was up"
-        }))
-        expect(server).toBe("was up")
+          const server = yield* Effect.scoped(Effect.gen(function*() {
+            yield* startRedisServer(port)
+            // reconnection backoff is capped at 5 s (+20 % jitter)
+            yield* redis.ping().pipe(Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds"))))
+            yield* cache.set(key, ada, Profile)
+            expect(yield* cache.get(key, Profile)).toEqual(Option.some(ada))
+            return "was up"
+          }))
+          expect(server).toBe("was up")
 
-        // the server is gone again
-        const [after, t1] = yield* timed(cache.get(key, Profile))
-        expect(after).toEqual(Option.none())
-        const [written, t2] = yield* timed(Effect.exit(cache.set(key, ada, Profile)))
-        expect(written._tag).toBe("Success")
-        expect(Math.max(t1, t2)).toBeLessThan(1_500)
+          // the server is gone again
+          const [after, t1] = yield* timed(cache.get(key, Profile))
+          expect(after).toEqual(Option.none())
+          const [written, t2] = yield* timed(Effect.exit(cache.set(key, ada, Profile)))
+          expect(written._tag).toBe("Success")
+          expect(Math.max(t1, t2)).toBeLessThan(1_500)
 
-        // one line per transition, not one per reconnect attempt (the last one comes with the socket's close)
-        const transitions = () =>
-          logs.lines.filter((l) => l.includes("message=\"Redis ")).map((l) => /message="([^"]+)"/.exec(l)?.[1])
-        yield* Effect.sync(transitions).pipe(
-          Effect.filterOrFail((t) => t.length >= 3),
-          Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("3 seconds"))),
-          Effect.ignore
-        )
-        yield* Effect.sleep("300 millis") // a reconnect attempt or two, which must not log
-        expect(transitions()).toEqual([
-          "Redis unreachable at start; serving without it and reconnecting in the background",
-          "Redis connection ready",
-          "Redis connection lost; reconnecting in the background"
-        ])
-      }).pipe(Effect.scoped, Effect.provide(logs.layer)), 30_000)
+          // one line per transition, not one per reconnect attempt (the last one comes with the socket's close)
+          const transitions = () =>
+            logs.lines.filter((l) => l.includes("message=\"Redis ")).map((l) => /message="([^"]+)"/.exec(l)?.[1])
+          yield* Effect.sync(transitions).pipe(
+            Effect.filterOrFail((t) => t.length >= 3),
+            Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("3 seconds"))),
+            Effect.ignore
+          )
+          yield* Effect.sleep("300 millis") // a reconnect attempt or two, which must not log
+          expect(transitions()).toEqual([
+            "Redis unreachable at start; serving without it and reconnecting in the background",
+            "Redis connection ready",
+            "Redis connection lost; reconnecting in the background"
+          ])
+        }).pipe(Effect.scoped, Effect.provide(logs.layer)),
+      30_000
+    )
   })
 })

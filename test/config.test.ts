@@ -1,8 +1,10 @@
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Option, Redacted } from "effect"
+
 import { InvalidConfig, loadConfigFromEnv } from "../src/platform/Config.js"
 
 const problemsOf = (env: Record<string, string>) =>
@@ -53,7 +55,11 @@ describe("configuration", () => {
 
   it.effect("lists rule violations of several variables together", () =>
     Effect.gen(function*() {
-      const problems = yield* problemsOf({ AUTH_SECRET_KEY: "short", ALLOWED_ORIGINS: "not an origin", LLM_PROVIDER: "openai" })
+      const problems = yield* problemsOf({
+        AUTH_SECRET_KEY: "short",
+        ALLOWED_ORIGINS: "not an origin",
+        LLM_PROVIDER: "openai"
+      })
       expect(problems).toHaveLength(3)
       expect(problems.join("\n")).toContain("AUTH_SECRET_KEY: is 5 characters long; expected at least 32")
       expect(problems.join("\n")).toContain("ALLOWED_ORIGINS")
@@ -80,7 +86,11 @@ describe("configuration", () => {
   it.effect("never prints a secret's value, even when it is wrong", () =>
     Effect.gen(function*() {
       const exit = yield* Effect.exit(
-        loadConfigFromEnv({ NODE_ENV: "production", AUTH_SECRET_KEY: "tiny-secret-xyz", DATABASE_URL: "postgres://user:hunter2@db/x" })
+        loadConfigFromEnv({
+          NODE_ENV: "production",
+          AUTH_SECRET_KEY: "tiny-secret-xyz",
+          DATABASE_URL: "postgres://user:hunter2@db/x"
+        })
       )
       expect(Exit.isFailure(exit)).toBe(true)
       const text = JSON.stringify(exit)

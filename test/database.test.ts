@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect, Option } from "effect"
+
 import { testDatabaseLayer, testDatabaseUrl } from "./support/database.js"
 
 layer(testDatabaseLayer("database"))("Database", (it) => {

@@ -2,6 +2,7 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
+
 import { MAX_LISTED_ISSUES } from "../src/api/errors.js"
 import { MAX_JSON_DEPTH, MAX_OBJECT_KEYS } from "../src/platform/RequestInput.js"
 import { TestApp } from "./support/app.js"
@@ -27,12 +28,19 @@ const sendText = (
 ) =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
-    let request = HttpClientRequest.make(method)(path).pipe(HttpClientRequest.setHeader("x-forwarded-for", options.ip ?? randomIp()))
+    let request = HttpClientRequest.make(method)(path).pipe(
+      HttpClientRequest.setHeader("x-forwarded-for", options.ip ?? randomIp())
+    )
     if (options.token !== undefined) request = HttpClientRequest.bearerToken(request, options.token)
     if (options.text !== undefined) request = HttpClientRequest.bodyText(request, options.text, "application/json")
     const response = yield* client.execute(request)
     const text = yield* response.text
-    return { status: response.status, headers: response.headers, text, body: text === "" ? {} : JSON.parse(text) } satisfies Answer
+    return {
+      status: response.status,
+      headers: response.headers,
+      text,
+      body: text === "" ? {} : JSON.parse(text)
+    } satisfies Answer
   })
 
 const expectValidationProblem = (answer: Answer) => {
@@ -101,7 +109,10 @@ layer(TestApp("hostile", { TRUST_PROXY: "1" }))("hostile input", (it) => {
           ["GET", `/api/v1/admin/users?page=${SECRET}&page_size=${SECRET}`, undefined]
         ]
         for (const [method, path, body] of probes) {
-          const answer = yield* sendText(method, path, { token, ...(body === undefined ? {} : { text: JSON.stringify(body) }) })
+          const answer = yield* sendText(method, path, {
+            token,
+            ...(body === undefined ? {} : { text: JSON.stringify(body) })
+          })
           expect(answer.status, `${method} ${path}`).toBeGreaterThanOrEqual(400)
           expect(answer.status, `${method} ${path}`).toBeLessThan(500)
           expect(answer.text, `${method} ${path}`).not.toContain(SECRET)
@@ -114,22 +125,35 @@ layer(TestApp("hostile", { TRUST_PROXY: "1" }))("hostile input", (it) => {
   describe("text PostgreSQL cannot store", () => {
     it.effect("a NUL byte in the login email is a 400, anonymous too", () =>
       Effect.gen(function*() {
-        expectValidationProblem(yield* sendText("POST", "/api/v1/auth/login", { text: "{\"email\":\"a\\u0000@x.com\",\"password\":\"x\"}" }))
+        expectValidationProblem(
+          yield* sendText("POST", "/api/v1/auth/login", { text: "{\"email\":\"a\\u0000@x.com\",\"password\":\"x\"}" })
+        )
       }))
 
     it.effect("an unpaired surrogate in any text field is a 400", () =>
       Effect.gen(function*() {
         const { token } = yield* adminSession("surrogate-admin")
-        expectValidationProblem(yield* sendText("POST", "/api/v1/auth/login", { text: "{\"email\":\"a\\ud800b@x.com\",\"password\":\"x\"}" }))
         expectValidationProblem(
-          yield* sendText("POST", "/api/v1/workflows", { token, text: "{\"slug\":\"lone\",\"display_name\":\"a\\ud800b\"}" })
+          yield* sendText("POST", "/api/v1/auth/login", { text: "{\"email\":\"a\\ud800b@x.com\",\"password\":\"x\"}" })
         )
         expectValidationProblem(
-          yield* sendText("POST", "/api/v1/workflows", { token, text: "{\"slug\":\"lone-low\",\"display_name\":\"a\\udc00b\"}" })
+          yield* sendText("POST", "/api/v1/workflows", {
+            token,
+            text: "{\"slug\":\"lone\",\"display_name\":\"a\\ud800b\"}"
+          })
+        )
+        expectValidationProblem(
+          yield* sendText("POST", "/api/v1/workflows", {
+            token,
+            text: "{\"slug\":\"lone-low\",\"display_name\":\"a\\udc00b\"}"
+          })
         )
         // a key holding one is refused as well, and a well-formed pair is fine
         expectValidationProblem(yield* sendText("POST", "/api/v1/auth/login", { text: "{\"\\ud800\":1}" }))
-        const paired = yield* sendText("POST", "/api/v1/workflows", { token, text: "{\"slug\":\"paired\",\"display_name\":\"a\\ud83d\\ude00b\"}" })
+        const paired = yield* sendText("POST", "/api/v1/workflows", {
+          token,
+          text: "{\"slug\":\"paired\",\"display_name\":\"a\\ud83d\\ude00b\"}"
+        })
         expect(paired.status).toBe(201)
         expect(paired.body.display_name).toBe("a\u{1F600}b")
       }))
@@ -143,7 +167,9 @@ layer(TestApp("hostile", { TRUST_PROXY: "1" }))("hostile input", (it) => {
         expectValidationProblem(yield* sendText("GET", "/api/v1/admin/users/%00", { token }))
         // nothing was stored on the way: the audit log holds no NUL anywhere
         const sql = yield* SqlClient.SqlClient
-        const rows = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_logs WHERE changes::text LIKE '%\\u0000%'`
+        const rows = yield* sql<
+          { n: number }
+        >`SELECT count(*)::int AS n FROM audit_logs WHERE changes::text LIKE '%\\u0000%'`
         expect(rows[0]?.n).toBe(0)
       }))
   })
@@ -194,10 +220,14 @@ layer(TestApp("hostile", { TRUST_PROXY: "1" }))("hostile input", (it) => {
     it.effect("token responses and authenticated answers say Cache-Control: no-store", () =>
       Effect.gen(function*() {
         const { tokens, user } = yield* session("cache")
-        const loginAnswer = yield* sendText("POST", "/api/v1/auth/login", { text: JSON.stringify({ email: user.email, password: PASSWORD }) })
+        const loginAnswer = yield* sendText("POST", "/api/v1/auth/login", {
+          text: JSON.stringify({ email: user.email, password: PASSWORD })
+        })
         expect(loginAnswer.status).toBe(200)
         expect(loginAnswer.headers["cache-control"]).toBe("no-store")
-        const refreshed = yield* sendText("POST", "/api/v1/auth/refresh", { text: JSON.stringify({ refresh_token: tokens.refresh_token }) })
+        const refreshed = yield* sendText("POST", "/api/v1/auth/refresh", {
+          text: JSON.stringify({ refresh_token: tokens.refresh_token })
+        })
         expect(refreshed.status).toBe(200)
         expect(refreshed.headers["cache-control"]).toBe("no-store")
         const me = yield* sendText("GET", "/api/v1/auth/me", { token: tokens.access_token })

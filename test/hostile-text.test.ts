@@ -2,6 +2,7 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import fc from "fast-check"
+
 import { TestApp } from "./support/app.js"
 import { randomIp, session } from "./support/session.js"
 
@@ -32,10 +33,13 @@ interface Operation {
 }
 
 interface OpenApiDocument {
-  readonly paths: Record<string, Record<string, {
-    readonly parameters?: ReadonlyArray<{ readonly name: string; readonly in: string; readonly schema?: JsonSchema }>
-    readonly requestBody?: { readonly content: Record<string, { readonly schema: JsonSchema }> }
-  }>>
+  readonly paths: Record<
+    string,
+    Record<string, {
+      readonly parameters?: ReadonlyArray<{ readonly name: string; readonly in: string; readonly schema?: JsonSchema }>
+      readonly requestBody?: { readonly content: Record<string, { readonly schema: JsonSchema }> }
+    }>
+  >
   readonly components: { readonly schemas: Record<string, JsonSchema> }
 }
 
@@ -52,7 +56,9 @@ const operationsOf = (doc: OpenApiDocument): ReadonlyArray<Operation> =>
 
 /** A body where every string is `text` and everything else a plausible value, so the strings reach the handlers. */
 const bodyOf = (doc: OpenApiDocument, schema: JsonSchema, text: string, depth = 0): unknown => {
-  if (schema.$ref !== undefined) return bodyOf(doc, doc.components.schemas[schema.$ref.split("/").pop()!] ?? {}, text, depth)
+  if (schema.$ref !== undefined) {
+    return bodyOf(doc, doc.components.schemas[schema.$ref.split("/").pop()!] ?? {}, text, depth)
+  }
   if (schema.const !== undefined) return schema.const
   if (schema.enum !== undefined) return schema.enum[0]
   const options = schema.anyOf ?? schema.oneOf ?? schema.allOf
@@ -73,7 +79,9 @@ const bodyOf = (doc: OpenApiDocument, schema: JsonSchema, text: string, depth = 
     case "array":
       return schema.items === undefined ? [] : [bodyOf(doc, schema.items, text, depth + 1)]
     case "object":
-      return Object.fromEntries(Object.entries(schema.properties ?? {}).map(([k, v]) => [k, bodyOf(doc, v, text, depth + 1)]))
+      return Object.fromEntries(
+        Object.entries(schema.properties ?? {}).map(([k, v]) => [k, bodyOf(doc, v, text, depth + 1)])
+      )
     default:
       return text
   }
@@ -82,7 +90,19 @@ const bodyOf = (doc: OpenApiDocument, schema: JsonSchema, text: string, depth = 
 /** Text built from the characters that break storage and parsers, mixed with ordinary ones. */
 const hostileText = fc.array(
   fc.oneof(
-    fc.constantFrom("\u0000", "\ud800", "\udbff", "\udc00", "\udfff", "\u0001", "\u001f", "\u007f", "\u2028", "\ufeff", "\uffff"),
+    fc.constantFrom(
+      "\u0000",
+      "\ud800",
+      "\udbff",
+      "\udc00",
+      "\udfff",
+      "\u0001",
+      "\u001f",
+      "\u007f",
+      "\u2028",
+      "\ufeff",
+      "\uffff"
+    ),
     fc.integer({ min: 0, max: 31 }).map((c) => String.fromCharCode(c)),
     fc.string({ unit: "binary", maxLength: 8 }),
     fc.constantFrom("a", "@", "%00", "\\", "\"", "'", "--", ";", "{}")
@@ -91,37 +111,54 @@ const hostileText = fc.array(
 ).map((parts) => parts.join(""))
 
 /** Percent-encodes the UTF-8 bytes (a lone surrogate goes out as U+FFFD, as a browser would send it). */
-const percentEncode = (text: string) => Array.from(Buffer.from(text, "utf8"), (byte) => `%${byte.toString(16).padStart(2, "0")}`).join("")
+const percentEncode = (text: string) =>
+  Array.from(Buffer.from(text, "utf8"), (byte) => `%${byte.toString(16).padStart(2, "0")}`).join("")
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261201)
 
-layer(TestApp("hostile_text", { TRUST_PROXY: "1", RATE_LIMIT_API_PER_MINUTE: "100000" }))("hostile text in every text field", (it) => {
-  it.effect("never gets a 5xx, in a body or in a query parameter", () =>
-    Effect.gen(function*() {
-      const { token } = yield* session("fuzz-admin", { isAdmin: true })
-      const http = yield* HttpClient.HttpClient
-      const doc = (yield* Effect.flatMap(http.get("/openapi.json"), (r) => r.json)) as OpenApiDocument
-      const operations = operationsOf(doc)
-      expect(operations.length).toBeGreaterThan(40)
-      const send = (op: Operation, text: string) =>
-        Effect.gen(function*() {
-          const query = op.textQuery.map((name) => `${encodeURIComponent(name)}=${percentEncode(text)}`).join("&")
-          let request = HttpClientRequest.make(op.method)(query === "" ? op.path : `${op.path}?${query}`).pipe(
-            HttpClientRequest.setHeader("x-forwarded-for", randomIp()),
-            HttpClientRequest.bearerToken(token)
-          )
-          if (op.body !== undefined) request = HttpClientRequest.bodyText(request, JSON.stringify(bodyOf(doc, op.body, text)), "application/json")
-          const response = yield* http.execute(request)
-          return { status: response.status, body: yield* response.text }
+layer(TestApp("hostile_text", { TRUST_PROXY: "1", RATE_LIMIT_API_PER_MINUTE: "100000" }))(
+  "hostile text in every text field",
+  (it) => {
+    it.effect("never gets a 5xx, in a body or in a query parameter", () =>
+      Effect.gen(function*() {
+        const { token } = yield* session("fuzz-admin", { isAdmin: true })
+        const http = yield* HttpClient.HttpClient
+        const doc = (yield* Effect.flatMap(http.get("/openapi.json"), (r) => r.json)) as OpenApiDocument
+        const operations = operationsOf(doc)
+        expect(operations.length).toBeGreaterThan(40)
+        const send = (op: Operation, text: string) =>
+          Effect.gen(function*() {
+            const query = op.textQuery.map((name) => `${encodeURIComponent(name)}=${percentEncode(text)}`).join("&")
+            let request = HttpClientRequest.make(op.method)(query === "" ? op.path : `${op.path}?${query}`).pipe(
+              HttpClientRequest.setHeader("x-forwarded-for", randomIp()),
+              HttpClientRequest.bearerToken(token)
+            )
+            if (op.body !== undefined) {
+              request = HttpClientRequest.bodyText(
+                request,
+                JSON.stringify(bodyOf(doc, op.body, text)),
+                "application/json"
+              )
+            }
+            const response = yield* http.execute(request)
+            return { status: response.status, body: yield* response.text }
+          })
+        const failures: Array<string> = []
+        const property = fc.asyncProperty(fc.constantFrom(...operations), hostileText, async (op, text) => {
+          const answer = await Effect.runPromise(send(op, text))
+          if (answer.status >= 500) {
+            failures.push(
+              `${op.method} ${op.path} ${JSON.stringify(text)} -> ${answer.status} ${answer.body.slice(0, 200)}`
+            )
+          }
+          return answer.status < 500
         })
-      const failures: Array<string> = []
-      const property = fc.asyncProperty(fc.constantFrom(...operations), hostileText, async (op, text) => {
-        const answer = await Effect.runPromise(send(op, text))
-        if (answer.status >= 500) failures.push(`${op.method} ${op.path} ${JSON.stringify(text)} -> ${answer.status} ${answer.body.slice(0, 200)}`)
-        return answer.status < 500
-      })
-      const result = yield* Effect.promise(() => fc.check(property, { numRuns: 400, seed: SEED }))
-      expect(failures, `seed ${SEED}`).toEqual([])
-      expect(result.failed, `seed ${SEED}: ${result.counterexample === null ? "" : JSON.stringify(result.counterexample)}`).toBe(false)
-    }))
-})
+        const result = yield* Effect.promise(() => fc.check(property, { numRuns: 400, seed: SEED }))
+        expect(failures, `seed ${SEED}`).toEqual([])
+        expect(
+          result.failed,
+          `seed ${SEED}: ${result.counterexample === null ? "" : JSON.stringify(result.counterexample)}`
+        ).toBe(false)
+      }))
+  }
+)

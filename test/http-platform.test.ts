@@ -1,8 +1,9 @@
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { describe, expect, it, layer } from "@effect/vitest"
 import { SqlError } from "@effect/sql/SqlError"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Layer, Logger, Schema, Stream } from "effect"
+
 import { ValidationErrorProblem } from "../src/api/errors.js"
 import { Payload } from "../src/api/schemas.js"
 import { AppConfig, testConfig } from "../src/platform/Config.js"
@@ -27,7 +28,10 @@ const EchoLive = HttpApiBuilder.group(EchoApi, "echo", (handlers) =>
     .handle("echo", ({ path, payload }) => Effect.sync(() => (echoCalls++, { id: path.id, ...payload })))
     .handle("boom", () => Effect.die(new Error("secret internal detail at /srv/app.ts:42")))
     // what PostgreSQL answers to a value it cannot store (22021: character_not_in_repertoire)
-    .handle("unstorable", () => Effect.die(new SqlError({ cause: { code: "22021" }, message: "invalid byte sequence" }))))
+    .handle(
+      "unstorable",
+      () => Effect.die(new SqlError({ cause: { code: "22021" }, message: "invalid byte sequence" }))
+    ))
 
 const logLines: Array<{ message: unknown; annotations: Record<string, unknown>; cause: string }> = []
 const CapturingLogger = Logger.replace(
@@ -77,7 +81,9 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
   describe("X-Request-ID", () => {
     it.effect("echoes a safe caller value on the response and in the error body", () =>
       Effect.gen(function*() {
-        const response = yield* send(HttpClientRequest.get("/nowhere").pipe(HttpClientRequest.setHeader("x-request-id", "abc.DEF_1:2-3")))
+        const response = yield* send(
+          HttpClientRequest.get("/nowhere").pipe(HttpClientRequest.setHeader("x-request-id", "abc.DEF_1:2-3"))
+        )
         expect(response.headers["x-request-id"]).toBe("abc.DEF_1:2-3")
         expect((yield* response.json as Effect.Effect<{ request_id: string }>).request_id).toBe("abc.DEF_1:2-3")
       }))
@@ -85,7 +91,9 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
     it.effect("replaces a value that is too long or has unsafe characters with a UUIDv7", () =>
       Effect.gen(function*() {
         for (const bad of ["x".repeat(129), "bad id", "a/b", "<script>", ""]) {
-          const response = yield* send(HttpClientRequest.get("/boom").pipe(HttpClientRequest.setHeader("x-request-id", bad)))
+          const response = yield* send(
+            HttpClientRequest.get("/boom").pipe(HttpClientRequest.setHeader("x-request-id", bad))
+          )
           expect(response.headers["x-request-id"]).toMatch(UUID_V7)
         }
       }))
@@ -100,7 +108,12 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
 
   it.effect("sets API-Version and the security headers on successes and errors, without HSTS outside production", () =>
     Effect.gen(function*() {
-      for (const response of [yield* postJson("/echo/1", JSON.stringify({ name: "a", count: 2 })), yield* send(HttpClientRequest.get("/x"))]) {
+      for (
+        const response of [
+          yield* postJson("/echo/1", JSON.stringify({ name: "a", count: 2 })),
+          yield* send(HttpClientRequest.get("/x"))
+        ]
+      ) {
         expect(response.headers["api-version"]).toBe("1")
         expect(response.headers["x-content-type-options"]).toBe("nosniff")
         expect(response.headers["x-frame-options"]).toBe("DENY")
@@ -112,7 +125,11 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
   describe("bodies", () => {
     it.effect("accepts application/json with a charset", () =>
       Effect.gen(function*() {
-        const response = yield* postJson("/echo/7", JSON.stringify({ name: "b", count: 3 }), "application/json; charset=utf-8")
+        const response = yield* postJson(
+          "/echo/7",
+          JSON.stringify({ name: "b", count: 3 }),
+          "application/json; charset=utf-8"
+        )
         expect(yield* response.json).toEqual({ id: 7, name: "b", count: 3 })
       }))
 
@@ -140,9 +157,12 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
         const result = yield* Effect.either(
           send(
             HttpClientRequest.post("/echo/1").pipe(
-              HttpClientRequest.bodyStream(streamOf(JSON.stringify({ name: "x".repeat(2 * MAX_JSON_BODY_BYTES), count: 1 })), {
-                contentType: "application/json"
-              })
+              HttpClientRequest.bodyStream(
+                streamOf(JSON.stringify({ name: "x".repeat(2 * MAX_JSON_BODY_BYTES), count: 1 })),
+                {
+                  contentType: "application/json"
+                }
+              )
             )
           )
         )
@@ -194,7 +214,9 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
   it.effect("turns a defect into a 500 that leaks nothing, logged once with its cause and request id", () =>
     Effect.gen(function*() {
       logLines.length = 0
-      const response = yield* send(HttpClientRequest.get("/boom").pipe(HttpClientRequest.setHeader("x-request-id", "req-boom-1")))
+      const response = yield* send(
+        HttpClientRequest.get("/boom").pipe(HttpClientRequest.setHeader("x-request-id", "req-boom-1"))
+      )
       expect(response.status).toBe(500)
       const body = yield* response.json
       expectProblem(body, 500, "internal_error")
@@ -231,7 +253,11 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
       const notJson = yield* postJson("/echo/1", "name=a", "text/plain")
       const preflight = yield* send(
         HttpClientRequest.make("OPTIONS")("/echo/1").pipe(
-          HttpClientRequest.setHeaders({ origin: "https://app.example.com", "access-control-request-method": "POST", "x-request-id": "pre-1" })
+          HttpClientRequest.setHeaders({
+            origin: "https://app.example.com",
+            "access-control-request-method": "POST",
+            "x-request-id": "pre-1"
+          })
         )
       )
       expect([tooLarge.status, notJson.status, preflight.status]).toEqual([413, 415, 204])
@@ -249,7 +275,9 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
   describe("CORS", () => {
     it.effect("allows a listed origin with credentials and exposes the request id", () =>
       Effect.gen(function*() {
-        const response = yield* send(HttpClientRequest.get("/x").pipe(HttpClientRequest.setHeader("origin", "https://app.example.com")))
+        const response = yield* send(
+          HttpClientRequest.get("/x").pipe(HttpClientRequest.setHeader("origin", "https://app.example.com"))
+        )
         expect(response.headers["access-control-allow-origin"]).toBe("https://app.example.com")
         expect(response.headers["access-control-allow-credentials"]).toBe("true")
         expect(response.headers["access-control-expose-headers"]).toContain("X-Request-ID")
@@ -258,7 +286,9 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
 
     it.effect("gives an unlisted origin no CORS headers at all", () =>
       Effect.gen(function*() {
-        const response = yield* send(HttpClientRequest.get("/x").pipe(HttpClientRequest.setHeader("origin", "https://evil.example.com")))
+        const response = yield* send(
+          HttpClientRequest.get("/x").pipe(HttpClientRequest.setHeader("origin", "https://evil.example.com"))
+        )
         expect(response.headers["access-control-allow-origin"]).toBeUndefined()
         expect(response.headers["access-control-allow-credentials"]).toBeUndefined()
       }))
@@ -276,7 +306,15 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
         expect(allowed.headers["access-control-allow-origin"]).toBe("https://app.example.com")
         expect(allowed.headers["access-control-allow-credentials"]).toBe("true")
         expect(allowed.headers["access-control-allow-methods"]).toContain("PATCH")
-        for (const header of ["authorization", "content-type", "accept-language", "chatkit-frame-instance-id", "idempotency-key"]) {
+        for (
+          const header of [
+            "authorization",
+            "content-type",
+            "accept-language",
+            "chatkit-frame-instance-id",
+            "idempotency-key"
+          ]
+        ) {
           expect(allowed.headers["access-control-allow-headers"]?.toLowerCase()).toContain(header)
         }
         const refused = yield* preflight("https://evil.example.com")
@@ -304,5 +342,7 @@ layer(
 function streamOf(text: string) {
   const bytes = new TextEncoder().encode(text)
   const chunk = 64 * 1024
-  return Stream.fromIterable(Array.from({ length: Math.ceil(bytes.length / chunk) }, (_, i) => bytes.subarray(i * chunk, (i + 1) * chunk)))
+  return Stream.fromIterable(
+    Array.from({ length: Math.ceil(bytes.length / chunk) }, (_, i) => bytes.subarray(i * chunk, (i + 1) * chunk))
+  )
 }

@@ -2,6 +2,7 @@ import { HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, Schema } from "effect"
+
 import { Conflict } from "../src/api/errors.js"
 import { canonicalJson, requestHash, withIdempotency } from "../src/platform/Idempotency.js"
 import { migrateUp } from "../src/platform/Migrations.js"
@@ -24,11 +25,16 @@ const at = new Date("2026-01-02T03:04:05.000Z")
 /** An effect counting its runs and answering a new `Created` each time. */
 const counter = Effect.map(Ref.make(0), (runs) => ({
   runs,
-  create: (name: string) => Effect.map(Ref.updateAndGet(runs, (n) => n + 1), (n): Created => ({ id: n, name, created_at: at }))
+  create: (name: string) =>
+    Effect.map(Ref.updateAndGet(runs, (n) => n + 1), (n): Created => ({ id: n, name, created_at: at }))
 }))
 
-const run = <E>(key: string | undefined, request: unknown, effect: Effect.Effect<Created, E>, scope = "user:1:POST /things") =>
-  withIdempotency({ key, scope, request, success: Created, status: 201 }, effect)
+const run = <E>(
+  key: string | undefined,
+  request: unknown,
+  effect: Effect.Effect<Created, E>,
+  scope = "user:1:POST /things"
+) => withIdempotency({ key, scope, request, success: Created, status: 201 }, effect)
 
 const bodyOf = (response: HttpServerResponse.HttpServerResponse): unknown => {
   const body = response.body
@@ -36,23 +42,38 @@ const bodyOf = (response: HttpServerResponse.HttpServerResponse): unknown => {
 }
 
 const asResponse = (value: unknown): HttpServerResponse.HttpServerResponse => {
-  if (!HttpServerResponse.isServerResponse(value)) throw new Error(`expected a replayed response, got ${JSON.stringify(value)}`)
+  if (!HttpServerResponse.isServerResponse(value)) {
+    throw new Error(`expected a replayed response, got ${JSON.stringify(value)}`)
+  }
   return value
 }
 
 const rowOf = (key: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ scope: string; request_hash: string; response_status: number | null; response_body: unknown; ttl_hours: number }>`
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql<
+        {
+          scope: string
+          request_hash: string
+          response_status: number | null
+          response_body: unknown
+          ttl_hours: number
+        }
+      >`
       SELECT scope, request_hash, response_status, response_body,
              round(extract(epoch FROM expires_at - now()) / 3600)::int AS ttl_hours
-      FROM idempotency_keys WHERE key = ${key} ORDER BY scope`)
+      FROM idempotency_keys WHERE key = ${key} ORDER BY scope`
+  )
 
 describe("canonicalJson", () => {
   it("sorts keys at every depth and keeps array order", () => {
-    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}')
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } })).toBe(
+      "{\"a\":{\"c\":null,\"d\":[3,{\"y\":2,\"z\":1}]},\"b\":1}"
+    )
     expect(requestHash({ b: 1, a: 2 })).toBe(requestHash({ a: 2, b: 1 }))
     expect(requestHash({ a: [1, 2] })).not.toBe(requestHash({ a: [2, 1] }))
-    expect(canonicalJson({ at, skipped: undefined })).toBe('{"at":"2026-01-02T03:04:05.000Z"}')
+    expect(canonicalJson({ at, skipped: undefined })).toBe("{\"at\":\"2026-01-02T03:04:05.000Z\"}")
     expect(requestHash({})).toMatch(/^[0-9a-f]{64}$/)
   })
 })
@@ -81,7 +102,10 @@ layer(Migrated)("withIdempotency", (it) => {
       expect(yield* Ref.get(runs)).toBe(1)
 
       const [row] = yield* rowOf(key)
-      expect(row).toMatchObject({ response_status: 201, request_hash: requestHash({ name: "a", tags: ["x"], nested: { a: 2, b: 1 } }) })
+      expect(row).toMatchObject({
+        response_status: 201,
+        request_hash: requestHash({ name: "a", tags: ["x"], nested: { a: 2, b: 1 } })
+      })
       expect(row?.ttl_hours).toBe(24)
     }))
 
@@ -130,12 +154,18 @@ layer(Migrated)("withIdempotency", (it) => {
       const key = freshKey()
       const started = yield* Deferred.make<void>()
       const proceed = yield* Deferred.make<void>()
-      const slow = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(proceed)), Effect.zipRight(create("a")))
+      const slow = Deferred.succeed(started, undefined).pipe(
+        Effect.zipRight(Deferred.await(proceed)),
+        Effect.zipRight(create("a"))
+      )
       const first = yield* Effect.fork(run(key, { name: "a" }, slow))
       yield* Deferred.await(started)
 
       const error = yield* Effect.flip(run(key, { name: "a" }, create("a")))
-      expect(error).toMatchObject({ _tag: "Conflict", detail: "a request with this Idempotency-Key is still in progress" })
+      expect(error).toMatchObject({
+        _tag: "Conflict",
+        detail: "a request with this Idempotency-Key is still in progress"
+      })
 
       yield* Deferred.succeed(proceed, undefined)
       expect(yield* Fiber.join(first)).toEqual({ id: 1, name: "a", created_at: at })
@@ -155,7 +185,10 @@ layer(Migrated)("withIdempotency", (it) => {
       expect(ran).toHaveLength(1)
       const other = results.find((r) => r !== ran[0])
       if (other?._tag === "Left") {
-        expect(other.left).toMatchObject({ _tag: "Conflict", detail: "a request with this Idempotency-Key is still in progress" })
+        expect(other.left).toMatchObject({
+          _tag: "Conflict",
+          detail: "a request with this Idempotency-Key is still in progress"
+        })
       } else {
         expect(other?._tag === "Right" && asResponse(other.right).headers["idempotent-replayed"]).toBe("true")
       }
@@ -189,7 +222,9 @@ layer(Migrated)("withIdempotency", (it) => {
       expect(yield* run(key, { name: "a" }, create("a"), "user:2:POST /things")).toMatchObject({ id: 2 })
       expect(yield* Ref.get(runs)).toBe(2)
       expect((yield* rowOf(key)).map((row) => row.scope)).toEqual(["user:1:POST /things", "user:2:POST /things"])
-      expect(bodyOf(asResponse(yield* run(key, { name: "a" }, create("a"), "user:2:POST /things")))).toMatchObject({ id: 2 })
+      expect(bodyOf(asResponse(yield* run(key, { name: "a" }, create("a"), "user:2:POST /things")))).toMatchObject({
+        id: 2
+      })
     }))
 
   it.effect("replays a bodiless success as an empty response with its status", () =>

@@ -4,9 +4,11 @@ import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmS
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
+
 import {
   createMigration,
   defaultMigrationsDir,
@@ -62,9 +64,12 @@ const resetDatabase = Effect.gen(function*() {
   if (existing.length > 0) yield* sql.unsafe(`DROP TABLE ${existing.map((t) => `"${t}"`).join(", ")} CASCADE`)
 })
 
-const appliedRows = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  sql<{ version: number; name: string; checksum: string; applied_at: Date; execution_ms: number }>`
-    SELECT version, name, checksum, applied_at, execution_ms FROM schema_migrations ORDER BY version`)
+const appliedRows = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) =>
+    sql<{ version: number; name: string; checksum: string; applied_at: Date; execution_ms: number }>`
+    SELECT version, name, checksum, applied_at, execution_ms FROM schema_migrations ORDER BY version`
+)
 
 const states = (dir: string) =>
   Effect.map(migrationStatus(dir), (rows) => rows.map((r) => `${r.version}:${r.name}:${r.state}`))
@@ -112,7 +117,10 @@ layer(testDatabaseLayer("migrations"), { excludeTestServices: true })("Migration
       expect(applied.map((m) => m.version)).toEqual([1, 2, 3])
       expect(yield* tables).toEqual(["alpha", "beta", "gamma", "schema_migrations"])
       const rows = yield* appliedRows
-      expect(rows.map((r) => [r.version, r.name])).toEqual([[1, "create_alpha"], [2, "create_beta"], [3, "create_gamma"]])
+      expect(rows.map((r) => [r.version, r.name])).toEqual([[1, "create_alpha"], [2, "create_beta"], [
+        3,
+        "create_gamma"
+      ]])
       expect(rows.map((r) => r.checksum)).toEqual(
         ["0001_create_alpha", "0002_create_beta", "0003_create_gamma"].map((b) => sha256(join(dir, `${b}.up.sql`)))
       )
@@ -164,7 +172,8 @@ layer(testDatabaseLayer("migrations"), { excludeTestServices: true })("Migration
       yield* resetDatabase
       const dir = yield* migrationsDir({
         ...tablePair("0001_create_alpha", "alpha"),
-        "0002_broken.up.sql": "CREATE TABLE broken (id int);\nINSERT INTO broken VALUES (1);\nSELECT * FROM no_such_table;\n",
+        "0002_broken.up.sql":
+          "CREATE TABLE broken (id int);\nINSERT INTO broken VALUES (1);\nSELECT * FROM no_such_table;\n",
         "0002_broken.down.sql": "DROP TABLE broken;\n",
         ...tablePair("0003_create_gamma", "gamma")
       })
@@ -192,7 +201,11 @@ layer(testDatabaseLayer("migrations"), { excludeTestServices: true })("Migration
       )
       expect(yield* tables).not.toContain("gamma")
       expect((yield* appliedRows).map((r) => r.version)).toEqual([1, 2])
-      expect(yield* states(dir)).toEqual(["1:create_alpha:checksum_mismatch", "2:create_beta:applied", "3:create_gamma:pending"])
+      expect(yield* states(dir)).toEqual([
+        "1:create_alpha:checksum_mismatch",
+        "2:create_beta:applied",
+        "3:create_gamma:pending"
+      ])
 
       // Undoing it is refused as well: its down file may not match what was applied.
       expect((yield* Effect.flip(migrateDown({ dir, steps: 2 })))._tag).toBe("MigrationChecksumMismatch")
@@ -207,7 +220,12 @@ layer(testDatabaseLayer("migrations"), { excludeTestServices: true })("Migration
         ...tablePair("0003_create_gamma", "gamma")
       })
       yield* migrateUp({ dir })
-      for (const [name, text] of Object.entries({ ...tablePair("0002_create_beta", "beta"), ...tablePair("0004_create_delta", "delta") })) {
+      for (
+        const [name, text] of Object.entries({
+          ...tablePair("0002_create_beta", "beta"),
+          ...tablePair("0004_create_delta", "delta")
+        })
+      ) {
         writeFileSync(join(dir, name), text)
       }
       expect(yield* states(dir)).toEqual([
@@ -230,7 +248,11 @@ layer(testDatabaseLayer("migrations"), { excludeTestServices: true })("Migration
       yield* migrateUp({ dir })
       rmSync(join(dir, "0003_create_gamma.up.sql"))
       rmSync(join(dir, "0003_create_gamma.down.sql"))
-      expect(yield* states(dir)).toEqual(["1:create_alpha:applied", "2:create_beta:applied", "3:create_gamma:missing_file"])
+      expect(yield* states(dir)).toEqual([
+        "1:create_alpha:applied",
+        "2:create_beta:applied",
+        "3:create_gamma:missing_file"
+      ])
       const error = yield* Effect.flip(migrateDown({ dir }))
       expect(error._tag).toBe("MigrationFileMissing")
       expect(error.message).toContain("0003_create_gamma")
@@ -299,29 +321,33 @@ layer(testDatabaseLayer("migrations"), { excludeTestServices: true })("Migration
       yield* resetDatabase
     }))
 
-  it.scoped("the CLI prints status, applies migrations and refuses with a message and exit code 1", () =>
-    Effect.gen(function*() {
-      const dataDir = yield* tempDir("cli-data")
-      const dir = yield* migrationsDir(tablePair("0001_create_widgets", "widgets"))
-      const status = yield* runCli(["status", "--dir", dir], dataDir)
-      expect(status.code).toBe(0)
-      expect(status.stdout).toMatch(/^0001\s+create_widgets\s+pending\s+-$/m)
+  it.scoped(
+    "the CLI prints status, applies migrations and refuses with a message and exit code 1",
+    () =>
+      Effect.gen(function*() {
+        const dataDir = yield* tempDir("cli-data")
+        const dir = yield* migrationsDir(tablePair("0001_create_widgets", "widgets"))
+        const status = yield* runCli(["status", "--dir", dir], dataDir)
+        expect(status.code).toBe(0)
+        expect(status.stdout).toMatch(/^0001\s+create_widgets\s+pending\s+-$/m)
 
-      const up = yield* runCli(["up", "--dir", dir], dataDir)
-      expect(up.code).toBe(0)
-      expect(up.stdout).toContain("Applied 0001_create_widgets")
+        const up = yield* runCli(["up", "--dir", dir], dataDir)
+        expect(up.code).toBe(0)
+        expect(up.stdout).toContain("Applied 0001_create_widgets")
 
-      appendFileSync(join(dir, "0001_create_widgets.up.sql"), "-- edited\n")
-      const refused = yield* runCli(["up", "--dir", dir], dataDir)
-      expect(refused.code).toBe(1)
-      expect(refused.stderr).toContain("Migration 0001_create_widgets.up.sql was edited after being applied")
-      expect(refused.stderr).not.toMatch(/^\s+at /m)
-      expect(refused.stdout).toBe("")
+        appendFileSync(join(dir, "0001_create_widgets.up.sql"), "-- edited\n")
+        const refused = yield* runCli(["up", "--dir", dir], dataDir)
+        expect(refused.code).toBe(1)
+        expect(refused.stderr).toContain("Migration 0001_create_widgets.up.sql was edited after being applied")
+        expect(refused.stderr).not.toMatch(/^\s+at /m)
+        expect(refused.stdout).toBe("")
 
-      const created = yield* runCli(["create", "add gadgets", "--dir", dir], dataDir)
-      expect(created.code).toBe(0)
-      expect(existsSync(join(dir, "0002_add_gadgets.up.sql"))).toBe(true)
-    }), { timeout: 180_000 })
+        const created = yield* runCli(["create", "add gadgets", "--dir", dir], dataDir)
+        expect(created.code).toBe(0)
+        expect(existsSync(join(dir, "0002_add_gadgets.up.sql"))).toBe(true)
+      }),
+    { timeout: 180_000 }
+  )
 })
 
 /** Runs `npx tsx src/cli/migrate.ts args` on the embedded database in `dataDir`. */

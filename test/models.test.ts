@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
+
 import { Conflict, Forbidden, NotFound, Unauthorized } from "../src/api/errors.js"
 import type { ModelId } from "../src/domain/Model.js"
 import { TestApp } from "./support/app.js"
@@ -62,13 +63,19 @@ layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model cata
         path: { id: created.id },
         payload: { display_name: "CRUD model renamed", description: null, supports_streaming: false }
       })
-      expect(updated).toMatchObject({ id: created.id, display_name: "CRUD model renamed", description: null, supports_streaming: false })
+      expect(updated).toMatchObject({
+        id: created.id,
+        display_name: "CRUD model renamed",
+        description: null,
+        supports_streaming: false
+      })
       expect(updated.updated_at.getTime()).toBeGreaterThanOrEqual(created.updated_at.getTime())
       // update → the cached page shows the new value
       expect((yield* reader.models.list({ urlParams: { page_size: 100 } })).items).toContainEqual(updated)
       expect((yield* client.models.adminList({ urlParams: { page_size: 100 } })).items).toContainEqual(updated)
       // a PATCH that changes nothing writes nothing
-      expect(yield* client.models.update({ path: { id: created.id }, payload: { display_name: "CRUD model renamed" } })).toEqual(updated)
+      expect(yield* client.models.update({ path: { id: created.id }, payload: { display_name: "CRUD model renamed" } }))
+        .toEqual(updated)
 
       yield* client.models.delete({ path: { id: created.id } })
       // delete → gone from the cached page
@@ -79,10 +86,15 @@ layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model cata
       expect(yield* Effect.flip(client.models.update({ path: { id: created.id }, payload: { display_name: "z" } })))
         .toBeInstanceOf(NotFound)
 
-      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql<{ action: string; user_id: number; changes: Record<string, unknown> }>`
-          SELECT action, user_id, changes FROM audit_logs WHERE resource_type = 'model' AND resource_id = ${String(created.id)}
-          ORDER BY id`)
+      const rows = yield* Effect.flatMap(
+        SqlClient.SqlClient,
+        (sql) =>
+          sql<{ action: string; user_id: number; changes: Record<string, unknown> }>`
+          SELECT action, user_id, changes FROM audit_logs WHERE resource_type = 'model' AND resource_id = ${
+            String(created.id)
+          }
+          ORDER BY id`
+      )
       expect(rows.map((r) => r.action)).toEqual(["model.create", "model.update", "model.delete"])
       for (const row of rows) expect(row.user_id).toBe(user.id)
       expect(rows[0]?.changes).toMatchObject({ name: { from: null, to: `gpt-crud-${runId}` } })
@@ -103,7 +115,9 @@ layer(TestApp("models", { TRUST_PROXY: "1" }), { timeout: 120_000 })("model cata
       expect(yield* Effect.flip(client.models.update({ path: { id: other.id }, payload: { name: `Dup-${runId}` } })))
         .toBeInstanceOf(Conflict)
       // renaming to its own name in another case is fine
-      expect((yield* client.models.update({ path: { id: first.id }, payload: { name: `DUP-${runId}` } })).name).toBe(`DUP-${runId}`)
+      expect((yield* client.models.update({ path: { id: first.id }, payload: { name: `DUP-${runId}` } })).name).toBe(
+        `DUP-${runId}`
+      )
     }))
 
   it.effect("refuses unknown fields, bad names and bad pagination with 400", () =>

@@ -1,11 +1,15 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Option } from "effect"
+
 import { Unauthorized } from "../src/api/errors.js"
 import { chatkitClient, TestApp, testRedisUrl } from "./support/app.js"
 
 const get = (path: string, headers: Record<string, string> = {}) =>
-  Effect.flatMap(HttpClient.HttpClient, (client) => client.execute(HttpClientRequest.get(path).pipe(HttpClientRequest.setHeaders(headers))))
+  Effect.flatMap(
+    HttpClient.HttpClient,
+    (client) => client.execute(HttpClientRequest.get(path).pipe(HttpClientRequest.setHeaders(headers)))
+  )
 
 layer(TestApp("operations", { METRICS_TOKEN: "metrics-token-for-tests" }))("operational endpoints", (it) => {
   it.effect("GET /health answers ok through the derived client", () =>
@@ -46,7 +50,9 @@ layer(TestApp("operations", { METRICS_TOKEN: "metrics-token-for-tests" }))("oper
         expect(response.headers["content-type"]).toBe("text/plain; version=0.0.4; charset=utf-8")
         const text = yield* response.text
         expect(text).toMatch(/^http_requests_total\{method="GET",route="\/health",status="200"\} \d+$/m)
-        expect(text).toMatch(/^http_request_duration_seconds_bucket\{method="GET",route="\/health\/ready",le="\+Inf"\} \d+$/m)
+        expect(text).toMatch(
+          /^http_request_duration_seconds_bucket\{method="GET",route="\/health\/ready",le="\+Inf"\} \d+$/m
+        )
         expect(text).toMatch(/^http_requests_total\{method="GET",route="unmatched",status="404"\} \d+$/m)
         expect(text).not.toContain("/no/such/page/123")
         expect(text).toMatch(/^db_queries_total \d+$/m)
@@ -62,7 +68,9 @@ layer(TestApp("operations", { METRICS_TOKEN: "metrics-token-for-tests" }))("oper
       }
       expect(spec.openapi).toBe("3.1.0")
       expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/health", "/health/ready", "/metrics"]))
-      expect(Object.keys(spec.paths["/health/ready"]?.get?.responses ?? {})).toEqual(expect.arrayContaining(["200", "503"]))
+      expect(Object.keys(spec.paths["/health/ready"]?.get?.responses ?? {})).toEqual(
+        expect.arrayContaining(["200", "503"])
+      )
       const undocumented = Object.entries(spec.paths).flatMap(([path, operations]) =>
         Object.entries(operations as Record<string, { summary?: string; description?: string }>)
           .filter(([, operation]) => !operation.summary || !operation.description)

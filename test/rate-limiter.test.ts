@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto"
+
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, layer } from "@effect/vitest"
@@ -19,6 +20,7 @@ import {
   type Scope,
   TestClock
 } from "effect"
+
 import { RateLimited, RateLimitedProblem } from "../src/api/errors.js"
 import { AppConfig, loadConfigFromEnv, testConfig } from "../src/platform/Config.js"
 import { ProblemResponsesLive, RequestInfo, requestPipeline } from "../src/platform/Http.js"
@@ -27,10 +29,10 @@ import {
   FALLBACK_WARNING_INTERVAL,
   makeMemoryRateLimiter,
   makeRedisRateLimiter,
-  rateLimitKey,
-  type RateLimitRule,
   RateLimiter,
   type RateLimiterService,
+  rateLimitKey,
+  type RateLimitRule,
   rateLimitRules,
   REDIS_KEY_ROOT
 } from "../src/platform/RateLimiter.js"
@@ -240,7 +242,11 @@ layer(Layer.empty)("rate-limit keys and rules", (it) => {
       const byDefault = yield* load()
       expect(Either.isRight(byDefault) && byDefault.right.rateLimitApiPerMinute).toBe(300)
       const set = yield* load("1200")
-      expect(Either.isRight(set) && rateLimitRules(set.right).api).toEqual({ name: "api", limit: 1200, window: "1 minute" })
+      expect(Either.isRight(set) && rateLimitRules(set.right).api).toEqual({
+        name: "api",
+        limit: 1200,
+        window: "1 minute"
+      })
       for (const bad of ["0", "100001", "1.5", "many"]) {
         const result = yield* load(bad)
         expect(Either.isLeft(result) && result.left.problems.join("\n")).toContain("RATE_LIMIT_API_PER_MINUTE")
@@ -293,11 +299,17 @@ layer(RateLimiter.layerMemory)("RateLimiter in memory", (it) => {
   it.effect("a rule with a limit below 1 or an empty window is a bug (a defect, not a 429)", () =>
     Effect.gen(function*() {
       const limiter = yield* RateLimiter
-      for (const bad of [{ name: "zero", limit: 0, window: "1 minute" }, { name: "frac", limit: 1.5, window: "1 minute" }, {
-        name: "nowindow",
-        limit: 1,
-        window: Duration.zero
-      }] satisfies Array<RateLimitRule>) {
+      for (
+        const bad of [
+          { name: "zero", limit: 0, window: "1 minute" },
+          { name: "frac", limit: 1.5, window: "1 minute" },
+          {
+            name: "nowindow",
+            limit: 1,
+            window: Duration.zero
+          }
+        ] satisfies Array<RateLimitRule>
+      ) {
         const exit = yield* Effect.exit(limiter.consume(bad, "k"))
         expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
       }
@@ -467,7 +479,11 @@ describe.skipIf(Option.isNone(testRedisUrl))("RateLimiter on Redis (TEST_REDIS_U
         yield* hit(r, "y".repeat(5_000))
         const keys = yield* redis.run((c) => c.keys(`${REDIS_KEY_ROOT}${r.name}:*`))
         expect(keys.sort()).toEqual(
-          [rateLimitKey(r.name, "203.0.113.7"), rateLimitKey(r.name, "ada@example.com"), rateLimitKey(r.name, "y".repeat(5_000))]
+          [
+            rateLimitKey(r.name, "203.0.113.7"),
+            rateLimitKey(r.name, "ada@example.com"),
+            rateLimitKey(r.name, "y".repeat(5_000))
+          ]
             .sort()
         )
         expect(keys).toContain(`chatkit:ratelimit:${r.name}:203.0.113.7`)
@@ -538,7 +554,9 @@ const LimitedLive = HttpApiBuilder.group(LimitedApi, "limited", (handlers) =>
 
 const serveLimited = Layer.unwrapEffect(Effect.map(AppConfig, (c) => HttpApiBuilder.serve(requestPipeline(c)))).pipe(
   Layer.provide(ProblemResponsesLive),
-  Layer.provide(HttpApiBuilder.api(LimitedApi).pipe(Layer.provide(LimitedLive), Layer.provide(RateLimiter.layerMemory))),
+  Layer.provide(
+    HttpApiBuilder.api(LimitedApi).pipe(Layer.provide(LimitedLive), Layer.provide(RateLimiter.layerMemory))
+  ),
   Layer.provideMerge(NodeHttpServer.layerTest),
   Layer.provide(testConfig({ ALLOWED_ORIGINS: "https://app.example.com" })),
   Layer.provide(Logger.remove(Logger.defaultLogger))

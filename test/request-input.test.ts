@@ -1,5 +1,6 @@
-import { describe, expect, it } from "vitest"
 import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+
 import { MAX_JSON_DEPTH, MAX_OBJECT_KEYS, scanJsonText } from "../src/platform/RequestInput.js"
 
 /** What the scanner must decide, computed on the parsed value instead of the text. */
@@ -83,6 +84,9 @@ describe("scanJsonText", () => {
       for (let i = 0; i < depth; i++) out = i % 2 === 0 ? [out] : { d: out }
       return out
     })
-    fc.assert(fc.property(fc.oneof(value, deep), (v) => verdictOf(JSON.stringify(v)) === reference(v)), { numRuns: 2_000, seed: 8 })
+    fc.assert(fc.property(fc.oneof(value, deep), (v) => verdictOf(JSON.stringify(v)) === reference(v)), {
+      numRuns: 2_000,
+      seed: 8
+    })
   })
 })

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, Redacted } from "effect"
+
 import { apiKeyHint, deriveKey, makeSecretBox } from "../src/features/settings/SecretBox.js"
 
 const SECRET = "app-settings-secret-0123456789-abcdefgh"

@@ -2,6 +2,7 @@ import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { afterAll, describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Redacted } from "effect"
+
 import { Forbidden, Unauthorized } from "../src/api/errors.js"
 import { makeSecretBox } from "../src/features/settings/SecretBox.js"
 import { chatkitClient, TestApp } from "./support/app.js"
@@ -25,14 +26,20 @@ const recordBodies = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
         bodies.push(text)
         return HttpClientResponse.fromWeb(
           res.request,
-          new Response(text === "" ? null : text, { status: res.status, headers: res.headers as Record<string, string> })
+          new Response(text === "" ? null : text, {
+            status: res.status,
+            headers: res.headers as Record<string, string>
+          })
         )
       })))
 
 /** The shared helpers of ./support/session.js, with every response recorded in `bodies`. */
 const clientAs = (token?: string) => sharedClientAs(token, { transformClient: recordBodies })
-const raw = (method: "GET" | "PATCH", path: string, options: { readonly token?: string; readonly body?: unknown } = {}) =>
-  sharedRaw(method, path, { ...options, transformClient: recordBodies })
+const raw = (
+  method: "GET" | "PATCH",
+  path: string,
+  options: { readonly token?: string; readonly body?: unknown } = {}
+) => sharedRaw(method, path, { ...options, transformClient: recordBodies })
 const session = (name: string, options: { readonly isAdmin?: boolean } = {}) =>
   sharedSession(name, { ...options, transformClient: recordBodies })
 
@@ -41,13 +48,16 @@ const auditRows = (resourceType: string) =>
     sql<{ action: string; user_id: number | null; changes: unknown }>`
       SELECT action, user_id, changes FROM audit_logs WHERE resource_type = ${resourceType} ORDER BY id`)
 
-const storedProviders = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  sql<{ model_providers: unknown }>`SELECT model_providers FROM app_settings WHERE id = 1`.pipe(
-    Effect.map((rows) => {
-      const value = rows[0]?.model_providers
-      return (typeof value === "string" ? JSON.parse(value) : value) as Array<Record<string, string | null>>
-    })
-  ))
+const storedProviders = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) =>
+    sql<{ model_providers: unknown }>`SELECT model_providers FROM app_settings WHERE id = 1`.pipe(
+      Effect.map((rows) => {
+        const value = rows[0]?.model_providers
+        return (typeof value === "string" ? JSON.parse(value) : value) as Array<Record<string, string | null>>
+      })
+    )
+)
 
 afterAll(() => {
   // belt and braces: the last test of the first suite checks this already
@@ -68,7 +78,9 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
       for (const error of forbidden) expect(error).toBeInstanceOf(Forbidden)
       const anonymous = yield* clientAs()
       expect(yield* Effect.flip(anonymous.settings.getAppSettings())).toBeInstanceOf(Unauthorized)
-      expect(yield* Effect.flip(anonymous.settings.updateAppearance({ payload: { greeting: "x" } }))).toBeInstanceOf(Unauthorized)
+      expect(yield* Effect.flip(anonymous.settings.updateAppearance({ payload: { greeting: "x" } }))).toBeInstanceOf(
+        Unauthorized
+      )
       const publicAppearance = yield* anonymous.settings.getAppearance()
       expect(publicAppearance).toEqual({
         color_scheme: "system",
@@ -93,7 +105,13 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
       expect((yield* countQueries(client.settings.getAdminAppearance())).queries).toBe(0)
 
       const updated = yield* client.settings.updateAppearance({
-        payload: { color_scheme: "dark", accent_color: "#10b981", radius_style: "full", greeting: "Bonjour", disclaimer: "Mind the AI." }
+        payload: {
+          color_scheme: "dark",
+          accent_color: "#10b981",
+          radius_style: "full",
+          greeting: "Bonjour",
+          disclaimer: "Mind the AI."
+        }
       })
       expect(updated).toEqual({
         color_scheme: "dark",
@@ -142,8 +160,14 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
         expect(response.status, JSON.stringify(body)).toBe(400)
         expect(response.body.error).toBe("validation_error")
       }
-      const unknown = yield* raw("PATCH", "/api/v1/admin/appearance-settings", { token, body: { font: "x", accent_color: "blue" } })
-      expect([...new Set((unknown.body.errors as Array<{ path: string }>).map((e) => e.path))].sort()).toEqual(["accent_color", "font"])
+      const unknown = yield* raw("PATCH", "/api/v1/admin/appearance-settings", {
+        token,
+        body: { font: "x", accent_color: "blue" }
+      })
+      expect([...new Set((unknown.body.errors as Array<{ path: string }>).map((e) => e.path))].sort()).toEqual([
+        "accent_color",
+        "font"
+      ])
       // nothing changed
       expect((yield* raw("GET", "/api/v1/appearance-settings")).body.greeting).toBe("Bonjour")
     }))
@@ -152,7 +176,11 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
     Effect.gen(function*() {
       const { client, user } = yield* session("app-admin", { isAdmin: true })
       const initial = yield* client.settings.getAppSettings()
-      expect(initial).toMatchObject({ thread_title_model: "gpt-4o-mini", default_model: "gpt-4o-mini", model_providers: [] })
+      expect(initial).toMatchObject({
+        thread_title_model: "gpt-4o-mini",
+        default_model: "gpt-4o-mini",
+        model_providers: []
+      })
 
       const first = yield* client.settings.updateAppSettings({
         payload: {
@@ -166,8 +194,20 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
       expect(first.default_model).toBe("gpt-4.1")
       expect(first.updated_at.getTime()).toBeGreaterThanOrEqual(initial.updated_at.getTime())
       expect(first.model_providers).toEqual([
-        { id: expect.any(String), provider: "openai", api_base: null, api_key_hint: `••••${RAW_KEY.slice(-4)}`, is_default: true },
-        { id: expect.any(String), provider: "openai_compatible", api_base: "https://llm.example.com/v1", api_key_hint: "••••", is_default: false }
+        {
+          id: expect.any(String),
+          provider: "openai",
+          api_base: null,
+          api_key_hint: `••••${RAW_KEY.slice(-4)}`,
+          is_default: true
+        },
+        {
+          id: expect.any(String),
+          provider: "openai_compatible",
+          api_base: "https://llm.example.com/v1",
+          api_key_hint: "••••",
+          is_default: false
+        }
       ])
       // GET after PATCH shows the new value (the cached entry was invalidated)
       expect(yield* client.settings.getAppSettings()).toEqual(first)
@@ -193,7 +233,13 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
       expect(second.model_providers).toEqual([
         { ...openai, is_default: false },
         { ...compatible, api_key_hint: null, is_default: true },
-        { id: expect.any(String), provider: "openai", api_base: null, api_key_hint: `••••${RAW_KEY_2.slice(-4)}`, is_default: false }
+        {
+          id: expect.any(String),
+          provider: "openai",
+          api_base: null,
+          api_key_hint: `••••${RAW_KEY_2.slice(-4)}`,
+          is_default: false
+        }
       ])
       const storedAfter = yield* storedProviders
       expect(storedAfter[0]?.api_key_ciphertext).toBe(stored[0]?.api_key_ciphertext)
@@ -201,11 +247,15 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
       expect(yield* client.settings.getAppSettings()).toEqual(second)
 
       // dropping a provider from the list removes it
-      const third = yield* client.settings.updateAppSettings({ payload: { model_providers: [{ id: openai!.id, provider: "openai" }] } })
+      const third = yield* client.settings.updateAppSettings({
+        payload: { model_providers: [{ id: openai!.id, provider: "openai" }] }
+      })
       expect(third.model_providers.map((p) => p.id)).toEqual([openai!.id])
       expect(yield* client.settings.getAppSettings()).toEqual(third)
       // a PATCH that changes nothing writes nothing
-      const same = yield* client.settings.updateAppSettings({ payload: { model_providers: [{ id: openai!.id, provider: "openai" }] } })
+      const same = yield* client.settings.updateAppSettings({
+        payload: { model_providers: [{ id: openai!.id, provider: "openai" }] }
+      })
       expect(same).toEqual(third)
 
       const rows = yield* auditRows("app_settings")
@@ -223,9 +273,15 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
       const { token } = yield* session("app-bad", { isAdmin: true })
       const before = (yield* raw("GET", "/api/v1/admin/app-settings", { token })).body
       const bad: Array<[unknown, string]> = [
-        [{ model_providers: [{ provider: "openai", is_default: true }, { provider: "openai", is_default: true }] }, "model_providers"],
+        [
+          { model_providers: [{ provider: "openai", is_default: true }, { provider: "openai", is_default: true }] },
+          "model_providers"
+        ],
         [{ model_providers: [{ id: "nope", provider: "openai" }] }, "model_providers.0.id"],
-        [{ model_providers: [{ provider: "openai", api_key: "k", delete_api_key: true }] }, "model_providers.0.delete_api_key"],
+        [
+          { model_providers: [{ provider: "openai", api_key: "k", delete_api_key: true }] },
+          "model_providers.0.delete_api_key"
+        ],
         [{ model_providers: [{ provider: "openai_compatible" }] }, "model_providers.0.api_base"],
         [{ model_providers: [{ provider: "anthropic" }] }, "model_providers.0.provider"],
         [{ model_providers: [{ provider: "openai", api_base: "ftp://x" }] }, "model_providers.0.api_base"],
@@ -236,7 +292,9 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
       for (const [body, path] of bad) {
         const response = yield* raw("PATCH", "/api/v1/admin/app-settings", { token, body })
         expect(response.status, JSON.stringify(body)).toBe(400)
-        expect((response.body.errors as Array<{ path: string }>).map((e) => e.path), JSON.stringify(body)).toContain(path)
+        expect((response.body.errors as Array<{ path: string }>).map((e) => e.path), JSON.stringify(body)).toContain(
+          path
+        )
       }
       expect((yield* raw("GET", "/api/v1/admin/app-settings", { token })).body).toEqual(before)
     }))
@@ -273,7 +331,9 @@ layer(TestApp("settings", { TRUST_PROXY: "1" }), { timeout: 120_000 })("settings
 
 describe("settings with Redis down", async () => {
   const deadPort = await freePort()
-  layer(TestApp("settings_redis_down", { TRUST_PROXY: "1", REDIS_URL: `redis://127.0.0.1:${deadPort}` }), { timeout: 120_000 })(
+  layer(TestApp("settings_redis_down", { TRUST_PROXY: "1", REDIS_URL: `redis://127.0.0.1:${deadPort}` }), {
+    timeout: 120_000
+  })(
     "a Redis outage",
     (it) => {
       it.effect("degrades to database reads: GET, PATCH, GET still answer with the new value", () =>

@@ -1,6 +1,7 @@
 import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { describe, expect, it } from "vitest"
+
 import { testConfig } from "../src/platform/Config.js"
 import { makeServer } from "../src/platform/Server.js"
 import { freePort } from "./support/network.js"

@@ -1,9 +1,11 @@
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { request } from "node:http"
+
 import { Option } from "effect"
 import pg from "pg"
 import { afterAll, describe, expect, it } from "vitest"
+
 import { testDatabaseUrl } from "./support/database.js"
 import { freePort } from "./support/network.js"
 
@@ -14,24 +16,36 @@ import { freePort } from "./support/network.js"
 
 type Outcome =
   | { readonly kind: "refused" }
-  | { readonly kind: "answered"; readonly status: number; readonly headers: Record<string, unknown>; readonly body: string }
+  | {
+    readonly kind: "answered"
+    readonly status: number
+    readonly headers: Record<string, unknown>
+    readonly body: string
+  }
   | { readonly kind: "hung" }
   | { readonly kind: "error"; readonly message: string }
 
 /** One GET on a fresh connection, given up after `timeoutMs` (that counts as hung). */
 const probe = (port: number, path: string, timeoutMs: number) =>
   new Promise<Outcome>((resolve) => {
-    const req = request({ host: "127.0.0.1", port, path, agent: false, headers: { origin: "http://localhost:5173" } }, (res) => {
-      let body = ""
-      res.on("data", (chunk) => (body += String(chunk)))
-      res.on("end", () => resolve({ kind: "answered", status: res.statusCode ?? 0, headers: res.headers, body }))
-    })
+    const req = request(
+      { host: "127.0.0.1", port, path, agent: false, headers: { origin: "http://localhost:5173" } },
+      (res) => {
+        let body = ""
+        res.on("data", (chunk) => (body += String(chunk)))
+        res.on("end", () => resolve({ kind: "answered", status: res.statusCode ?? 0, headers: res.headers, body }))
+      }
+    )
     req.setTimeout(timeoutMs, () => {
       resolve({ kind: "hung" })
       req.destroy()
     })
     req.on("error", (error: NodeJS.ErrnoException) =>
-      resolve(error.code === "ECONNREFUSED" ? { kind: "refused" } : { kind: "error", message: String(error.code ?? error.message) }))
+      resolve(
+        error.code === "ECONNREFUSED"
+          ? { kind: "refused" }
+          : { kind: "error", message: String(error.code ?? error.message) }
+      ))
     req.end()
   })
 

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
+
 import { describe, expect, it } from "vitest"
+
 import { freePort } from "./support/network.js"
 
 /** Runs `src/main.ts` as `npm start` would, with only the given environment. */
@@ -27,7 +29,12 @@ const waitFor = async (predicate: () => boolean, timeoutMs: number) => {
 
 describe("server start-up", () => {
   it("refuses a bad configuration before listening: every problem in one message on stderr, exit 1", async () => {
-    const child = startServer({ NODE_ENV: "production", PORT: "nope", AUTH_SECRET_KEY: "too-short-secret", ALLOWED_ORIGINS: "*" })
+    const child = startServer({
+      NODE_ENV: "production",
+      PORT: "nope",
+      AUTH_SECRET_KEY: "too-short-secret",
+      ALLOWED_ORIGINS: "*"
+    })
     const { exited, output } = collect(child)
     expect(await exited).toBe(1)
     expect(output.stderr).toContain("Invalid configuration (5 problems)")

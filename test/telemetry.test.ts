@@ -1,7 +1,9 @@
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
+
 import { afterEach, describe, expect, it, vi } from "@effect/vitest"
 import { Cause, Effect, Layer, Logger, Metric, MetricBoundaries, MetricLabel, Option, Redacted } from "effect"
+
 import { testConfig } from "../src/platform/Config.js"
 import { httpRequestDurationSeconds, httpRequestsTotal } from "../src/platform/Metrics.js"
 import {
@@ -58,7 +60,9 @@ describe("redact", () => {
       db: "***",
       list: ["***"]
     })
-    expect(redact({ url: Option.some(Redacted.make("x")) })).toEqual({ url: { _id: "Option", _tag: "Some", value: "***" } })
+    expect(redact({ url: Option.some(Redacted.make("x")) })).toEqual({
+      url: { _id: "Option", _tag: "Some", value: "***" }
+    })
   })
 
   it("survives cycles, errors, class instances, maps, sets and primitives", () => {
@@ -79,7 +83,13 @@ describe("redact", () => {
     expect(redact(new Credentials("ada", "pw"))).toEqual({ user: "ada", password: "***" })
 
     const error = Object.assign(new Error("boom", { cause: { token: "t" } }), { code: "E1", apiKey: "k" })
-    expect(redact(error)).toEqual({ name: "Error", message: "boom", code: "E1", apiKey: "***", cause: { token: "***" } })
+    expect(redact(error)).toEqual({
+      name: "Error",
+      message: "boom",
+      code: "E1",
+      apiKey: "***",
+      cause: { token: "***" }
+    })
 
     expect(redact(new Map<string, unknown>([["Cookie", "c"], ["x", { password: "p" }]]))).toEqual({
       Cookie: "***",
@@ -101,14 +111,19 @@ const capture = () => {
   return { lines, write: (line: string) => lines.push(line) }
 }
 
-const parse = (line: string | undefined): Record<string, unknown> => JSON.parse(line ?? "null") as Record<string, unknown>
+const parse = (line: string | undefined): Record<string, unknown> =>
+  JSON.parse(line ?? "null") as Record<string, unknown>
 
 describe("JSON logger", () => {
   it("writes one JSON line per log call with annotations flattened and secrets masked", async () => {
     const sink = capture()
     await Effect.runPromise(
       Effect.log("user logged in").pipe(
-        Effect.annotateLogs({ request_id: "req-1", authorization: "Bearer abc", body: { email: "a@b.c", password: "pw" } }),
+        Effect.annotateLogs({
+          request_id: "req-1",
+          authorization: "Bearer abc",
+          body: { email: "a@b.c", password: "pw" }
+        }),
         Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "info", write: sink.write }))
       )
     )
@@ -165,21 +180,37 @@ describe("JSON logger", () => {
         Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "info", write: sink.write }))
       )
     )
-    expect(parse(sink.lines[0])).toMatchObject({ level: "WARN", message: "real", big: "12", cyclic: { me: "[Circular]" } })
+    expect(parse(sink.lines[0])).toMatchObject({
+      level: "WARN",
+      message: "real",
+      big: "12",
+      cyclic: { me: "[Circular]" }
+    })
   })
 
   it("honours the minimum level", async () => {
     const sink = capture()
-    const program = Effect.all([Effect.logDebug("d"), Effect.logInfo("i"), Effect.logWarning("w"), Effect.logError("e")])
-    await Effect.runPromise(program.pipe(Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "warning", write: sink.write }))))
+    const program = Effect.all([
+      Effect.logDebug("d"),
+      Effect.logInfo("i"),
+      Effect.logWarning("w"),
+      Effect.logError("e")
+    ])
+    await Effect.runPromise(
+      program.pipe(Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "warning", write: sink.write })))
+    )
     expect(sink.lines.map(parse).map((e) => e["message"])).toEqual(["w", "e"])
 
     const debug = capture()
-    await Effect.runPromise(program.pipe(Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "debug", write: debug.write }))))
+    await Effect.runPromise(
+      program.pipe(Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "debug", write: debug.write })))
+    )
     expect(debug.lines).toHaveLength(4)
 
     const none = capture()
-    await Effect.runPromise(program.pipe(Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "none", write: none.write }))))
+    await Effect.runPromise(
+      program.pipe(Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "none", write: none.write })))
+    )
     expect(none.lines).toHaveLength(0)
   })
 
@@ -266,7 +297,10 @@ describe("LoggerLive", () => {
 describe("TracingLive", () => {
   it("is empty without OTEL_EXPORTER_OTLP_ENDPOINT", async () => {
     const result = await Effect.runPromise(
-      Effect.succeed(1).pipe(Effect.withSpan("no-export"), Effect.provide(TracingLive.pipe(Layer.provide(testConfig()))))
+      Effect.succeed(1).pipe(
+        Effect.withSpan("no-export"),
+        Effect.provide(TracingLive.pipe(Layer.provide(testConfig())))
+      )
     )
     expect(result).toBe(1)
     expect(makeTracingLayer(Option.none())).toBe(Layer.empty)
@@ -319,7 +353,8 @@ describe("TracingLive", () => {
   })
 })
 
-const SAMPLE_LINE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*",?)*\})? (NaN|[+-]Inf|-?[0-9.e+-]+)$/
+const SAMPLE_LINE =
+  /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*",?)*\})? (NaN|[+-]Inf|-?[0-9.e+-]+)$/
 
 describe("prometheusText", () => {
   it("has the 0.0.4 content type", () => {
@@ -344,7 +379,10 @@ describe("prometheusText", () => {
 
   it.effect("renders a histogram with cumulative buckets, +Inf, _sum and _count", () =>
     Effect.gen(function*() {
-      const observed = httpRequestDurationSeconds.pipe(Metric.tagged("route", "/health"), Metric.tagged("method", "GET"))
+      const observed = httpRequestDurationSeconds.pipe(
+        Metric.tagged("route", "/health"),
+        Metric.tagged("method", "GET")
+      )
       yield* Metric.update(observed, 0.03)
       yield* Metric.update(observed, 0.2)
       yield* Metric.update(observed, 20)
@@ -358,7 +396,9 @@ describe("prometheusText", () => {
       expect(lines).toContain(`${series("10")} 2`)
       expect(lines).toContain(`${series("+Inf")} 3`)
       expect(lines).toContain("http_request_duration_seconds_count{method=\"GET\",route=\"/health\"} 3")
-      const sum = lines.find((l) => l.startsWith("http_request_duration_seconds_sum{method=\"GET\",route=\"/health\"} "))
+      const sum = lines.find((l) =>
+        l.startsWith("http_request_duration_seconds_sum{method=\"GET\",route=\"/health\"} ")
+      )
       expect(Number(sum?.split(" ")[1])).toBeCloseTo(20.23)
       expect(lines.filter((l) => l.startsWith(series("+Inf")))).toHaveLength(1)
       // buckets are in increasing order and cumulative
@@ -383,7 +423,10 @@ describe("prometheusText", () => {
 
   it.effect("renders gauges, non-incremental counters, summaries and frequencies", () =>
     Effect.gen(function*() {
-      yield* Metric.set(Metric.gauge("telemetry_test_gauge", { description: "a gauge" }).pipe(Metric.tagged("dependency", "llm")), 2)
+      yield* Metric.set(
+        Metric.gauge("telemetry_test_gauge", { description: "a gauge" }).pipe(Metric.tagged("dependency", "llm")),
+        2
+      )
       yield* Metric.incrementBy(Metric.counter("telemetry_test_updown", { description: "an up-down counter" }), 5)
       const summary = Metric.summary({
         name: "telemetry_test_summary",
@@ -399,7 +442,10 @@ describe("prometheusText", () => {
       yield* Metric.update(frequency, "a")
       yield* Metric.update(frequency, "a")
       yield* Metric.update(frequency, "b")
-      yield* Metric.update(Metric.histogram("telemetry_test_linear", MetricBoundaries.linear({ start: 0, width: 1, count: 4 })), 1.5)
+      yield* Metric.update(
+        Metric.histogram("telemetry_test_linear", MetricBoundaries.linear({ start: 0, width: 1, count: 4 })),
+        1.5
+      )
 
       const text = yield* prometheusText
       const lines = text.split("\n")

@@ -2,9 +2,11 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it as vitestIt, layer } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted } from "effect"
+
 import { Conflict, Forbidden, NotFound, Unauthorized } from "../src/api/errors.js"
 import type { UserId } from "../src/domain/User.js"
 import { Passwords } from "../src/features/auth/Passwords.js"
@@ -24,9 +26,12 @@ interface AuditRow {
 }
 
 const auditRowsFor = (id: number) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<AuditRow>`SELECT action, user_id, resource_id, changes FROM audit_logs
-      WHERE resource_type = 'user' AND resource_id = ${String(id)} AND action LIKE 'user.%' ORDER BY id`)
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql<AuditRow>`SELECT action, user_id, resource_id, changes FROM audit_logs
+      WHERE resource_type = 'user' AND resource_id = ${String(id)} AND action LIKE 'user.%' ORDER BY id`
+  )
 
 layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user management", (it) => {
   it.effect("refuses non-admins with 403 on every endpoint, and anonymous callers with 401", () =>
@@ -57,7 +62,12 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
         withResponse: true
       })
       expect(response.status).toBe(201)
-      expect(created).toMatchObject({ email: email.toLowerCase(), display_name: "Crud User", is_admin: false, is_lti: false })
+      expect(created).toMatchObject({
+        email: email.toLowerCase(),
+        display_name: "Crud User",
+        is_admin: false,
+        is_lti: false
+      })
       expect(created.deleted_at).toBeNull()
       expect(yield* client.users.get({ path: { id: created.id } })).toEqual(created)
 
@@ -71,7 +81,9 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
       expect(updated).toMatchObject({ display_name: "Renamed", is_admin: true })
       expect(updated.updated_at.getTime()).toBeGreaterThanOrEqual(created.updated_at.getTime())
       // a PATCH that changes nothing writes nothing
-      expect(yield* client.users.update({ path: { id: created.id }, payload: { display_name: "Renamed" } })).toEqual(updated)
+      expect(yield* client.users.update({ path: { id: created.id }, payload: { display_name: "Renamed" } })).toEqual(
+        updated
+      )
       const cleared = yield* client.users.update({ path: { id: created.id }, payload: { display_name: null } })
       expect(cleared.display_name).toBeNull()
 
@@ -92,7 +104,13 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
       expect(yield* Effect.flip(client.users.get({ path: { id: 987654 as UserId } }))).toBeInstanceOf(NotFound)
 
       const rows = yield* auditRowsFor(created.id)
-      expect(rows.map((r) => r.action)).toEqual(["user.create", "user.update", "user.update", "user.delete", "user.restore"])
+      expect(rows.map((r) => r.action)).toEqual([
+        "user.create",
+        "user.update",
+        "user.update",
+        "user.delete",
+        "user.restore"
+      ])
       for (const row of rows) expect(row.user_id).toBe(admin.id)
       expect(rows[0]?.changes).toEqual({
         email: { from: null, to: email.toLowerCase() },
@@ -138,7 +156,16 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
   it.effect("refuses page_size 0 or 101, page 0 and q over 200 characters with 400", () =>
     Effect.gen(function*() {
       const { tokens } = yield* adminSession("bad-params-admin")
-      for (const query of ["page_size=0", "page_size=101", "page=0", "page=abc", `q=${"a".repeat(201)}`, "include_deleted=maybe"]) {
+      for (
+        const query of [
+          "page_size=0",
+          "page_size=101",
+          "page=0",
+          "page=abc",
+          `q=${"a".repeat(201)}`,
+          "include_deleted=maybe"
+        ]
+      ) {
         const response = yield* raw("GET", `/api/v1/admin/users?${query}`, { token: tokens.access_token })
         expect(response.status, query).toBe(400)
         expect(response.body.error).toBe("validation_error")
@@ -215,12 +242,15 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
         .toBeInstanceOf(Conflict)
       // the rest of a self-update is fine
       expect(
-        (yield* client.users.update({ path: { id: admin.id }, payload: { is_admin: true, display_name: "Me" } })).display_name
+        (yield* client.users.update({ path: { id: admin.id }, payload: { is_admin: true, display_name: "Me" } }))
+          .display_name
       ).toBe("Me")
       expect((yield* client.users.get({ path: { id: admin.id } })).is_admin).toBe(true)
 
       const other = yield* seedUser("self-other", { isAdmin: true })
-      expect((yield* client.users.update({ path: { id: other.id }, payload: { is_admin: false } })).is_admin).toBe(false)
+      expect((yield* client.users.update({ path: { id: other.id }, payload: { is_admin: false } })).is_admin).toBe(
+        false
+      )
     }))
 
   it.effect("answers 409 when restoring a user whose email a live user took meanwhile", () =>
@@ -272,7 +302,9 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
       expect(yield* Effect.flip(victim.client.auth.me())).toBeInstanceOf(Unauthorized)
       const anonymous = yield* clientAs()
       expect(
-        yield* Effect.flip(anonymous.auth.refresh({ payload: { refresh_token: Redacted.make(victim.tokens.refresh_token) } }))
+        yield* Effect.flip(
+          anonymous.auth.refresh({ payload: { refresh_token: Redacted.make(victim.tokens.refresh_token) } })
+        )
       ).toBeInstanceOf(Unauthorized)
 
       const demoted = yield* adminSession("access-demoted")
@@ -318,8 +350,10 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
       expect((yield* client.users.list({ urlParams: { q: emailOf("idem-other") } })).total).toBe(0)
 
       // the stored request fingerprint holds no plain password
-      const stored = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql<{ row: string }>`SELECT row_to_json(k)::text AS row FROM idempotency_keys k WHERE key = ${key}`)
+      const stored = yield* Effect.flatMap(
+        SqlClient.SqlClient,
+        (sql) => sql<{ row: string }>`SELECT row_to_json(k)::text AS row FROM idempotency_keys k WHERE key = ${key}`
+      )
       expect(stored).toHaveLength(1)
       expect(stored[0]?.row).not.toContain(PASSWORD)
     }))
@@ -332,12 +366,17 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
       )
     const bootstrapOnce = (email: string) => Effect.scoped(Layer.build(bootstrapLayer(email)))
     const adminsWith = (email: string) =>
-      Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql<{ id: number; is_admin: boolean }>`SELECT id, is_admin FROM users WHERE email = ${email}`)
+      Effect.flatMap(
+        SqlClient.SqlClient,
+        (sql) => sql<{ id: number; is_admin: boolean }>`SELECT id, is_admin FROM users WHERE email = ${email}`
+      )
     const bootstrapAudits = (email: string) =>
-      Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        sql<{ changes: Record<string, unknown> }>`SELECT changes FROM audit_logs
-          WHERE action = 'user.create' AND changes -> 'email' ->> 'to' = ${email}`)
+      Effect.flatMap(
+        SqlClient.SqlClient,
+        (sql) =>
+          sql<{ changes: Record<string, unknown> }>`SELECT changes FROM audit_logs
+          WHERE action = 'user.create' AND changes -> 'email' ->> 'to' = ${email}`
+      )
 
     it.effect("creates the configured admin once, however often it runs", () =>
       Effect.gen(function*() {
@@ -356,13 +395,17 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
     it.effect("creates exactly one admin when two instances start at once", () =>
       Effect.gen(function*() {
         const email = emailOf("boot-race")
-        yield* Effect.all([bootstrapOnce(email), bootstrapOnce(email), bootstrapOnce(email)], { concurrency: "unbounded" })
+        yield* Effect.all([bootstrapOnce(email), bootstrapOnce(email), bootstrapOnce(email)], {
+          concurrency: "unbounded"
+        })
         expect(yield* adminsWith(email)).toHaveLength(1)
         expect(yield* bootstrapAudits(email)).toHaveLength(1)
 
         const direct = emailOf("boot-direct")
         const results = yield* Effect.all(
-          [1, 2].map(() => createAdminIfAbsent({ email: direct, password: Redacted.make(PASSWORD), source: "bootstrap" })),
+          [1, 2].map(() =>
+            createAdminIfAbsent({ email: direct, password: Redacted.make(PASSWORD), source: "bootstrap" })
+          ),
           { concurrency: "unbounded" }
         ).pipe(Effect.provide(seedLayer))
         expect(results.filter(Option.isSome)).toHaveLength(1)
@@ -387,7 +430,9 @@ layer(TestApp("users", { TRUST_PROXY: "1" }), { timeout: 120_000 })("admin user 
 })
 
 const bootEmail = emailOf("started")
-layer(TestApp("users_bootstrap", { ADMIN_EMAIL: bootEmail, ADMIN_PASSWORD: PASSWORD, TRUST_PROXY: "1" }), { timeout: 120_000 })(
+layer(TestApp("users_bootstrap", { ADMIN_EMAIL: bootEmail, ADMIN_PASSWORD: PASSWORD, TRUST_PROXY: "1" }), {
+  timeout: 120_000
+})(
   "with ADMIN_EMAIL and ADMIN_PASSWORD set",
   (it) => {
     it.effect("the server starts with that admin, who can use the admin API", () =>
@@ -425,55 +470,78 @@ const cli = (dataDir: string, script: string, args: ReadonlyArray<string>, input
   })
 
 describe("users CLI", () => {
-  vitestIt("creates an admin from a password file or stdin and lists users; errors exit 1 without a stack", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "chatkit-cli-"))
-    try {
-      const passwordFile = join(dataDir, "admin-password")
-      writeFileSync(passwordFile, `${PASSWORD}\nignored second line\n`)
+  vitestIt(
+    "creates an admin from a password file or stdin and lists users; errors exit 1 without a stack",
+    async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), "chatkit-cli-"))
+      try {
+        const passwordFile = join(dataDir, "admin-password")
+        writeFileSync(passwordFile, `${PASSWORD}\nignored second line\n`)
 
-      const early = await cli(dataDir, "src/cli/main.ts", ["users", "list"])
-      expect(early.code).toBe(1)
-      expect(early.stderr).toContain("run npm run migrate -- up first")
-      expect(early.stderr).not.toMatch(/\n\s+at /)
+        const early = await cli(dataDir, "src/cli/main.ts", ["users", "list"])
+        expect(early.code).toBe(1)
+        expect(early.stderr).toContain("run npm run migrate -- up first")
+        expect(early.stderr).not.toMatch(/\n\s+at /)
 
-      expect((await cli(dataDir, "src/cli/migrate.ts", ["up"])).code).toBe(0)
+        expect((await cli(dataDir, "src/cli/migrate.ts", ["up"])).code).toBe(0)
 
-      const created = await cli(dataDir, "src/cli/main.ts", ["users", "create-admin", "--email", "Root@Example.com", "--password-file", passwordFile])
-      expect(created.stderr).toBe("")
-      expect(created.code).toBe(0)
-      expect(created.stdout).toContain("Created administrator root@example.com (id 1)")
+        const created = await cli(dataDir, "src/cli/main.ts", [
+          "users",
+          "create-admin",
+          "--email",
+          "Root@Example.com",
+          "--password-file",
+          passwordFile
+        ])
+        expect(created.stderr).toBe("")
+        expect(created.code).toBe(0)
+        expect(created.stdout).toContain("Created administrator root@example.com (id 1)")
 
-      const again = await cli(dataDir, "src/cli/main.ts", ["users", "create-admin", "--email", "root@example.com", "--password-file", passwordFile])
-      expect(again.code).toBe(1)
-      expect(again.stderr).toContain("already exists")
+        const again = await cli(dataDir, "src/cli/main.ts", [
+          "users",
+          "create-admin",
+          "--email",
+          "root@example.com",
+          "--password-file",
+          passwordFile
+        ])
+        expect(again.code).toBe(1)
+        expect(again.stderr).toContain("already exists")
 
-      const short = await cli(dataDir, "src/cli/main.ts", ["users", "create-admin", "--email", "other@example.com"], "too-short\n")
-      expect(short.code).toBe(1)
-      expect(short.stderr).toContain("12 to 256")
-      expect(short.stderr).not.toContain("too-short")
+        const short = await cli(
+          dataDir,
+          "src/cli/main.ts",
+          ["users", "create-admin", "--email", "other@example.com"],
+          "too-short\n"
+        )
+        expect(short.code).toBe(1)
+        expect(short.stderr).toContain("12 to 256")
+        expect(short.stderr).not.toContain("too-short")
 
-      const piped = await cli(
-        dataDir,
-        "src/cli/main.ts",
-        ["users", "create-admin", "--email", "second@example.com"],
-        "a password from stdin\nnot this line\n"
-      )
-      expect(piped.code).toBe(0)
-      expect(piped.stdout).toContain("Created administrator second@example.com (id 2)")
+        const piped = await cli(
+          dataDir,
+          "src/cli/main.ts",
+          ["users", "create-admin", "--email", "second@example.com"],
+          "a password from stdin\nnot this line\n"
+        )
+        expect(piped.code).toBe(0)
+        expect(piped.stdout).toContain("Created administrator second@example.com (id 2)")
 
-      const listed = await cli(dataDir, "src/cli/main.ts", ["users", "list", "--page-size", "10"])
-      expect(listed.code).toBe(0)
-      const lines = listed.stdout.trim().split("\n")
-      expect(lines[0]).toMatch(/^ID\s+EMAIL\s+DISPLAY NAME\s+ADMIN\s+CREATED AT\s+DELETED AT$/)
-      expect(lines[1]).toMatch(/^1\s+root@example\.com\s+-\s+yes\s+\d{4}-/)
-      expect(lines[2]).toMatch(/^2\s+second@example\.com\s+-\s+yes\s+/)
-      expect(listed.stdout).toContain("Page 1 of 1, 2 users.")
+        const listed = await cli(dataDir, "src/cli/main.ts", ["users", "list", "--page-size", "10"])
+        expect(listed.code).toBe(0)
+        const lines = listed.stdout.trim().split("\n")
+        expect(lines[0]).toMatch(/^ID\s+EMAIL\s+DISPLAY NAME\s+ADMIN\s+CREATED AT\s+DELETED AT$/)
+        expect(lines[1]).toMatch(/^1\s+root@example\.com\s+-\s+yes\s+\d{4}-/)
+        expect(lines[2]).toMatch(/^2\s+second@example\.com\s+-\s+yes\s+/)
+        expect(listed.stdout).toContain("Page 1 of 1, 2 users.")
 
-      const filtered = await cli(dataDir, "src/cli/main.ts", ["users", "list", "--q", "SECOND"])
-      expect(filtered.stdout).toContain("second@example.com")
-      expect(filtered.stdout).not.toContain("root@example.com")
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true })
-    }
-  }, 240_000)
+        const filtered = await cli(dataDir, "src/cli/main.ts", ["users", "list", "--q", "SECOND"])
+        expect(filtered.stdout).toContain("second@example.com")
+        expect(filtered.stdout).not.toContain("root@example.com")
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true })
+      }
+    },
+    240_000
+  )
 })

@@ -1,5 +1,6 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
+
 import { type GraphEdgeInput, type GraphNodeInput, NODE_KINDS, normalizeGraph } from "../src/domain/Workflow.js"
 import { MAX_EDGES, MAX_NODES, validateGraph } from "../src/features/workflows/Graph.js"
 
@@ -49,7 +50,11 @@ describe("validateGraph", () => {
       ]),
       ["nodes[1].kind", "nodes[1]"]
     ],
-    ["a disabled second start is fine", graph([{ slug: "a", kind: "start" }, { slug: "b", kind: "start", is_enabled: false }]), []],
+    [
+      "a disabled second start is fine",
+      graph([{ slug: "a", kind: "start" }, { slug: "b", kind: "start", is_enabled: false }]),
+      []
+    ],
     [
       "duplicate slug",
       graph([{ slug: "start", kind: "start" }, { slug: "start", kind: "end" }], [{ source: "start", target: "start" }]),
@@ -57,7 +62,10 @@ describe("validateGraph", () => {
     ],
     [
       "dangling edge",
-      graph([{ slug: "start", kind: "start" }], [{ source: "start", target: "ghost" }, { source: "nope", target: "start" }]),
+      graph([{ slug: "start", kind: "start" }], [{ source: "start", target: "ghost" }, {
+        source: "nope",
+        target: "start"
+      }]),
       ["edges[0].target", "edges[1].source", "edges[1].target"]
     ],
     [
@@ -163,7 +171,11 @@ describe("validateGraph", () => {
       parent_slug: fc.option(slug, { nil: null }),
       is_enabled: fc.boolean()
     })
-    const edge = fc.record({ source: slug, target: slug, condition: fc.option(fc.constantFrom("true", "x"), { nil: null }) })
+    const edge = fc.record({
+      source: slug,
+      target: slug,
+      condition: fc.option(fc.constantFrom("true", "x"), { nil: null })
+    })
     fc.assert(
       fc.property(fc.array(node, { maxLength: 8 }), fc.array(edge, { maxLength: 12 }), (nodes, edges) => {
         const issues = validateGraph(graph(nodes, edges))

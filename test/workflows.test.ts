@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer, Option, Schema } from "effect"
+
 import { Conflict, Forbidden, NotFound, ValidationError } from "../src/api/errors.js"
 import { CurrentWorkflow, type GraphInput, WorkflowVersion } from "../src/domain/Workflow.js"
 import { AuditLog } from "../src/features/audit/AuditLog.js"
@@ -31,8 +32,8 @@ const auditActions = (workflowId: number) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql<{ readonly action: string }>`SELECT action FROM audit_logs
       WHERE resource_type = 'workflow' AND resource_id = ${String(workflowId)} ORDER BY id`).pipe(
-    Effect.map((rows) => rows.map((row) => row.action))
-  )
+      Effect.map((rows) => rows.map((row) => row.action))
+    )
 
 layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflows", (it) => {
   describe("default workflow", () => {
@@ -44,7 +45,10 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(current.version.version).toBe(1)
         expect(current.version.is_active).toBe(true)
         expect(current.version.graph.nodes.map((n) => n.kind)).toEqual(["start", "agent", "end"])
-        expect(current.version.graph.edges.map((e) => [e.source, e.target])).toEqual([["start", "agent"], ["agent", "end"]])
+        expect(current.version.graph.edges.map((e) => [e.source, e.target])).toEqual([["start", "agent"], [
+          "agent",
+          "end"
+        ]])
         // two instances starting at once after that: nothing more is created
         const again = yield* Effect.all([ensureDefaultWorkflow, ensureDefaultWorkflow], { concurrency: 2 }).pipe(
           Effect.provide(Layer.mergeAll(WorkflowsRepo.Default, AuditLog.Default))
@@ -68,13 +72,22 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
           withResponse: true
         })
         expect(response.status).toBe(201)
-        expect(created).toMatchObject({ slug, owner_id: user.id, versions_count: 1, is_default: false, shared_with: [] })
+        expect(created).toMatchObject({
+          slug,
+          owner_id: user.id,
+          versions_count: 1,
+          is_default: false,
+          shared_with: []
+        })
         expect(created.owner?.email).toBe(user.email)
         expect(created.active_version?.version).toBe(1)
         expect(created.active_version?.graph.nodes).toHaveLength(4)
 
         // no graph: start → agent → end
-        const plain = yield* client.workflows.create({ payload: { slug: newSlug("plain"), display_name: "Plain" }, headers: {} })
+        const plain = yield* client.workflows.create({
+          payload: { slug: newSlug("plain"), display_name: "Plain" },
+          headers: {}
+        })
         expect(plain.active_version?.graph.nodes.map((n) => n.kind)).toEqual(["start", "agent", "end"])
 
         expect((yield* client.workflows.get({ path: { id: created.id } })).slug).toBe(slug)
@@ -84,14 +97,21 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         // another user's private workflow: invisible, 404 (never 403)
         expect((yield* other.client.workflows.list({ urlParams: {} })).items).toEqual([])
         expect(yield* Effect.flip(other.client.workflows.get({ path: { id: created.id } }))).toBeInstanceOf(NotFound)
-        expect(yield* Effect.flip(other.client.workflows.update({ path: { id: created.id }, payload: { display_name: "x" } })))
+        expect(
+          yield* Effect.flip(
+            other.client.workflows.update({ path: { id: created.id }, payload: { display_name: "x" } })
+          )
+        )
           .toBeInstanceOf(NotFound)
         expect(yield* Effect.flip(other.client.workflows.delete({ path: { id: created.id } }))).toBeInstanceOf(NotFound)
 
         // duplicate slug
-        const taken = yield* Effect.flip(client.workflows.create({ payload: { slug, display_name: "Again" }, headers: {} }))
+        const taken = yield* Effect.flip(
+          client.workflows.create({ payload: { slug, display_name: "Again" }, headers: {} })
+        )
         expect(taken).toBeInstanceOf(Conflict)
-        expect(yield* Effect.flip(client.workflows.update({ path: { id: plain.id }, payload: { slug } }))).toBeInstanceOf(Conflict)
+        expect(yield* Effect.flip(client.workflows.update({ path: { id: plain.id }, payload: { slug } })))
+          .toBeInstanceOf(Conflict)
 
         const updated = yield* client.workflows.update({
           path: { id: created.id },
@@ -108,13 +128,25 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(unknown.body.error).toBe("validation_error")
         expect(JSON.stringify(unknown.body.errors)).toContain("colour")
 
-        const copy = yield* other.client.workflows.duplicate({ path: { id: created.id }, payload: { display_name: "x" }, headers: {} })
+        const copy = yield* other.client.workflows.duplicate({
+          path: { id: created.id },
+          payload: { display_name: "x" },
+          headers: {}
+        })
           .pipe(Effect.flip)
         expect(copy).toBeInstanceOf(NotFound)
-        const duplicated = yield* client.workflows.duplicate({ path: { id: created.id }, payload: { display_name: "Copy" }, headers: {} })
+        const duplicated = yield* client.workflows.duplicate({
+          path: { id: created.id },
+          payload: { display_name: "Copy" },
+          headers: {}
+        })
         expect(duplicated).toMatchObject({ slug: `${slug}-copy`, owner_id: user.id, versions_count: 1 })
         expect(duplicated.active_version?.graph).toEqual(created.active_version?.graph)
-        const second = yield* client.workflows.duplicate({ path: { id: created.id }, payload: { display_name: "Copy 2" }, headers: {} })
+        const second = yield* client.workflows.duplicate({
+          path: { id: created.id },
+          payload: { display_name: "Copy 2" },
+          headers: {}
+        })
         expect(second.slug).toBe(`${slug}-copy-2`)
 
         yield* client.workflows.delete({ path: { id: created.id } })
@@ -160,7 +192,10 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         // nothing was written
         expect((yield* client.workflows.list({ urlParams: {} })).total).toBe(0)
 
-        const good = yield* client.workflows.create({ payload: { slug: newSlug("good"), display_name: "Good" }, headers: {} })
+        const good = yield* client.workflows.create({
+          payload: { slug: newSlug("good"), display_name: "Good" },
+          headers: {}
+        })
         const versionError = yield* Effect.flip(
           client.workflows.createVersion({ path: { id: good.id }, payload: { graph: bad }, headers: {} })
         )
@@ -173,7 +208,10 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
       Effect.gen(function*() {
         const { client, user } = yield* session("versions-owner")
         const admin = yield* session("versions-admin", { isAdmin: true })
-        const wf = yield* client.workflows.create({ payload: { slug: newSlug("ver"), display_name: "Ver" }, headers: {} })
+        const wf = yield* client.workflows.create({
+          payload: { slug: newSlug("ver"), display_name: "Ver" },
+          headers: {}
+        })
         const [v2, response] = yield* client.workflows.createVersion({
           path: { id: wf.id },
           payload: { graph: graphOf(["agent", "state"]), name: "two" },
@@ -186,7 +224,11 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
 
         const both = yield* Effect.all(
           [3, 4].map((n) =>
-            client.workflows.createVersion({ path: { id: wf.id }, payload: { graph: graphOf(["agent"]), name: `c${n}` }, headers: {} })
+            client.workflows.createVersion({
+              path: { id: wf.id },
+              payload: { graph: graphOf(["agent"]), name: `c${n}` },
+              headers: {}
+            })
           ),
           { concurrency: 2 }
         )
@@ -205,7 +247,10 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(activated.active_version?.is_active).toBe(true)
 
         // a version of another workflow: 404
-        const other = yield* client.workflows.create({ payload: { slug: newSlug("ver-other"), display_name: "O" }, headers: {} })
+        const other = yield* client.workflows.create({
+          payload: { slug: newSlug("ver-other"), display_name: "O" },
+          headers: {}
+        })
         const foreign = other.active_version_id ?? 0
         expect(yield* Effect.flip(client.workflows.activate({ path: { id: wf.id }, payload: { version_id: foreign } })))
           .toBeInstanceOf(NotFound)
@@ -216,7 +261,11 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(exported).toMatchObject({ format: "chatkit.workflow", slug: wf.slug, version: 2, graph: v2.graph })
 
         // import: admin only; a new slug creates a workflow, an existing slug a new version
-        expect(yield* Effect.flip(client.workflows.import({ payload: { slug: newSlug("imp"), graph: exported.graph }, headers: {} })))
+        expect(
+          yield* Effect.flip(
+            client.workflows.import({ payload: { slug: newSlug("imp"), graph: exported.graph }, headers: {} })
+          )
+        )
           .toBeInstanceOf(Forbidden)
         const importedSlug = newSlug("imp")
         const imported = yield* admin.client.workflows.import({
@@ -251,11 +300,17 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         const owner = yield* session("share-owner")
         const reader = yield* session("share-reader")
         const writer = yield* session("share-writer")
-        const wf = yield* owner.client.workflows.create({ payload: { slug: newSlug("share"), display_name: "S" }, headers: {} })
+        const wf = yield* owner.client.workflows.create({
+          payload: { slug: newSlug("share"), display_name: "S" },
+          headers: {}
+        })
 
         expect(
           yield* Effect.flip(
-            owner.client.workflows.createShare({ path: { id: wf.id }, payload: { user_email: emailOf("nobody"), permission: "read" } })
+            owner.client.workflows.createShare({
+              path: { id: wf.id },
+              payload: { user_email: emailOf("nobody"), permission: "read" }
+            })
           )
         ).toBeInstanceOf(NotFound)
 
@@ -268,10 +323,16 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(share).toMatchObject({ user_id: reader.user.id, permission: "read", email: reader.user.email })
         expect(
           yield* Effect.flip(
-            owner.client.workflows.createShare({ path: { id: wf.id }, payload: { user_email: reader.user.email, permission: "write" } })
+            owner.client.workflows.createShare({
+              path: { id: wf.id },
+              payload: { user_email: reader.user.email, permission: "write" }
+            })
           )
         ).toBeInstanceOf(Conflict)
-        yield* owner.client.workflows.createShare({ path: { id: wf.id }, payload: { user_email: writer.user.email, permission: "write" } })
+        yield* owner.client.workflows.createShare({
+          path: { id: wf.id },
+          payload: { user_email: writer.user.email, permission: "write" }
+        })
 
         // read share: sees it, cannot change it (403: it is visible to them)
         const seen = yield* reader.client.workflows.list({ urlParams: {} })
@@ -281,16 +342,24 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
           [writer.user.id, "write"]
         ])
         expect((yield* reader.client.workflows.get({ path: { id: wf.id } })).id).toBe(wf.id)
-        expect(yield* Effect.flip(reader.client.workflows.update({ path: { id: wf.id }, payload: { display_name: "no" } })))
+        expect(
+          yield* Effect.flip(reader.client.workflows.update({ path: { id: wf.id }, payload: { display_name: "no" } }))
+        )
           .toBeInstanceOf(Forbidden)
         expect(
           yield* Effect.flip(
-            reader.client.workflows.createVersion({ path: { id: wf.id }, payload: { graph: graphOf(["agent"]) }, headers: {} })
+            reader.client.workflows.createVersion({
+              path: { id: wf.id },
+              payload: { graph: graphOf(["agent"]) },
+              headers: {}
+            })
           )
         ).toBeInstanceOf(Forbidden)
 
         // write share: edits and versions, but neither deletes nor manages shares
-        expect((yield* writer.client.workflows.update({ path: { id: wf.id }, payload: { display_name: "W" } })).display_name).toBe("W")
+        expect(
+          (yield* writer.client.workflows.update({ path: { id: wf.id }, payload: { display_name: "W" } })).display_name
+        ).toBe("W")
         const v2 = yield* writer.client.workflows.createVersion({
           path: { id: wf.id },
           payload: { graph: graphOf(["agent"]), mark_as_active: true },
@@ -300,7 +369,10 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(yield* Effect.flip(writer.client.workflows.delete({ path: { id: wf.id } }))).toBeInstanceOf(Forbidden)
         expect(
           yield* Effect.flip(
-            writer.client.workflows.updateShare({ path: { id: wf.id, user_id: reader.user.id }, payload: { permission: "write" } })
+            writer.client.workflows.updateShare({
+              path: { id: wf.id, user_id: reader.user.id },
+              payload: { permission: "write" }
+            })
           )
         ).toBeInstanceOf(Forbidden)
 
@@ -330,14 +402,16 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
   })
 
   describe("cache", () => {
-    const currentVersion = (client: Client) =>
-      Effect.map(client.workflows.current(), (c) => c.version.version)
+    const currentVersion = (client: Client) => Effect.map(client.workflows.current(), (c) => c.version.version)
 
     it.effect("the default workflow is read through the cache and invalidated by every write that changes it", () =>
       Effect.gen(function*() {
         const cache = yield* Cache
         const admin = yield* session("cache-admin", { isAdmin: true })
-        const wf = yield* admin.client.workflows.create({ payload: { slug: newSlug("cached"), display_name: "C" }, headers: {} })
+        const wf = yield* admin.client.workflows.create({
+          payload: { slug: newSlug("cached"), display_name: "C" },
+          headers: {}
+        })
         const previous = yield* admin.client.workflows.current()
 
         // setting the default
@@ -353,11 +427,17 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         })
         expect(yield* currentVersion(admin.client)).toBe(2)
         // ... and without it: nothing changes, the cached value stays
-        yield* admin.client.workflows.createVersion({ path: { id: wf.id }, payload: { graph: graphOf(["state"]) }, headers: {} })
+        yield* admin.client.workflows.createVersion({
+          path: { id: wf.id },
+          payload: { graph: graphOf(["state"]) },
+          headers: {}
+        })
         expect(yield* currentVersion(admin.client)).toBe(2)
 
         // activating a version
-        const v1 = (yield* admin.client.workflows.listVersions({ path: { id: wf.id }, urlParams: {} })).items.find((v) => v.version === 1)
+        const v1 = (yield* admin.client.workflows.listVersions({ path: { id: wf.id }, urlParams: {} })).items.find((
+          v
+        ) => v.version === 1)
         yield* admin.client.workflows.activate({ path: { id: wf.id }, payload: { version_id: v1?.id ?? 0 } })
         expect(yield* currentVersion(admin.client)).toBe(1)
 
@@ -385,7 +465,11 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(Option.map(yield* cache.get(activeKey(wf.id), Schema_Version), Option.map((v) => v.version))).toEqual(
           Option.some(Option.some(1))
         )
-        const v2 = yield* client.workflows.createVersion({ path: { id: wf.id }, payload: { graph: graphOf(["agent"]) }, headers: {} })
+        const v2 = yield* client.workflows.createVersion({
+          path: { id: wf.id },
+          payload: { graph: graphOf(["agent"]) },
+          headers: {}
+        })
         expect((yield* client.workflows.get({ path: { id: wf.id } })).active_version?.version).toBe(1)
         yield* client.workflows.activate({ path: { id: wf.id }, payload: { version_id: v2.id } })
         expect((yield* client.workflows.get({ path: { id: wf.id } })).active_version?.version).toBe(2)
@@ -401,9 +485,15 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         const make = (s: typeof few, n: number) =>
           Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
             Effect.gen(function*() {
-              const wf = yield* s.client.workflows.create({ payload: { slug: newSlug(`q${i}`), display_name: `Q${i}` }, headers: {} })
+              const wf = yield* s.client.workflows.create({
+                payload: { slug: newSlug(`q${i}`), display_name: `Q${i}` },
+                headers: {}
+              })
               if (i % 2 === 0) {
-                yield* s.client.workflows.createShare({ path: { id: wf.id }, payload: { user_email: friend.user.email, permission: "read" } })
+                yield* s.client.workflows.createShare({
+                  path: { id: wf.id },
+                  payload: { user_email: friend.user.email, permission: "read" }
+                })
               }
             }), { concurrency: 4 })
         yield* make(few, 3)
@@ -425,30 +515,46 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
     it.effect("lists versions and shares in a constant number of statements", () =>
       Effect.gen(function*() {
         const owner = yield* session("lists-owner")
-        const friends = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => i), (i) => session(`lists-friend-${i}`))
+        const friends = yield* Effect.forEach(
+          Array.from({ length: 8 }, (_, i) => i),
+          (i) => session(`lists-friend-${i}`)
+        )
         const workflow = (slug: string) =>
           owner.client.workflows.create({ payload: { slug: newSlug(slug), display_name: slug }, headers: {} })
         const small = yield* workflow("lists-small")
         const large = yield* workflow("lists-large")
-        yield* owner.client.workflows.createVersion({ path: { id: small.id }, payload: { graph: graphOf(["agent"]) }, headers: {} })
+        yield* owner.client.workflows.createVersion({
+          path: { id: small.id },
+          payload: { graph: graphOf(["agent"]) },
+          headers: {}
+        })
         yield* Effect.forEach(Array.from({ length: 11 }, (_, i) => i), () =>
-          owner.client.workflows.createVersion({ path: { id: large.id }, payload: { graph: graphOf(["agent"]) }, headers: {} }))
+          owner.client.workflows.createVersion({
+            path: { id: large.id },
+            payload: { graph: graphOf(["agent"]) },
+            headers: {}
+          }))
         yield* owner.client.workflows.createShare({
           path: { id: small.id },
           payload: { user_email: friends[0]!.user.email, permission: "read" }
         })
         yield* Effect.forEach(friends, (friend) =>
-          owner.client.workflows.createShare({ path: { id: large.id }, payload: { user_email: friend.user.email, permission: "write" } }))
+          owner.client.workflows.createShare({
+            path: { id: large.id },
+            payload: { user_email: friend.user.email, permission: "write" }
+          }))
         yield* owner.client.workflows.list({ urlParams: {} }) // warm the authentication cache
 
-        const versions = (id: number) => countQueries(owner.client.workflows.listVersions({ path: { id }, urlParams: { page_size: 100 } }))
+        const versions = (id: number) =>
+          countQueries(owner.client.workflows.listVersions({ path: { id }, urlParams: { page_size: 100 } }))
         const [fewVersions, manyVersions] = [yield* versions(small.id), yield* versions(large.id)]
         expect(fewVersions.result.items).toHaveLength(2)
         expect(manyVersions.result.items).toHaveLength(12)
         expect(fewVersions.queries).toBeGreaterThan(0)
         expect(manyVersions.queries).toBe(fewVersions.queries)
 
-        const shares = (id: number) => countQueries(owner.client.workflows.listShares({ path: { id }, urlParams: { page_size: 100 } }))
+        const shares = (id: number) =>
+          countQueries(owner.client.workflows.listShares({ path: { id }, urlParams: { page_size: 100 } }))
         const [fewShares, manyShares] = [yield* shares(small.id), yield* shares(large.id)]
         expect(fewShares.result.items).toHaveLength(1)
         expect(manyShares.result.items).toHaveLength(8)

@@ -1,4 +1,5 @@
 import { HttpApi, OpenApi } from "@effect/platform"
+
 import { AuditApi } from "./AuditApi.js"
 import { AuthApi } from "./AuthApi.js"
 import {

@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+
 import { AuditEntry } from "../domain/Audit.js"
 import { ForbiddenProblem } from "./errors.js"
 import { DateParam, Page, PageParams } from "./schemas.js"
@@ -17,7 +18,9 @@ export class AuditApi extends HttpApiGroup.make("audit")
           resource_type: Schema.optional(Schema.String.pipe(Schema.maxLength(100))),
           resource_id: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
           // exact: an optional member's "Expected undefined, actual ..." would echo the value
-          since: Schema.optionalWith(DateParam("entries created at or after this instant (inclusive)"), { exact: true }),
+          since: Schema.optionalWith(DateParam("entries created at or after this instant (inclusive)"), {
+            exact: true
+          }),
           until: Schema.optionalWith(DateParam("entries created before this instant (exclusive)"), { exact: true })
         })
       )

@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+
 import { Email, Password, User } from "../domain/User.js"
 import { RateLimitedProblem, UnauthorizedProblem } from "./errors.js"
 import { Payload } from "./schemas.js"
@@ -61,21 +62,30 @@ export class AuthApi extends HttpApiGroup.make("auth")
       .addSuccess(HttpApiSchema.NoContent)
       .middleware(Authentication)
       .annotate(OpenApi.Summary, "Log out every session of the caller")
-      .annotate(OpenApi.Description, "Revokes every refresh token of the caller. Access tokens already issued expire within 15 minutes.")
+      .annotate(
+        OpenApi.Description,
+        "Revokes every refresh token of the caller. Access tokens already issued expire within 15 minutes."
+      )
   )
   .add(
     HttpApiEndpoint.get("me", "/auth/me")
       .addSuccess(User)
       .middleware(Authentication)
       .annotate(OpenApi.Summary, "The authenticated user")
-      .annotate(OpenApi.Description, "The caller as the server sees it now: a deleted user gets 401, a demoted admin is no longer `is_admin`.")
+      .annotate(
+        OpenApi.Description,
+        "The caller as the server sees it now: a deleted user gets 401, a demoted admin is no longer `is_admin`."
+      )
   )
   .add(
     HttpApiEndpoint.get("usersMe", "/users/me")
       .addSuccess(User)
       .middleware(Authentication)
       .annotate(OpenApi.Summary, "The authenticated user (alias of /auth/me)")
-      .annotate(OpenApi.Description, "Same answer as GET /api/v1/auth/me, kept under the path test-chatkit clients use.")
+      .annotate(
+        OpenApi.Description,
+        "Same answer as GET /api/v1/auth/me, kept under the path test-chatkit clients use."
+      )
   )
   .add(
     HttpApiEndpoint.post("changePassword", "/auth/password")
@@ -85,8 +95,11 @@ export class AuthApi extends HttpApiGroup.make("auth")
       .addError(RateLimitedProblem)
       .middleware(Authentication)
       .annotate(OpenApi.Summary, "Change the caller's password")
-      .annotate(OpenApi.Description, "New password: 12-256 characters. Revokes every refresh token of the caller. Each check of the current password " +
-          "counts against the account's login limit (5 per minute), and a wrong one is audited.")
+      .annotate(
+        OpenApi.Description,
+        "New password: 12-256 characters. Revokes every refresh token of the caller. Each check of the current password " +
+          "counts against the account's login limit (5 per minute), and a wrong one is audited."
+      )
   )
   .annotate(OpenApi.Title, "Authentication")
 {}

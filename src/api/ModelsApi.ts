@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+
 import { Model, ModelDescription, ModelDisplayName, ModelId, ModelName, ModelProviderRef } from "../domain/Model.js"
 import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "./errors.js"
 import { Page, PageParams, Payload } from "./schemas.js"

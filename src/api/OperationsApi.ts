@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+
 import { UnauthorizedProblem } from "./errors.js"
 
 export const Liveness = Schema.Struct({ status: Schema.Literal("ok") }).annotations({
@@ -18,7 +19,10 @@ export const Readiness = Schema.Struct({
   checks: Schema.Record({ key: Schema.String, value: DependencyCheck })
 }).annotations({
   identifier: "Readiness",
-  examples: [{ status: "ok", checks: { database: { status: "ok", latency_ms: 1.2 }, redis: { status: "ok", latency_ms: 0.4 } } }]
+  examples: [{
+    status: "ok",
+    checks: { database: { status: "ok", latency_ms: 1.2 }, redis: { status: "ok", latency_ms: 0.4 } }
+  }]
 })
 
 /** The 503 answer of /health/ready: the same document, with the failing checks. */
@@ -27,7 +31,10 @@ export const NotReady = Readiness.annotations({
   identifier: "NotReady",
   examples: [{
     status: "degraded",
-    checks: { database: { status: "ok", latency_ms: 1.1 }, redis: { status: "error", latency_ms: 0, error: "unreachable" } }
+    checks: {
+      database: { status: "ok", latency_ms: 1.1 },
+      redis: { status: "error", latency_ms: 0, error: "unreachable" }
+    }
   }],
   description: "A dependency failed its check (or took more than 1 s)."
 })

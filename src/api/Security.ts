@@ -1,5 +1,6 @@
 import { HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Context, Schema } from "effect"
+
 import type { User } from "../domain/User.js"
 import { RateLimitedProblem, UnauthorizedProblem } from "./errors.js"
 

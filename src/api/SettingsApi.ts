@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+
 import {
   AccentColor,
   AppearanceSettings,
@@ -58,7 +59,10 @@ export class SettingsApi extends HttpApiGroup.make("settings")
       .addError(ForbiddenProblem)
       .middleware(Authentication)
       .annotate(OpenApi.Summary, "Appearance settings (admin)")
-      .annotate(OpenApi.Description, "The same document as the public GET /api/v1/appearance-settings, for the admin editor. Read through the cache.")
+      .annotate(
+        OpenApi.Description,
+        "The same document as the public GET /api/v1/appearance-settings, for the admin editor. Read through the cache."
+      )
   )
   .add(
     HttpApiEndpoint.patch("updateAppearance", "/admin/appearance-settings")

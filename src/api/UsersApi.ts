@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+
 import { AdminUser, DisplayName, Email, Password, UserId } from "../domain/User.js"
 import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "./errors.js"
 import { Page, PageParams, Payload } from "./schemas.js"
@@ -54,7 +55,10 @@ export class UsersApi extends HttpApiGroup.make("users")
       .addSuccess(AdminUser)
       .addError(NotFoundProblem)
       .annotate(OpenApi.Summary, "Get a user (deleted users included)")
-      .annotate(OpenApi.Description, "`deleted_at` tells whether the user is soft-deleted. 404 when no user has this id.")
+      .annotate(
+        OpenApi.Description,
+        "`deleted_at` tells whether the user is soft-deleted. 404 when no user has this id."
+      )
   )
   .add(
     HttpApiEndpoint.patch("update", "/admin/users/:id")
@@ -82,7 +86,10 @@ export class UsersApi extends HttpApiGroup.make("users")
       .addError(NotFoundProblem)
       .addError(ConflictProblem)
       .annotate(OpenApi.Summary, "Soft-delete a user")
-      .annotate(OpenApi.Description, "Revokes the user's refresh tokens; they lose access at once. Deleting yourself is a 409.")
+      .annotate(
+        OpenApi.Description,
+        "Revokes the user's refresh tokens; they lose access at once. Deleting yourself is a 409."
+      )
   )
   .add(
     HttpApiEndpoint.post("restore", "/admin/users/:id/restore")

@@ -1,5 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+
 import { Email } from "../domain/User.js"
 import {
   CurrentWorkflow,
@@ -42,10 +43,13 @@ const GRAPH_RULES =
   `is a bounded \`JsonObject\`: at most ${JSON_FIELD_LIMITS.depth} levels of objects and arrays inside it, ` +
   `${JSON_FIELD_LIMITS.keys} keys per object, keys of ${JSON_FIELD_LIMITS.keyLength} characters, strings of ` +
   `${JSON_FIELD_LIMITS.stringLength.toLocaleString("en-US")} characters, arrays of ` +
-  `${JSON_FIELD_LIMITS.arrayItems.toLocaleString("en-US")} items, ${JSON_FIELD_LIMITS.bytes / 1024} KiB as compact JSON. ` +
+  `${JSON_FIELD_LIMITS.arrayItems.toLocaleString("en-US")} items, ${
+    JSON_FIELD_LIMITS.bytes / 1024
+  } KiB as compact JSON. ` +
   "A value over a bound is a 400 naming its path; the value itself is never echoed."
 
-const IDEMPOTENT = " Accepts Idempotency-Key (a repeat with the same key and body within 24 h returns the stored response)."
+const IDEMPOTENT =
+  " Accepts Idempotency-Key (a repeat with the same key and body within 24 h returns the stored response)."
 
 /** Workflows (API.md section 6). Every endpoint needs a user; import and set-default are admin only. */
 export class WorkflowsApi extends HttpApiGroup.make("workflows")
@@ -92,7 +96,10 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
       .addSuccess(WorkflowSummary)
       .addError(NotFoundProblem)
       .annotate(OpenApi.Summary, "Set the default workflow (admin)")
-      .annotate(OpenApi.Description, "The workflow new conversations run unless they name another. Invalidates the cached GET /workflows/current.")
+      .annotate(
+        OpenApi.Description,
+        "The workflow new conversations run unless they name another. Invalidates the cached GET /workflows/current."
+      )
   )
   .add(
     HttpApiEndpoint.post("import", "/workflows/import")
@@ -204,7 +211,10 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
       .addSuccess(WorkflowVersion)
       .addError(NotFoundProblem)
       .annotate(OpenApi.Summary, "Get a version with its graph")
-      .annotate(OpenApi.Description, "Any version of a workflow the caller can read; 404 when the version belongs to another workflow.")
+      .annotate(
+        OpenApi.Description,
+        "Any version of a workflow the caller can read; 404 when the version belongs to another workflow."
+      )
   )
   .add(
     HttpApiEndpoint.get("exportVersion", "/workflows/:id/versions/:version_id/export")
@@ -212,7 +222,10 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
       .addSuccess(WorkflowExport)
       .addError(NotFoundProblem)
       .annotate(OpenApi.Summary, "Export a version")
-      .annotate(OpenApi.Description, "A self-contained document; its slug, display_name and graph can be imported back.")
+      .annotate(
+        OpenApi.Description,
+        "A self-contained document; its slug, display_name and graph can be imported back."
+      )
   )
   .add(
     HttpApiEndpoint.post("activate", "/workflows/:id/production")

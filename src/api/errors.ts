@@ -60,7 +60,9 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited"
 export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", problemFields) {
   static readonly problem = { code: "internal_error", status: 500, title: "Internal Server Error" } as const
 }
-export class UpstreamUnavailable extends Schema.TaggedError<UpstreamUnavailable>()("UpstreamUnavailable", problemFields) {
+export class UpstreamUnavailable
+  extends Schema.TaggedError<UpstreamUnavailable>()("UpstreamUnavailable", problemFields)
+{
   static readonly problem = { code: "upstream_unavailable", status: 503, title: "Service Unavailable" } as const
 }
 export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()("ServiceUnavailable", problemFields) {
@@ -97,7 +99,8 @@ const problemClasses = [
 ] as const
 
 /** The problem kind of a value when it is one of the errors above. */
-export const problemKindOf = (u: unknown): ProblemKind | undefined => problemClasses.find((cls) => u instanceof cls)?.problem
+export const problemKindOf = (u: unknown): ProblemKind | undefined =>
+  problemClasses.find((cls) => u instanceof cls)?.problem
 
 /** Most field issues listed in one body: enough to fix a form, bounded whatever was sent. */
 export const MAX_LISTED_ISSUES = 20
@@ -132,11 +135,13 @@ const ProblemDocument = <const Code extends string>(code: Code) =>
     errors: Schema.optional(Schema.Array(FieldIssue))
   })
 
-type ProblemClass<E extends ProblemError> = (new(props: {
-  readonly detail: string
-  readonly request_id?: string
-  readonly errors?: ReadonlyArray<FieldIssue>
-}) => E) & { readonly problem: ProblemKind }
+type ProblemClass<E extends ProblemError> =
+  & (new(props: {
+    readonly detail: string
+    readonly request_id?: string
+    readonly errors?: ReadonlyArray<FieldIssue>
+  }) => E)
+  & { readonly problem: ProblemKind }
 
 const asProblem = <E extends ProblemError, const Code extends string>(
   cls: ProblemClass<E> & { readonly problem: { readonly code: Code } },
@@ -145,7 +150,11 @@ const asProblem = <E extends ProblemError, const Code extends string>(
   Schema.transform(ProblemDocument(cls.problem.code), Schema.instanceOf(cls), {
     strict: false,
     decode: (body) =>
-      new cls({ detail: body.detail, request_id: body.request_id, ...(body.errors === undefined ? {} : { errors: body.errors }) }),
+      new cls({
+        detail: body.detail,
+        request_id: body.request_id,
+        ...(body.errors === undefined ? {} : { errors: body.errors })
+      }),
     encode: (error: E) => problemBody(cls.problem, error, error.request_id ?? "", new Date().toISOString())
   }).annotations({
     ...HttpApiSchema.annotations({ status: cls.problem.status }),
@@ -160,10 +169,19 @@ export const ValidationErrorProblem = asProblem(
 export const UnauthorizedProblem = asProblem(Unauthorized, "Missing, invalid or expired credentials.")
 export const ForbiddenProblem = asProblem(Forbidden, "Authenticated but not allowed.")
 export const NotFoundProblem = asProblem(NotFound, "The resource does not exist or is not visible to the caller.")
-export const ConflictProblem = asProblem(Conflict, "The request conflicts with the current state (a unique key is taken).")
+export const ConflictProblem = asProblem(
+  Conflict,
+  "The request conflicts with the current state (a unique key is taken)."
+)
 export const PayloadTooLargeProblem = asProblem(PayloadTooLarge, "The body is over the size limit.")
 export const UnsupportedMediaTypeProblem = asProblem(UnsupportedMediaType, "The body is not application/json.")
 export const RateLimitedProblem = asProblem(RateLimited, "Too many requests; retry after `Retry-After` seconds.")
-export const InternalErrorProblem = asProblem(InternalError, "An unexpected error; the request id identifies it in the logs.")
+export const InternalErrorProblem = asProblem(
+  InternalError,
+  "An unexpected error; the request id identifies it in the logs."
+)
 export const ServiceUnavailableProblem = asProblem(ServiceUnavailable, "A required dependency is unreachable.")
-export const UpstreamUnavailableProblem = asProblem(UpstreamUnavailable, "An upstream provider is failing; retry later.")
+export const UpstreamUnavailableProblem = asProblem(
+  UpstreamUnavailable,
+  "An upstream provider is failing; retry later."
+)

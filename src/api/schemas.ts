@@ -30,7 +30,10 @@ export const DateParam = (description: string) => {
   const text = `${description}; an ISO 8601 date-time (e.g. 2026-01-31T00:00:00Z) with a year from 0001 to 9999`
   const message = () => ({ message: "must be an ISO 8601 date-time with a year from 0001 to 9999", override: true })
   // the encoded side (the query text) carries the description, so the OpenAPI document shows it
-  return Schema.String.annotations({ description: text, jsonSchema: { type: "string", format: "date-time", description: text } })
+  return Schema.String.annotations({
+    description: text,
+    jsonSchema: { type: "string", format: "date-time", description: text }
+  })
     .pipe(Schema.compose(Schema.Date.pipe(Schema.betweenDate(MIN_DATE_PARAM, MAX_DATE_PARAM))))
     .annotations({ message })
 }
@@ -41,7 +44,9 @@ export interface PageRequest {
   readonly offset: number
 }
 
-export const pageRequest = (params: { readonly page?: number | undefined; readonly page_size?: number | undefined }): PageRequest => {
+export const pageRequest = (
+  params: { readonly page?: number | undefined; readonly page_size?: number | undefined }
+): PageRequest => {
   const page = params.page ?? 1
   const pageSize = params.page_size ?? 20
   return { page, pageSize, offset: (page - 1) * pageSize }

@@ -1,10 +1,12 @@
 import { readFile } from "node:fs/promises"
 import { createInterface } from "node:readline"
+
 import { Command, Options } from "@effect/cli"
 import type { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
 import type { PgClient } from "@effect/sql-pg"
+import { SqlError } from "@effect/sql/SqlError"
 import { Console, Data, Effect, Layer, Option } from "effect"
+
 import { pageRequest, toPage } from "../api/schemas.js"
 import { AuditLog } from "../features/audit/AuditLog.js"
 import { Passwords } from "../features/auth/Passwords.js"
@@ -112,7 +114,8 @@ const readPassword = (file: Option.Option<string>) =>
     onNone: () =>
       Effect.tryPromise({
         try: () => (process.stdin.isTTY ? readHiddenLine("Password: ") : readPipedLine()),
-        catch: (error) => new CliError({ reason: error instanceof Error ? error.message : "Cannot read the password from stdin" })
+        catch: (error) =>
+          new CliError({ reason: error instanceof Error ? error.message : "Cannot read the password from stdin" })
       })
   })
 
@@ -121,7 +124,9 @@ const createAdmin = Command.make(
   {
     email: Options.text("email").pipe(Options.withDescription("Email address of the new administrator")),
     passwordFile: Options.text("password-file").pipe(
-      Options.withDescription("File whose first line is the password (12-256 characters); default: the first line of stdin"),
+      Options.withDescription(
+        "File whose first line is the password (12-256 characters); default: the first line of stdin"
+      ),
       Options.optional
     )
   },
@@ -131,15 +136,23 @@ const createAdmin = Command.make(
       const credentials = yield* validateAdminCredentials(email, password)
       const created = yield* withUsers(createAdminIfAbsent({ ...credentials, source: "cli" }))
       if (Option.isNone(created)) {
-        return yield* new CliError({ reason: `A user with email ${credentials.email} already exists; nothing was changed.` })
+        return yield* new CliError({
+          reason: `A user with email ${credentials.email} already exists; nothing was changed.`
+        })
       }
       yield* Console.log(`Created administrator ${created.value.email} (id ${created.value.id}).`)
     })
-).pipe(Command.withDescription("Create an administrator (the password is read from --password-file or stdin, never from an argument)"))
+).pipe(
+  Command.withDescription(
+    "Create an administrator (the password is read from --password-file or stdin, never from an argument)"
+  )
+)
 
 const renderUsers = (page: ReturnType<typeof toPage<UserRow>>) => {
   if (page.items.length === 0) {
-    return page.total === 0 ? "No users." : `No users on page ${page.page} (${page.total} in ${page.total_pages} pages).`
+    return page.total === 0
+      ? "No users."
+      : `No users on page ${page.page} (${page.total} in ${page.total_pages} pages).`
   }
   const table = [
     ["ID", "EMAIL", "DISPLAY NAME", "ADMIN", "CREATED AT", "DELETED AT"],
@@ -162,7 +175,10 @@ const list = Command.make(
   "list",
   {
     page: Options.integer("page").pipe(Options.withDescription("Page number, from 1"), Options.withDefault(1)),
-    pageSize: Options.integer("page-size").pipe(Options.withDescription("Users per page, 1 to 100"), Options.withDefault(20)),
+    pageSize: Options.integer("page-size").pipe(
+      Options.withDescription("Users per page, 1 to 100"),
+      Options.withDefault(20)
+    ),
     q: Options.text("query").pipe(
       Options.withAlias("q"),
       Options.withDescription("Case-insensitive substring of the email or display name (also --q, -q)"),
@@ -173,11 +189,16 @@ const list = Command.make(
   ({ includeDeleted, page, pageSize, q }) =>
     Effect.gen(function*() {
       if (page < 1) return yield* new CliError({ reason: "--page must be at least 1" })
-      if (pageSize < 1 || pageSize > 100) return yield* new CliError({ reason: "--page-size must be between 1 and 100" })
+      if (pageSize < 1 || pageSize > 100) {
+        return yield* new CliError({ reason: "--page-size must be between 1 and 100" })
+      }
       const request = pageRequest({ page, page_size: pageSize })
       const result = yield* withUsers(
-        Effect.flatMap(UsersRepo, (repo) =>
-          repo.list({ q: Option.getOrUndefined(q), includeDeleted, limit: request.pageSize, offset: request.offset }))
+        Effect.flatMap(
+          UsersRepo,
+          (repo) =>
+            repo.list({ q: Option.getOrUndefined(q), includeDeleted, limit: request.pageSize, offset: request.offset })
+        )
       )
       yield* Console.log(renderUsers(toPage(request, result.items, result.total)))
     })
@@ -198,6 +219,8 @@ const chatkit = Command.make("chatkit", {}, () => Console.log("Usage: chatkit us
 const cli = Command.run(chatkit, { name: "chatkit", version: "0.1.0" })
 
 /** @effect/cli spells one-letter options `-q`; `--q` (as documented) is accepted as `--query`. */
-const argv = process.argv.map((arg) => (arg === "--q" ? "--query" : arg.startsWith("--q=") ? `--query=${arg.slice(4)}` : arg))
+const argv = process.argv.map((
+  arg
+) => (arg === "--q" ? "--query" : arg.startsWith("--q=") ? `--query=${arg.slice(4)}` : arg))
 
 runCli(cli(argv))

@@ -1,10 +1,11 @@
 import { resolve } from "node:path"
+
 import { Args, Command, Options } from "@effect/cli"
 import type { SqlClient } from "@effect/sql"
 import { Console, Effect, Option } from "effect"
+
 import { AppConfig, AppConfigLive, type AppConfigShape } from "../platform/Config.js"
 import { DatabaseLive } from "../platform/Database.js"
-import { makeLoggerLayer } from "../platform/Telemetry.js"
 import {
   createMigration,
   migrateDown,
@@ -12,6 +13,7 @@ import {
   type MigrationStatus,
   migrationStatus
 } from "../platform/Migrations.js"
+import { makeLoggerLayer } from "../platform/Telemetry.js"
 import { runCli } from "./run.js"
 
 /**
@@ -133,10 +135,13 @@ const create = Command.make(
     })
 ).pipe(Command.withDescription("Write the next-numbered pair of empty up/down files (no database needed)"))
 
-const migrate = Command.make("migrate", {}, () =>
-  Console.log("Usage: migrate up [--to N] | down [--steps N] | status | create <name>   (--help for details)")).pipe(
-    Command.withSubcommands([up, down, status, create])
-  )
+const migrate = Command.make(
+  "migrate",
+  {},
+  () => Console.log("Usage: migrate up [--to N] | down [--steps N] | status | create <name>   (--help for details)")
+).pipe(
+  Command.withSubcommands([up, down, status, create])
+)
 
 const cli = Command.run(migrate, { name: "chatkit migrate", version: "0.1.0" })
 

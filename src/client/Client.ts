@@ -1,5 +1,6 @@
 import { HttpApiClient } from "@effect/platform"
 import type { Effect } from "effect"
+
 import { ChatkitApi } from "../api/Api.js"
 
 /**

@@ -5,7 +5,9 @@ import { Schema } from "effect"
 export const ProviderKind = Schema.Literal("openai", "openai_compatible").annotations({ identifier: "ProviderKind" })
 export type ProviderKind = typeof ProviderKind.Type
 
-export const ProviderId = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]{1,64}$/, { message: () => "must be 1-64 of [A-Za-z0-9_-]" }))
+export const ProviderId = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9_-]{1,64}$/, { message: () => "must be 1-64 of [A-Za-z0-9_-]" })
+)
 
 /** http(s) URL of an OpenAI-style API, up to 2048 characters. */
 export const ApiBase = Schema.Trim.pipe(
@@ -19,7 +21,8 @@ export const ModelProvider = Schema.Struct({
   provider: ProviderKind,
   api_base: Schema.NullOr(Schema.String),
   api_key_hint: Schema.NullOr(Schema.String).annotations({
-    description: "`••••` and the key's last 4 characters (keys under 16 characters show none); null when no key is stored"
+    description:
+      "`••••` and the key's last 4 characters (keys under 16 characters show none); null when no key is stored"
   }),
   is_default: Schema.Boolean
 }).annotations({ identifier: "ModelProvider" })
@@ -39,7 +42,9 @@ export const ModelName = Schema.Trim.pipe(Schema.minLength(1), Schema.maxLength(
 
 /** One entry of a PATCH's `model_providers`. */
 export const ModelProviderInput = Schema.Struct({
-  id: Schema.optional(ProviderId).annotations({ description: "an existing provider's id: keeps its stored key unless api_key or delete_api_key is given" }),
+  id: Schema.optional(ProviderId).annotations({
+    description: "an existing provider's id: keeps its stored key unless api_key or delete_api_key is given"
+  }),
   provider: ProviderKind,
   api_base: Schema.optional(Schema.NullOr(ApiBase)).annotations({ description: "required for openai_compatible" }),
   api_key: Schema.optional(Schema.Redacted(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(1000)))),

@@ -1,4 +1,5 @@
 import { ParseResult, Schema } from "effect"
+
 import { isStorableText, NOT_STORABLE_TEXT, pathKey, utf8Length } from "./Text.js"
 
 /**
@@ -7,7 +8,15 @@ import { isStorableText, NOT_STORABLE_TEXT, pathKey, utf8Length } from "./Text.j
  */
 
 /** The node kinds this backend executes; any other kind is refused by the graph validation. */
-export const NODE_KINDS = ["start", "end", "agent", "assistant_message", "condition", "state", "wait_for_user_input"] as const
+export const NODE_KINDS = [
+  "start",
+  "end",
+  "agent",
+  "assistant_message",
+  "condition",
+  "state",
+  "wait_for_user_input"
+] as const
 export type NodeKind = (typeof NODE_KINDS)[number]
 
 export const WorkflowSlug = Schema.Trim.pipe(
@@ -26,7 +35,9 @@ export const WorkflowDescription = Schema.String.pipe(Schema.maxLength(2000))
 const boundedText = (max: number, min = 0) =>
   Schema.String.pipe(Schema.minLength(min), Schema.maxLength(max)).annotations({
     message: () => ({
-      message: min > 0 ? `must be a string of ${min} to ${max} characters` : `must be a string of at most ${max} characters`,
+      message: min > 0
+        ? `must be a string of ${min} to ${max} characters`
+        : `must be a string of at most ${max} characters`,
       override: true
     })
   })
@@ -73,16 +84,13 @@ interface JsonProblem {
   readonly message: string
 }
 
-
 const isPlainObject = (value: object): boolean => {
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
 }
 
-
 /** Bytes of `text` as a JSON string literal (quotes and escapes included), in UTF-8. */
 const jsonStringBytes = (text: string) => utf8Length(JSON.stringify(text))
-
 
 /**
  * The first way `input` breaks the bounds, or undefined. Iterative (no recursion, whatever the
@@ -95,12 +103,17 @@ export const inspectJsonField = (input: unknown, L: JsonFieldLimits = JSON_FIELD
   }
   let bytes = 0
   const tooBig = { path: [], message: `must be at most ${L.bytes} bytes serialised as JSON` }
-  const stack: Array<{ readonly value: unknown; readonly path: ReadonlyArray<string | number> }> = [{ value: input, path: [] }]
+  const stack: Array<{ readonly value: unknown; readonly path: ReadonlyArray<string | number> }> = [{
+    value: input,
+    path: []
+  }]
   while (stack.length > 0) {
     const { path, value } = stack.pop()!
     switch (typeof value) {
       case "string":
-        if (value.length > L.stringLength) return { path, message: `must be a string of at most ${L.stringLength} characters` }
+        if (value.length > L.stringLength) {
+          return { path, message: `must be a string of at most ${L.stringLength} characters` }
+        }
         if (!isStorableText(value)) return { path, message: NOT_STORABLE_TEXT }
         bytes += jsonStringBytes(value)
         break
@@ -127,7 +140,9 @@ export const inspectJsonField = (input: unknown, L: JsonFieldLimits = JSON_FIELD
           for (let i = value.length - 1; i >= 0; i--) stack.push({ value: value[i], path: [...path, i] })
           break
         }
-        if (!isPlainObject(value)) return { path, message: "must be a JSON value (string, number, boolean, null, array or object)" }
+        if (!isPlainObject(value)) {
+          return { path, message: "must be a JSON value (string, number, boolean, null, array or object)" }
+        }
         const keys = Object.keys(value)
         if (keys.length > L.keys) return { path, message: `must be an object of at most ${L.keys} keys` }
         bytes += 2 + Math.max(0, keys.length - 1) + keys.length // braces, commas, colons
@@ -150,10 +165,15 @@ export const inspectJsonField = (input: unknown, L: JsonFieldLimits = JSON_FIELD
 }
 
 const L = JSON_FIELD_LIMITS
-const JSON_OBJECT_DESCRIPTION = `A free-form JSON object, bounded: objects and arrays nested at most ${L.depth} levels inside ` +
+const JSON_OBJECT_DESCRIPTION =
+  `A free-form JSON object, bounded: objects and arrays nested at most ${L.depth} levels inside ` +
   `it, at most ${L.keys} keys per object, keys of at most ${L.keyLength} characters, strings of at most ` +
-  `${L.stringLength.toLocaleString("en-US")} characters, arrays of at most ${L.arrayItems.toLocaleString("en-US")} items, ` +
-  `no NUL characters or unpaired surrogates, and at most ${L.bytes / 1024} KiB (${L.bytes} bytes) as compact UTF-8 JSON. ` +
+  `${L.stringLength.toLocaleString("en-US")} characters, arrays of at most ${
+    L.arrayItems.toLocaleString("en-US")
+  } items, ` +
+  `no NUL characters or unpaired surrogates, and at most ${
+    L.bytes / 1024
+  } KiB (${L.bytes} bytes) as compact UTF-8 JSON. ` +
   "A value over a bound is a 400 whose `errors[].path` points at it."
 
 const checkJsonObject = (input: unknown, ast: Schema.Schema.AnyNoContext["ast"]) => {
@@ -171,7 +191,12 @@ export const JsonObject = Schema.declare([], {
 }, {
   identifier: "JsonObject",
   description: JSON_OBJECT_DESCRIPTION,
-  jsonSchema: { type: "object", maxProperties: L.keys, additionalProperties: true, description: JSON_OBJECT_DESCRIPTION }
+  jsonSchema: {
+    type: "object",
+    maxProperties: L.keys,
+    additionalProperties: true,
+    description: JSON_OBJECT_DESCRIPTION
+  }
 })
 
 /** A stored free-form field as returned: not re-checked, so a version stored before the limits still reads. */
@@ -188,7 +213,9 @@ export const GraphNodeInput = Schema.Struct({
   display_name: Schema.optionalWith(nullableText(200), { exact: true }),
   agent_key: Schema.optionalWith(nullableText(200), { exact: true }),
   parent_slug: Schema.optionalWith(nullableText(128, 1), { exact: true }),
-  is_enabled: Schema.optionalWith(Schema.Boolean.annotations({ message: () => "must be true or false" }), { exact: true }),
+  is_enabled: Schema.optionalWith(Schema.Boolean.annotations({ message: () => "must be true or false" }), {
+    exact: true
+  }),
   parameters: Schema.optionalWith(JsonObject, { exact: true }),
   metadata: Schema.optionalWith(JsonObject, { exact: true })
 }).annotations({ identifier: "GraphNodeInput", message: () => "must be a node object" })

@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto"
+
 import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+
 import { AppConfig } from "./Config.js"
 import { cacheErrorsTotal, cacheRequestsTotal } from "./Metrics.js"
 import { OptionalRedis, Redis, type RedisError, type RedisService } from "./Redis.js"
@@ -16,7 +18,12 @@ export interface CacheService {
   /** The decoded value, or `None` on a miss, an expired entry, an entry `schema` rejects, or a backend failure. */
   readonly get: <A, I>(key: string, schema: Schema.Schema<A, I>) => Effect.Effect<Option.Option<A>>
   /** Stores `value` for `ttl` (default `CACHE_TTL_SECONDS`, at most 24 h). */
-  readonly set: <A, I>(key: string, value: A, schema: Schema.Schema<A, I>, ttl?: Duration.DurationInput) => Effect.Effect<void>
+  readonly set: <A, I>(
+    key: string,
+    value: A,
+    schema: Schema.Schema<A, I>,
+    ttl?: Duration.DurationInput
+  ) => Effect.Effect<void>
   /**
    * Removes the keys. A delete that fails (Redis down) leaves the entry stale until its TTL ends,
    * which is why TTLs are bounded; it also does not stop a read-through that loaded the old value
@@ -60,7 +67,9 @@ const MAX_TTL_MS = Duration.toMillis(MAX_CACHE_TTL)
  * will look (Redis: the old generation; memory: dropped).
  */
 interface Store<Slot> {
-  readonly lookup: (key: string) => Effect.Effect<{ readonly raw: Option.Option<string>; readonly slot: Slot }, RedisError>
+  readonly lookup: (
+    key: string
+  ) => Effect.Effect<{ readonly raw: Option.Option<string>; readonly slot: Slot }, RedisError>
   readonly slotFor: (key: string) => Effect.Effect<Slot, RedisError>
   readonly write: (slot: Slot, raw: string, ttlMs: number) => Effect.Effect<void, RedisError>
   readonly remove: (keys: ReadonlyArray<string>) => Effect.Effect<void, RedisError>
@@ -122,7 +131,9 @@ const makeService = <Slot>(store: Store<Slot>, defaultTtl: Duration.Duration): C
       onSome: (text) =>
         Schema.decodeUnknown(asJson(schema))(text).pipe(
           Effect.asSome,
-          Effect.catchAll(() => Effect.as(reportFailure(cache, "get", "entry does not match its schema"), Option.none<A>()))
+          Effect.catchAll(() =>
+            Effect.as(reportFailure(cache, "get", "entry does not match its schema"), Option.none<A>())
+          )
         )
     })
 
@@ -373,7 +384,8 @@ export const getOrRenderJson = <A, I, E, R>(
   cache.getOrLoad(
     key,
     Schema.String,
-    Effect.flatMap(load, (value) => Effect.map(Effect.orDie(Schema.encode(schema)(value)), (encoded) => JSON.stringify(encoded))),
+    Effect.flatMap(load, (value) =>
+      Effect.map(Effect.orDie(Schema.encode(schema)(value)), (encoded) => JSON.stringify(encoded))),
     ttl
   )
 
@@ -384,15 +396,23 @@ export class Cache extends Context.Tag("chatkit/Cache")<Cache, CacheService>() {
    */
   static readonly layer: Layer.Layer<Cache, never, AppConfig | OptionalRedis> = Layer.effect(
     Cache,
-    Effect.flatMap(Effect.all([OptionalRedis, AppConfig]), ([redis, config]) =>
-      config.cacheDisabled ? Effect.as(Effect.logWarning("cache: disabled (CACHE_DISABLED=true)"), passThroughCache) : Option.match(redis, {
-        onNone: () => Effect.tap(makeMemoryCache(), () => Effect.logInfo("cache: in memory (REDIS_URL not set)")),
-        onSome: (client) =>
-          Effect.tap(
-            makeRedisCache(client, Option.match(config.redisNamespace, { onNone: () => ({}), onSome: (namespace) => ({ namespace }) })),
-            () => Effect.logInfo("cache: Redis")
-          )
-      }))
+    Effect.flatMap(
+      Effect.all([OptionalRedis, AppConfig]),
+      ([redis, config]) =>
+        config.cacheDisabled ?
+          Effect.as(Effect.logWarning("cache: disabled (CACHE_DISABLED=true)"), passThroughCache) :
+          Option.match(redis, {
+            onNone: () => Effect.tap(makeMemoryCache(), () => Effect.logInfo("cache: in memory (REDIS_URL not set)")),
+            onSome: (client) =>
+              Effect.tap(
+                makeRedisCache(
+                  client,
+                  Option.match(config.redisNamespace, { onNone: () => ({}), onSome: (namespace) => ({ namespace }) })
+                ),
+                () => Effect.logInfo("cache: Redis")
+              )
+          })
+    )
   )
 
   static layerMemory(options: MemoryCacheOptions = {}): Layer.Layer<Cache, never, AppConfig> {

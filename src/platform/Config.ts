@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto"
 import { readFileSync } from "node:fs"
+
 import { Config, ConfigError, ConfigProvider, Context, Data, Effect, Either, Layer, Option, Redacted } from "effect"
 
 export type NodeEnv = "development" | "production" | "test"
@@ -73,7 +74,10 @@ const oneOf = <const A extends string>(name: string, values: ReadonlyArray<A>, f
 const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
   Config.integer(name).pipe(
     Config.withDefault(fallback),
-    Config.validate({ message: `${name}: must be an integer between 1 and ${max}`, validation: (n) => n >= 1 && n <= max })
+    Config.validate({
+      message: `${name}: must be an integer between 1 and ${max}`,
+      validation: (n) => n >= 1 && n <= max
+    })
   )
 
 const optionalSecret = (name: string) =>
@@ -195,8 +199,10 @@ const crossChecks = (nodeEnv: NodeEnv, raw: Config.Config.Success<typeof ruleInp
 const splitList = (s: string) => s.split(",").map((o) => o.trim()).filter((o) => o !== "")
 
 /** Validation messages already start with the variable's name (Config.validate drops the path). */
-const describeProblem = (path: ReadonlyArray<string>, message: string) =>
-  [path.length === 0 ? message : `${path.join(".")}: ${message}`]
+const describeProblem = (
+  path: ReadonlyArray<string>,
+  message: string
+) => [path.length === 0 ? message : `${path.join(".")}: ${message}`]
 
 const describeConfigError = (error: ConfigError.ConfigError): Array<string> =>
   ConfigError.reduceWithContext(error, undefined, {
@@ -233,12 +239,38 @@ export const loadConfig = (provider: ConfigProvider.ConfigProvider): Effect.Effe
 
 /** The variables of API.md section 11; each may instead be read from the file named by `NAME_FILE`. */
 export const CONFIG_VARIABLES = [
-  "NODE_ENV", "PORT", "HOST", "DATABASE_URL", "DATABASE_POOL_MAX", "DATABASE_STATEMENT_TIMEOUT_MS", "DATABASE_CONNECT_ATTEMPTS",
+  "NODE_ENV",
+  "PORT",
+  "HOST",
+  "DATABASE_URL",
+  "DATABASE_POOL_MAX",
+  "DATABASE_STATEMENT_TIMEOUT_MS",
+  "DATABASE_CONNECT_ATTEMPTS",
   "CHATKIT_DATA_DIR",
-  "REDIS_URL", "REDIS_NAMESPACE", "AUTH_SECRET_KEY", "APP_SETTINGS_SECRET_KEY", "ACCESS_TOKEN_TTL_MINUTES", "REFRESH_TOKEN_TTL_DAYS",
-  "ALLOWED_ORIGINS", "TRUST_PROXY", "ADMIN_EMAIL", "ADMIN_PASSWORD", "LLM_PROVIDER", "OPENAI_API_KEY", "OPENAI_BASE_URL",
-  "EMBEDDINGS_PROVIDER", "LOG_LEVEL", "LOG_FORMAT", "METRICS_TOKEN", "OTEL_EXPORTER_OTLP_ENDPOINT", "WORKER_MODE",
-  "MIGRATE_ON_START", "SHUTDOWN_GRACE_MS", "CACHE_TTL_SECONDS", "CACHE_DISABLED", "RATE_LIMIT_API_PER_MINUTE"
+  "REDIS_URL",
+  "REDIS_NAMESPACE",
+  "AUTH_SECRET_KEY",
+  "APP_SETTINGS_SECRET_KEY",
+  "ACCESS_TOKEN_TTL_MINUTES",
+  "REFRESH_TOKEN_TTL_DAYS",
+  "ALLOWED_ORIGINS",
+  "TRUST_PROXY",
+  "ADMIN_EMAIL",
+  "ADMIN_PASSWORD",
+  "LLM_PROVIDER",
+  "OPENAI_API_KEY",
+  "OPENAI_BASE_URL",
+  "EMBEDDINGS_PROVIDER",
+  "LOG_LEVEL",
+  "LOG_FORMAT",
+  "METRICS_TOKEN",
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "WORKER_MODE",
+  "MIGRATE_ON_START",
+  "SHUTDOWN_GRACE_MS",
+  "CACHE_TTL_SECONDS",
+  "CACHE_DISABLED",
+  "RATE_LIMIT_API_PER_MINUTE"
 ] as const
 
 /**
@@ -279,5 +311,6 @@ export const AppConfigLive = Layer.effect(AppConfig, loadConfigFromEnv(process.e
 export const testConfig = (overrides: Record<string, string> = {}) =>
   Layer.effect(
     AppConfig,
-    loadConfigFromEnv({ NODE_ENV: "test", AUTH_SECRET_KEY: "test-secret-key-0123456789-abcdefghijkl", ...overrides }).pipe(Effect.orDie)
+    loadConfigFromEnv({ NODE_ENV: "test", AUTH_SECRET_KEY: "test-secret-key-0123456789-abcdefghijkl", ...overrides })
+      .pipe(Effect.orDie)
   )

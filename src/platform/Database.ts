@@ -1,13 +1,15 @@
 import { mkdirSync } from "node:fs"
 import { resolve } from "node:path"
+
 import { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
 import { PgClient } from "@effect/sql-pg"
+import { SqlError } from "@effect/sql/SqlError"
 import { PGlite } from "@electric-sql/pglite"
 import { vector } from "@electric-sql/pglite-pgvector"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
-import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { type Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import pg from "pg"
+
 import { AppConfig } from "./Config.js"
 import { dbQueriesTotal } from "./Metrics.js"
 
@@ -57,7 +59,10 @@ const errorReason = (error: unknown): string => {
 
 /** Session settings travel in the startup packet, so no statement races the pool's first query. */
 const sessionOptions = (statementTimeoutMs: number, schema: string | undefined) =>
-  [`-c statement_timeout=${Math.floor(statementTimeoutMs)}`, ...(schema === undefined ? [] : [`-c search_path=${schema},public`])]
+  [
+    `-c statement_timeout=${Math.floor(statementTimeoutMs)}`,
+    ...(schema === undefined ? [] : [`-c search_path=${schema},public`])
+  ]
     .join(" ")
 
 const INT8_OID = 20
@@ -65,14 +70,15 @@ const INT8_OID = 20
 /** bigint columns (bigserial ids, counts) as numbers: every id of this API fits in 2^53. */
 const types = {
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === INT8_OID && format !== "binary" ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser
+    oid === INT8_OID && format !== "binary"
+      ? Number
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser
 }
 
 const makePool = (config: pg.PoolConfig, statementTimeoutMs: number, schema: string | undefined) => {
   const pool = new pg.Pool({ ...config, types, options: sessionOptions(statementTimeoutMs, schema) })
   pool.on("connect", (client) => {
-    const query = client.query.bind(client) as (...args: Array<unknown>) => unknown
-    // Counting here sees every statement, whichever code path issued it.
+    const query = client.query.bind(client) as (...args: Array<unknown>) => unknown // Counting here sees every statement, whichever code path issued it.
     ;(client as unknown as { query: typeof query }).query = (...args) => {
       dbQueriesTotal.unsafeUpdate(1, [])
       return query(...args)
@@ -130,8 +136,7 @@ export const layerPostgres = (url: Redacted.Redacted, options: DatabaseOptions =
           schema: options.schema === undefined ? undefined : safeIdentifier(options.schema),
           attempts: options.connectAttempts ?? config.databaseConnectAttempts
         }
-      )
-    )
+      ))
   )
 
 /**
@@ -180,14 +185,14 @@ export const layerEmbedded = (dataDir: string, options: DatabaseOptions = {}) =>
   )
 
 /** PostgreSQL when DATABASE_URL is set, the embedded database otherwise. */
-export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError, AppConfig> = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) =>
-    Option.match(config.databaseUrl, {
-      onNone: () => layerEmbedded(config.dataDir),
-      onSome: (url) => layerPostgres(url)
-    })
+export const DatabaseLive: Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError, AppConfig> = Layer
+  .unwrapEffect(
+    Effect.map(AppConfig, (config) =>
+      Option.match(config.databaseUrl, {
+        onNone: () => layerEmbedded(config.dataDir),
+        onSome: (url) => layerPostgres(url)
+      }))
   )
-)
 
 /** Round trip used by /health/ready. */
 export const pingDatabase = (timeout: Duration.DurationInput) =>

@@ -12,19 +12,20 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Clock, Context, Effect, Metric, MetricLabel, Option } from "effect"
 import { v7 as uuidv7 } from "uuid"
+
 import {
   InternalError,
   NotFound,
   PayloadTooLarge,
-  type ProblemError,
   problemBody,
+  type ProblemError,
   problemKindOf,
   ServiceUnavailable,
   ValidationError
 } from "../api/errors.js"
+import { pathKey } from "../domain/Text.js"
 import type { AppConfigShape } from "./Config.js"
 import { httpRequestDurationSeconds, httpRequestsTotal } from "./Metrics.js"
-import { pathKey } from "../domain/Text.js"
 import { checkBodyHeaders, checkUrlText, MAX_JSON_BODY_BYTES, parseJsonBody } from "./RequestInput.js"
 
 export { MAX_JSON_BODY_BYTES } from "./RequestInput.js"
@@ -50,7 +51,9 @@ export class RequestInfo extends Context.Tag("chatkit/RequestInfo")<RequestInfo,
 export const clientIp = (request: HttpServerRequest.HttpServerRequest, trustedHops: number): string => {
   const socket = Option.getOrElse(request.remoteAddress, () => "unknown")
   if (trustedHops === 0) return socket
-  const forwarded = (request.headers["x-forwarded-for"] ?? "").split(",").map((hop) => hop.trim()).filter((hop) => hop !== "")
+  const forwarded = (request.headers["x-forwarded-for"] ?? "").split(",").map((hop) => hop.trim()).filter((hop) =>
+    hop !== ""
+  )
   if (forwarded.length === 0) return socket
   return forwarded[Math.max(0, forwarded.length - trustedHops)] ?? socket
 }
@@ -74,14 +77,19 @@ export const problemResponse = (error: ProblemError, requestId: string) =>
     })
     if (kind.status === 401) response = HttpServerResponse.setHeader(response, "www-authenticate", "Bearer")
     if (error.retry_after !== undefined) {
-      response = HttpServerResponse.setHeader(response, "retry-after", String(Math.max(1, Math.ceil(error.retry_after))))
+      response = HttpServerResponse.setHeader(
+        response,
+        "retry-after",
+        String(Math.max(1, Math.ceil(error.retry_after)))
+      )
     }
     return response
   })
 
 const EXPOSED_HEADERS = "X-Request-ID, API-Version, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
 /** What a front end sends: its JSON and bearer, our own headers, and those of the ChatKit web component. */
-const ALLOWED_HEADERS = "Authorization, Content-Type, Accept, Accept-Language, X-Request-ID, Idempotency-Key, ChatKit-Frame-Instance-Id"
+const ALLOWED_HEADERS =
+  "Authorization, Content-Type, Accept, Accept-Language, X-Request-ID, Idempotency-Key, ChatKit-Frame-Instance-Id"
 
 const corsHeaders = (config: AppConfigShape, origin: string | undefined): Record<string, string> =>
   origin !== undefined && config.allowedOrigins.includes(origin)
@@ -112,7 +120,11 @@ const preflightResponse = (config: AppConfigShape, origin: string | undefined) =
  * Headers every response carries, whatever produced it (a handler, an error, a preflight, a 413).
  * API answers are per caller and often carry tokens: no cache may keep them unless a handler says so.
  */
-export const standardHeaders = (config: AppConfigShape, requestId: string, origin: string | undefined): Record<string, string> => ({
+export const standardHeaders = (
+  config: AppConfigShape,
+  requestId: string,
+  origin: string | undefined
+): Record<string, string> => ({
   "x-request-id": requestId,
   "api-version": "1",
   "x-content-type-options": "nosniff",
@@ -212,7 +224,8 @@ export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default
     return response
   })
 
-const issuePath = (path: ReadonlyArray<PropertyKey>) => path.map((key) => typeof key === "number" ? String(key) : pathKey(String(key))).join(".") || "body"
+const issuePath = (path: ReadonlyArray<PropertyKey>) =>
+  path.map((key) => typeof key === "number" ? String(key) : pathKey(String(key))).join(".") || "body"
 
 /**
  * Schema messages name the value they got (`Expected string, actual "hunter2"`, `Unable to decode
@@ -235,7 +248,8 @@ const isDataException = (error: SqlError) => {
 /** Connection-level failures mean the database is unavailable (503); anything else is a bug (500). */
 const isUnavailableDatabase = (error: SqlError) => {
   const code = (error.cause as { code?: unknown } | undefined)?.code
-  return typeof code === "string" && (/^(08|57P0)/.test(code) || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE"].includes(code))
+  return typeof code === "string" &&
+    (/^(08|57P0)/.test(code) || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE"].includes(code))
 }
 
 const BODY_LIMIT_HINT = /max|limit|too large|exceed/i
@@ -257,14 +271,19 @@ const classify = (error: unknown, request: HttpServerRequest.HttpServerRequest):
       const text = `${error.description ?? ""} ${String((error.cause as Error | undefined)?.message ?? "")}`
       return BODY_LIMIT_HINT.test(text)
         ? new PayloadTooLarge({ detail: `The body is over the limit of ${MAX_JSON_BODY_BYTES} bytes` })
-        : new ValidationError({ detail: "The body is not valid JSON", errors: [{ path: "body", message: "malformed JSON" }] })
+        : new ValidationError({
+          detail: "The body is not valid JSON",
+          errors: [{ path: "body", message: "malformed JSON" }]
+        })
     }
   }
   if (error instanceof SqlError && isUnavailableDatabase(error)) {
     return new ServiceUnavailable({ detail: "The database is unavailable; retry shortly" })
   }
   if (error instanceof SqlError && isDataException(error)) {
-    return new ValidationError({ detail: "A value in the request cannot be stored or compared (out of range or not valid text)" })
+    return new ValidationError({
+      detail: "A value in the request cannot be stored or compared (out of range or not valid text)"
+    })
   }
   return undefined
 }
@@ -290,7 +309,5 @@ export const ProblemResponsesLive = HttpApiBuilder.middleware((app) =>
         new InternalError({ detail: `An unexpected error occurred; quote request id ${requestId} when reporting it` }),
         requestId
       )
-    })
-  )
+    }))
 )
-

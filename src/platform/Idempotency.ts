@@ -1,8 +1,10 @@
 import { createHash } from "node:crypto"
+
 import { HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Exit, Option, Schema } from "effect"
+
 import { Conflict } from "../api/errors.js"
 
 /**
@@ -40,7 +42,8 @@ const canonical = (value: unknown): unknown => {
 export const canonicalJson = (value: unknown): string => JSON.stringify(canonical(value)) ?? "null"
 
 /** SHA-256 (hex) of the canonical JSON of a request: what `idempotency_keys.request_hash` holds. */
-export const requestHash = (request: unknown): string => createHash("sha256").update(canonicalJson(request)).digest("hex")
+export const requestHash = (request: unknown): string =>
+  createHash("sha256").update(canonicalJson(request)).digest("hex")
 
 interface StoredKey {
   readonly request_hash: string
@@ -105,7 +108,9 @@ export const withIdempotency = <A, I, E, R>(
     // Only an unfinished claim of this very request: never a stored response.
     const release = sql`DELETE FROM idempotency_keys
       WHERE scope = ${scope} AND key = ${key} AND request_hash = ${hash} AND response_status IS NULL`.pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("could not release an idempotency key; it expires in 24 h", cause))
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning("could not release an idempotency key; it expires in 24 h", cause)
+      )
     )
 
     // The effect has committed by now: a failure to store must not turn its success into an error

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto"
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
+
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Data, DateTime, Effect, Option } from "effect"
@@ -272,7 +273,11 @@ export const loadMigrationFiles = (dir: string): Effect.Effect<ReadonlyArray<Mig
       }
       for (const [base, pair] of bases) {
         if (pair.up === undefined) {
-          problems.push({ file: `${base}.down.sql`, kind: "missing_up", detail: `${base}.down.sql has no ${base}.up.sql` })
+          problems.push({
+            file: `${base}.down.sql`,
+            kind: "missing_up",
+            detail: `${base}.down.sql has no ${base}.up.sql`
+          })
         } else if (pair.down === undefined) {
           problems.push({ file: pair.up, kind: "missing_down", detail: `${pair.up} has no ${base}.down.sql` })
         } else {
@@ -521,7 +526,9 @@ export const migrateUp = (
         const next = files.find((file) => !applied.has(file.version) && (to === undefined || file.version <= to))
         if (next === undefined) return Option.none<AppliedMigration>()
         const executionMs = yield* runScript(sql, next, "up").pipe(
-          Effect.withSpan("Migrations.apply", { attributes: { "migration.version": next.version, "migration.name": next.name } })
+          Effect.withSpan("Migrations.apply", {
+            attributes: { "migration.version": next.version, "migration.name": next.name }
+          })
         )
         yield* sql`INSERT INTO schema_migrations (version, name, checksum, execution_ms)
           VALUES (${next.version}, ${next.name}, ${next.checksum}, ${executionMs})`
@@ -587,7 +594,9 @@ export const migrateDown = (
         const file = files.find((f) => f.version === newest.version)
         if (file === undefined) return Option.none<RevertedMigration>() // refused just above
         const executionMs = yield* runScript(sql, file, "down").pipe(
-          Effect.withSpan("Migrations.revert", { attributes: { "migration.version": file.version, "migration.name": file.name } })
+          Effect.withSpan("Migrations.revert", {
+            attributes: { "migration.version": file.version, "migration.name": file.name }
+          })
         )
         yield* sql`DELETE FROM schema_migrations WHERE version = ${file.version}`
         return Option.some<RevertedMigration>({ version: file.version, name: file.name, executionMs })

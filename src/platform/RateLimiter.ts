@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto"
+
 import { Clock, Context, Duration, Effect, Layer, Metric, Option } from "effect"
 import type { Redis as IORedis } from "ioredis"
+
 import { RateLimited } from "../api/errors.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { RequestInfo } from "./Http.js"
@@ -168,7 +170,8 @@ const makeRedisStore = (redis: RedisService): Store<RedisError> => ({
     redis.run((client) => runFixedWindow(client, id, windowMs), "rate limit").pipe(
       Effect.timeoutFail({
         duration: REDIS_BUDGET,
-        onTimeout: () => new RedisError({ operation: "rate limit", reason: `no reply within ${Duration.format(REDIS_BUDGET)}` })
+        onTimeout: () =>
+          new RedisError({ operation: "rate limit", reason: `no reply within ${Duration.format(REDIS_BUDGET)}` })
       })
     )
 })

@@ -1,5 +1,6 @@
 import { Clock, Context, Data, Duration, Effect, Layer, Option, Redacted, Runtime, type Scope } from "effect"
 import { Redis as IORedis, type RedisOptions } from "ioredis"
+
 import { AppConfig } from "./Config.js"
 
 /**
@@ -144,9 +145,11 @@ export const makeRedis = (
         client.on("close", () => {
           if (up && !closed) {
             up = false
-            log(Effect.logWarning("Redis connection lost; reconnecting in the background").pipe(
-              Effect.annotateLogs({ reason: lastError })
-            ))
+            log(
+              Effect.logWarning("Redis connection lost; reconnecting in the background").pipe(
+                Effect.annotateLogs({ reason: lastError })
+              )
+            )
           }
         })
         client.on("ready", () => {
@@ -158,10 +161,11 @@ export const makeRedis = (
         })
         return client
       }),
-      (client) => Effect.suspend(() => {
-        closed = true
-        return quitClient(client)
-      })
+      (client) =>
+        Effect.suspend(() => {
+          closed = true
+          return quitClient(client)
+        })
     )
 
     const run = <A>(f: (client: IORedis) => Promise<A>, operation = "command") =>
@@ -182,7 +186,8 @@ export const makeRedis = (
         yield* run((c) => c.ping(), "PING").pipe(
           Effect.timeoutFail({
             duration: timeout,
-            onTimeout: () => new RedisError({ operation: "PING", reason: `no reply within ${Duration.format(timeout)}` })
+            onTimeout: () =>
+              new RedisError({ operation: "PING", reason: `no reply within ${Duration.format(timeout)}` })
           })
         )
         const elapsed = Number((yield* Clock.currentTimeNanos) - start) / 1e6

@@ -1,5 +1,12 @@
 import type { HttpServerRequest } from "@effect/platform"
-import { type FieldIssue, PayloadTooLarge, type ProblemError, UnsupportedMediaType, ValidationError } from "../api/errors.js"
+
+import {
+  type FieldIssue,
+  PayloadTooLarge,
+  type ProblemError,
+  UnsupportedMediaType,
+  ValidationError
+} from "../api/errors.js"
 import { isStorableText, NOT_STORABLE_TEXT, pathKey } from "../domain/Text.js"
 
 /**
@@ -32,7 +39,9 @@ export const checkBodyHeaders = (request: HttpServerRequest.HttpServerRequest): 
   const contentType = request.headers["content-type"]
   if (contentType === undefined || !JSON_CONTENT_TYPE.test(contentType)) {
     return new UnsupportedMediaType({
-      detail: `A ${request.method} body must be sent as application/json${contentType === undefined ? "" : `, not ${contentType.slice(0, 100)}`}`
+      detail: `A ${request.method} body must be sent as application/json${
+        contentType === undefined ? "" : `, not ${contentType.slice(0, 100)}`
+      }`
     })
   }
   const length = Number(request.headers["content-length"] ?? 0)
@@ -52,13 +61,21 @@ export const checkUrlText = (url: string): ValidationError | undefined => {
   try {
     decodedPath = decodeURIComponent(path)
   } catch {
-    return invalid("The URL path is not valid percent-encoded UTF-8", { path: "path", message: "must be percent-encoded UTF-8" })
+    return invalid("The URL path is not valid percent-encoded UTF-8", {
+      path: "path",
+      message: "must be percent-encoded UTF-8"
+    })
   }
-  if (!isStorableText(decodedPath)) return invalid("The URL path is not valid text", { path: "path", message: NOT_STORABLE_TEXT })
+  if (!isStorableText(decodedPath)) {
+    return invalid("The URL path is not valid text", { path: "path", message: NOT_STORABLE_TEXT })
+  }
   if (queryAt === -1) return undefined
   for (const [name, value] of new URLSearchParams(url.slice(queryAt + 1))) {
     if (!isStorableText(name) || !isStorableText(value)) {
-      return invalid("A query parameter is not valid text", { path: isStorableText(name) ? pathKey(name) : "query", message: NOT_STORABLE_TEXT })
+      return invalid("A query parameter is not valid text", {
+        path: isStorableText(name) ? pathKey(name) : "query",
+        message: NOT_STORABLE_TEXT
+      })
     }
   }
   return undefined
@@ -66,7 +83,6 @@ export const checkUrlText = (url: string): ValidationError | undefined => {
 
 const formatPath = (path: ReadonlyArray<string | number>) =>
   path.length === 0 ? "body" : path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("")
-
 
 interface Frame {
   readonly isObject: boolean
@@ -76,7 +92,8 @@ interface Frame {
   expectsKey: boolean
 }
 
-const hexAt = (text: string, i: number) => /^[0-9a-fA-F]{4}$/.test(text.slice(i, i + 4)) ? Number.parseInt(text.slice(i, i + 4), 16) : -1
+const hexAt = (text: string, i: number) =>
+  /^[0-9a-fA-F]{4}$/.test(text.slice(i, i + 4)) ? Number.parseInt(text.slice(i, i + 4), 16) : -1
 
 /**
  * One pass over a JSON body's text, before `JSON.parse` builds anything (parsing an object of
@@ -89,7 +106,8 @@ export const scanJsonText = (text: string): ValidationError | undefined => {
   const frames: Array<Frame> = []
   let totalKeys = 0
   const here = () => formatPath(frames.slice(0, 8).map((frame) => frame.at)) + (frames.length > 8 ? "…" : "")
-  const notText = () => invalid("The body holds a string that is not valid text", { path: here(), message: NOT_STORABLE_TEXT })
+  const notText = () =>
+    invalid("The body holds a string that is not valid text", { path: here(), message: NOT_STORABLE_TEXT })
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c === 0x22) { // a string: find its end, checking \u escapes
@@ -122,7 +140,10 @@ export const scanJsonText = (text: string): ValidationError | undefined => {
           })
         }
         if (++totalKeys > MAX_BODY_KEYS) {
-          return invalid(`The body has more than ${MAX_BODY_KEYS} keys in all`, { path: "body", message: `must have at most ${MAX_BODY_KEYS} keys in all` })
+          return invalid(`The body has more than ${MAX_BODY_KEYS} keys in all`, {
+            path: "body",
+            message: `must have at most ${MAX_BODY_KEYS} keys in all`
+          })
         }
       }
       i = j

@@ -1,7 +1,9 @@
 import { createServer, type Server } from "node:http"
+
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Clock, Effect, Layer } from "effect"
+
 import { problemBody, ServiceUnavailable } from "../api/errors.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { requestIdFrom, standardHeaders } from "./Http.js"
@@ -20,7 +22,11 @@ const trackInFlight = (server: Server, config: AppConfigShape) => {
     const header = request.headers["x-request-id"]
     const requestId = requestIdFrom(typeof header === "string" ? header : undefined)
     const problem = new ServiceUnavailable({ detail: "The server is starting or stopping; retry in a second" })
-    const headers = { ...standardHeaders(config, requestId, request.headers.origin), "cache-control": "no-store", "retry-after": "1" }
+    const headers = {
+      ...standardHeaders(config, requestId, request.headers.origin),
+      "cache-control": "no-store",
+      "retry-after": "1"
+    }
     response.writeHead(503, { ...headers, "content-type": "application/problem+json", connection: "close" })
       .end(JSON.stringify(problemBody(ServiceUnavailable.problem, problem, requestId, new Date().toISOString())))
   })

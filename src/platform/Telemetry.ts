@@ -1,8 +1,10 @@
+import type { IntervalHistogram } from "node:perf_hooks"
+import { monitorEventLoopDelay, performance } from "node:perf_hooks"
+
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { monitorEventLoopDelay, performance } from "node:perf_hooks"
-import type { IntervalHistogram } from "node:perf_hooks"
+import type { MetricPair } from "effect"
 import {
   Cause,
   Effect,
@@ -19,9 +21,9 @@ import {
   Option,
   Redacted
 } from "effect"
-import type { MetricPair } from "effect"
-import { AppConfig } from "./Config.js"
+
 import type { AppConfigShape, LogFormat } from "./Config.js"
+import { AppConfig } from "./Config.js"
 
 // ---------------------------------------------------------------------------------------------
 // Redaction
@@ -57,7 +59,9 @@ const redactValue = (value: unknown, ancestors: WeakSet<object>, depth: number):
     const entry = (key: string, v: unknown) => (isSecretKey(key) ? MASK : next(v))
     if (Array.isArray(value)) return value.map(next)
     if (Option.isOption(value)) {
-      return Option.isSome(value) ? { _id: "Option", _tag: "Some", value: next(value.value) } : { _id: "Option", _tag: "None" }
+      return Option.isSome(value)
+        ? { _id: "Option", _tag: "Some", value: next(value.value) }
+        : { _id: "Option", _tag: "None" }
     }
     if (value instanceof Map) {
       const out: Record<string, unknown> = {}
@@ -136,7 +140,11 @@ export const makeJsonLogger = (write: (line: string) => void): Logger.Logger<unk
     try {
       line = JSON.stringify(entry, jsonReplacer)
     } catch {
-      line = JSON.stringify({ timestamp: entry["timestamp"], level: entry["level"], message: "[unserializable log entry]" })
+      line = JSON.stringify({
+        timestamp: entry["timestamp"],
+        level: entry["level"],
+        message: "[unserializable log entry]"
+      })
     }
     write(line)
   }))
@@ -305,7 +313,11 @@ const samplesOf = (pair: MetricPair.MetricPair.Untyped): Array<Sample> => {
     // Effect's buckets are already cumulative and end with +Inf (MetricBoundaries appends it).
     const buckets: Array<Sample> = state.buckets
       .filter(([bound]) => bound !== Infinity)
-      .map(([bound, count]) => ({ suffix: "_bucket", labels: [...labels, ["le", formatBound(bound)] as const], value: count }))
+      .map(([bound, count]) => ({
+        suffix: "_bucket",
+        labels: [...labels, ["le", formatBound(bound)] as const],
+        value: count
+      }))
     buckets.push({ suffix: "_bucket", labels: [...labels, ["le", "+Inf"] as const], value: state.count })
     return [
       ...buckets,
@@ -388,9 +400,17 @@ const processFamilies = (): Array<Family> => {
     },
     gauge("process_resident_memory_bytes", "Resident memory size in bytes", memory.rss),
     gauge("process_heap_bytes", "V8 heap in use in bytes", memory.heapUsed),
-    gauge("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds", processStartTimeSeconds),
+    gauge(
+      "process_start_time_seconds",
+      "Start time of the process since the Unix epoch in seconds",
+      processStartTimeSeconds
+    ),
     gauge("process_uptime_seconds", "Time since the process started in seconds", process.uptime()),
-    gauge("nodejs_eventloop_lag_seconds", "Mean event loop lag since the previous scrape in seconds", eventLoopLagSeconds())
+    gauge(
+      "nodejs_eventloop_lag_seconds",
+      "Mean event loop lag since the previous scrape in seconds",
+      eventLoopLagSeconds()
+    )
   ]
 }
 

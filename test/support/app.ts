@@ -1,5 +1,6 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
+
 import { HttpAppLive, PrepareToServe } from "../../src/App.js"
 import { makeChatkitClient } from "../../src/client/Client.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
@@ -15,7 +16,8 @@ export { testRedisUrl } from "./redis.js"
 const RequireTestRedis = Layer.effectDiscard(
   Effect.flatMap(OptionalRedis, (redis) =>
     Option.isSome(testRedisUrl) && Option.isSome(redis)
-      ? Effect.orDieWith(redis.value.ping("2 seconds"), (e) => new Error(`TEST_REDIS_URL is set but Redis does not answer: ${e.message}`))
+      ? Effect.orDieWith(redis.value.ping("2 seconds"), (e) =>
+        new Error(`TEST_REDIS_URL is set but Redis does not answer: ${e.message}`))
       : Effect.void)
 )
 

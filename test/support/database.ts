@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto"
+
 import { SqlClient } from "@effect/sql"
 import { Clock, Effect, Layer, Option, Redacted } from "effect"
+
 import { testConfig } from "../../src/platform/Config.js"
 import { layerEmbedded, layerPostgres } from "../../src/platform/Database.js"
 
@@ -23,8 +25,7 @@ export const LiveClock = Layer.setClock(Clock.make())
 const dropSchemaAtEnd = (schema: string) =>
   Layer.scopedDiscard(
     Effect.flatMap(SqlClient.SqlClient, (sql) =>
-      Effect.addFinalizer(() => Effect.ignore(sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`))
-    )
+      Effect.addFinalizer(() => Effect.ignore(sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`)))
   )
 
 /**

@@ -1,4 +1,5 @@
 import * as net from "node:net"
+
 import { Effect } from "effect"
 
 /** A loopback port that was free a moment ago (the OS picks it). */
@@ -21,7 +22,9 @@ export const stalledServer = Effect.acquireRelease(
     })
     server.listen(0, "127.0.0.1", () => {
       const address = server.address()
-      resume(Effect.succeed({ server, sockets, port: typeof address === "object" && address !== null ? address.port : 0 }))
+      resume(
+        Effect.succeed({ server, sockets, port: typeof address === "object" && address !== null ? address.port : 0 })
+      )
     })
   }),
   ({ server, sockets }) =>

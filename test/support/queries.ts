@@ -1,4 +1,5 @@
 import { Effect, Metric } from "effect"
+
 import { dbQueriesTotal } from "../../src/platform/Metrics.js"
 
 /**

@@ -1,4 +1,5 @@
 import { Context, Effect, Layer, Logger, Option, Redacted } from "effect"
+
 import { Redis } from "../../src/platform/Redis.js"
 
 /** CI's real Redis when TEST_REDIS_URL is set; the suites then must not skip. */

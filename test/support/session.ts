@@ -1,6 +1,8 @@
 import { randomBytes, randomInt } from "node:crypto"
+
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Effect, Layer, Option, Redacted } from "effect"
+
 import { ChatkitApi } from "../../src/api/Api.js"
 import { AuditLog } from "../../src/features/audit/AuditLog.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
@@ -111,7 +113,10 @@ export const seedUser = (name: string, options: SeedOptions = {}) =>
 
 /** Logs in through POST /auth/login, from `options.ip` or a fresh address. */
 export const login = (email: string, password = PASSWORD, options: RequestOptions = {}) =>
-  Effect.flatMap(clientAs(undefined, options), (client) => client.auth.login({ payload: { email, password: Redacted.make(password) } }))
+  Effect.flatMap(
+    clientAs(undefined, options),
+    (client) => client.auth.login({ payload: { email, password: Redacted.make(password) } })
+  )
 
 /**
  * A seeded user, logged in: its row, tokens (and the access `token` alone) and a client acting as it.

@@ -1,5 +1,6 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Option } from "effect"
+
 import { CurrentUser } from "../../api/Security.js"
 import { RequestInfo } from "../../platform/Http.js"
 import { redact } from "../../platform/Telemetry.js"

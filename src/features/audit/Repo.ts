@@ -1,5 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+
 import type { PageRequest } from "../../api/schemas.js"
 import type { AuditEntry } from "../../domain/Audit.js"
 

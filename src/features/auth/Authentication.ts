@@ -1,4 +1,5 @@
 import { Effect, Layer, Option } from "effect"
+
 import { Authentication, LoginRateLimit, RefreshRateLimit } from "../../api/Security.js"
 import { AppConfig } from "../../platform/Config.js"
 import { RequestInfo } from "../../platform/Http.js"
@@ -23,7 +24,9 @@ export const AuthenticationLive = Layer.effect(
       bearer: (token) =>
         Effect.gen(function*() {
           const userId = yield* tokens.verify(token).pipe(
-            Effect.tapError((e) => Effect.logDebug("access token refused").pipe(Effect.annotateLogs({ reason: e.reason }))),
+            Effect.tapError((e) =>
+              Effect.logDebug("access token refused").pipe(Effect.annotateLogs({ reason: e.reason }))
+            ),
             Effect.mapError(toUnauthorized)
           )
           const found = yield* users.findActive(userId).pipe(

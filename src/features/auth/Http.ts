@@ -1,5 +1,6 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
+
 import { ChatkitApi } from "../../api/Api.js"
 import { CurrentUser } from "../../api/Security.js"
 import { AuthService } from "./Service.js"

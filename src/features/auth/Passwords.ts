@@ -1,5 +1,6 @@
 import { pbkdf2, timingSafeEqual } from "node:crypto"
 import { promisify } from "node:util"
+
 import { Algorithm, hash as argon2Hash, verify as argon2Verify } from "@node-rs/argon2"
 import { Effect, Layer, Redacted } from "effect"
 

@@ -1,7 +1,9 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto"
+
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Redacted } from "effect"
+
 import { Unauthorized } from "../../api/errors.js"
 import type { UserId } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
@@ -66,7 +68,9 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
       Effect.gen(function*() {
         const info = yield* Effect.serviceOption(RequestInfo)
         const token = Redacted.make(randomBytes(TOKEN_BYTES).toString("base64url"))
-        const rows = yield* sql<{ id: number }>`INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, ip, user_agent)
+        const rows = yield* sql<
+          { id: number }
+        >`INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, ip, user_agent)
           VALUES (${userId}, ${familyId}, ${hashOf(token)}, now() + make_interval(days => ${ttlDays}),
                   ${Option.getOrNull(Option.map(info, (i) => i.ip))},
                   ${Option.getOrNull(Option.flatMap(info, (i) => Option.fromNullable(i.userAgent)))})
@@ -97,7 +101,9 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
      * transaction commits before the 401 is returned. Do not call this inside another transaction:
      * the failure of the outer one would roll the revocation back.
      */
-    const rotate = (presented: Redacted.Redacted<string>): Effect.Effect<RotatedRefreshToken, Unauthorized | SqlError> =>
+    const rotate = (
+      presented: Redacted.Redacted<string>
+    ): Effect.Effect<RotatedRefreshToken, Unauthorized | SqlError> =>
       Effect.gen(function*() {
         const tokenHash = hashOf(presented)
         const outcome = yield* sql.withTransaction(
@@ -117,7 +123,12 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
                 resourceType: "refresh_token_family",
                 resourceId: row.family_id,
                 userId: row.user_id,
-                changes: { family_id: row.family_id, revoked_count: revoked, was_used: row.used, was_revoked: row.revoked }
+                changes: {
+                  family_id: row.family_id,
+                  revoked_count: revoked,
+                  was_used: row.used,
+                  was_revoked: row.revoked
+                }
               })
               return { _tag: "Reused", userId: row.user_id, familyId: row.family_id, revoked } as Rotation
             }
@@ -133,7 +144,11 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
             return outcome.next
           case "Reused":
             yield* Effect.logWarning("refresh token reuse detected; family revoked").pipe(
-              Effect.annotateLogs({ user_id: outcome.userId, family_id: outcome.familyId, revoked_count: outcome.revoked })
+              Effect.annotateLogs({
+                user_id: outcome.userId,
+                family_id: outcome.familyId,
+                revoked_count: outcome.revoked
+              })
             )
             return yield* invalidRefreshToken()
           case "Invalid":
@@ -147,7 +162,10 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
      */
     const revokeFamilyOf = (
       presented: Redacted.Redacted<string>
-    ): Effect.Effect<Option.Option<{ readonly userId: UserId; readonly familyId: string; readonly revoked: number }>, SqlError> =>
+    ): Effect.Effect<
+      Option.Option<{ readonly userId: UserId; readonly familyId: string; readonly revoked: number }>,
+      SqlError
+    > =>
       Effect.gen(function*() {
         const rows = yield* sql<{ user_id: number; family_id: string }>`SELECT user_id, family_id FROM refresh_tokens
           WHERE token_hash = ${hashOf(presented)}`
@@ -169,7 +187,9 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
         RETURNING (used_at IS NULL AND expires_at > now()) AS live`.pipe(
         Effect.map((rows) => rows.filter((row) => row.live).length),
         Effect.tap((count) =>
-          Effect.logInfo("refresh tokens revoked").pipe(Effect.annotateLogs({ user_id: userId, reason, revoked_count: count }))
+          Effect.logInfo("refresh tokens revoked").pipe(
+            Effect.annotateLogs({ user_id: userId, reason, revoked_count: count })
+          )
         ),
         Effect.withSpan("RefreshTokens.revokeAllForUser", { attributes: { reason } })
       )

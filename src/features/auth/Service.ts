@@ -1,10 +1,12 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Redacted } from "effect"
+
 import type { TokenPair } from "../../api/AuthApi.js"
 import { type RateLimited, Unauthorized } from "../../api/errors.js"
 import { CurrentUser } from "../../api/Security.js"
 import type { User, UserId } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 import { RateLimiter, rateLimitRules } from "../../platform/RateLimiter.js"
 import { AuditLog } from "../audit/AuditLog.js"
 import { toUser, UsersRepo } from "../users/Repo.js"
@@ -12,7 +14,6 @@ import { UserLookup } from "../users/UserLookup.js"
 import { Passwords } from "./Passwords.js"
 import { type IssuedRefreshToken, RefreshTokens } from "./RefreshTokens.js"
 import { AccessTokens, type SignedAccessToken } from "./Tokens.js"
-import { orDieOnSqlError } from "../../platform/Database.js"
 
 /** The same body for an unknown email and a wrong password. */
 const badCredentials = () => new Unauthorized({ detail: "The email or password is incorrect" })
@@ -45,13 +46,22 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
     const rules = rateLimitRules(yield* AppConfig)
 
     const loginFailed = (email: string, userId: UserId | null, reason: "unknown_email" | "wrong_password") =>
-      audit.record({ action: "auth.login.failed", resourceType: "user", resourceId: userId, userId, changes: { email, reason } })
+      audit.record({
+        action: "auth.login.failed",
+        resourceType: "user",
+        resourceId: userId,
+        userId,
+        changes: { email, reason }
+      })
 
     /**
      * `email` is already lower-cased by its schema (and again by the repo). An unknown email costs
      * one dummy argon2 verification and one audit insert, exactly like a wrong password.
      */
-    const login = (email: string, password: Redacted.Redacted<string>): Effect.Effect<typeof TokenPair.Type, Unauthorized | RateLimited> =>
+    const login = (
+      email: string,
+      password: Redacted.Redacted<string>
+    ): Effect.Effect<typeof TokenPair.Type, Unauthorized | RateLimited> =>
       Effect.gen(function*() {
         // the per-IP limit is counted by the endpoint's LoginRateLimit middleware; both count every
         // attempt (the limiter stores an email only as a digest)
@@ -90,7 +100,9 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
       }).pipe(orDieOnSqlError, Effect.withSpan("AuthService.login"))
 
     /** Consumes the refresh token and answers the next pair of its family. */
-    const refresh = (presented: Redacted.Redacted<string>): Effect.Effect<typeof TokenPair.Type, Unauthorized | RateLimited> =>
+    const refresh = (
+      presented: Redacted.Redacted<string>
+    ): Effect.Effect<typeof TokenPair.Type, Unauthorized | RateLimited> =>
       Effect.gen(function*() {
         // the per-IP limit is counted by the endpoint's RefreshRateLimit middleware
         const next = yield* refreshTokens.rotate(presented)
@@ -147,7 +159,9 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
       Effect.gen(function*() {
         const user = yield* CurrentUser
         const row = yield* repo.findLiveById(user.id)
-        if (Option.isNone(row)) return yield* new Unauthorized({ detail: "The access token is missing, invalid or expired" })
+        if (Option.isNone(row)) {
+          return yield* new Unauthorized({ detail: "The access token is missing, invalid or expired" })
+        }
         // a stolen access token must not become a password oracle: the account's login limit counts these checks too
         yield* limiter.consume(rules.loginEmail, row.value.email)
         const check = yield* passwords.verify(current, row.value.password_hash)

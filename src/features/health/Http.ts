@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from "node:crypto"
+
 import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { Effect, Option, Redacted } from "effect"
+
 import { ChatkitApi } from "../../api/Api.js"
 import { Unauthorized } from "../../api/errors.js"
 import { AppConfig } from "../../platform/Config.js"
@@ -23,7 +25,10 @@ export const OperationsLive = HttpApiBuilder.group(ChatkitApi, "operations", (ha
       .handle("metrics", () =>
         Effect.gen(function*() {
           const request = yield* HttpServerRequest.HttpServerRequest
-          if (Option.isSome(config.metricsToken) && !bearerMatches(request.headers.authorization, config.metricsToken.value)) {
+          if (
+            Option.isSome(config.metricsToken) &&
+            !bearerMatches(request.headers.authorization, config.metricsToken.value)
+          ) {
             return yield* new Unauthorized({ detail: "This endpoint requires the metrics bearer token" })
           }
           return yield* prometheusText

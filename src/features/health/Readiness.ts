@@ -1,6 +1,7 @@
 import { HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Option } from "effect"
+
 import type { DependencyCheck, Readiness } from "../../api/OperationsApi.js"
 import { OptionalRedis } from "../../platform/Redis.js"
 
@@ -13,7 +14,11 @@ const timed = <E, R>(check: Effect.Effect<unknown, E, R>): Effect.Effect<typeof 
     Effect.timed,
     Effect.map(([duration]) => ({ status: "ok" as const, latency_ms: round(duration) })),
     Effect.catchAll((error) =>
-      Effect.succeed({ status: "error" as const, latency_ms: 0, error: typeof error === "string" ? error : "unreachable" })
+      Effect.succeed({
+        status: "error" as const,
+        latency_ms: 0,
+        error: typeof error === "string" ? error : "unreachable"
+      })
     )
   )
 
@@ -26,7 +31,10 @@ export class ReadinessChecks extends Effect.Service<ReadinessChecks>()("chatkit/
     const redis = yield* OptionalRedis
     const run = Effect.gen(function*() {
       const [database, redisCheck] = yield* Effect.all(
-        [timed(sql`SELECT 1`), Option.match(redis, { onNone: () => Effect.succeed(undefined), onSome: (r) => timed(r.ping()) })],
+        [
+          timed(sql`SELECT 1`),
+          Option.match(redis, { onNone: () => Effect.succeed(undefined), onSome: (r) => timed(r.ping()) })
+        ],
         { concurrency: "unbounded" }
       )
       const checks = { database, ...(redisCheck === undefined ? {} : { redis: redisCheck }) }

@@ -1,5 +1,6 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
+
 import { ChatkitApi } from "../../api/Api.js"
 import { pageRequest } from "../../api/schemas.js"
 import { renderedJsonResponse } from "../../platform/Http.js"
@@ -15,7 +16,8 @@ export const ModelsLive = HttpApiBuilder.group(ChatkitApi, "models", (handlers) 
       .handle("list", ({ urlParams }) => models.listJson(pageRequest(urlParams)).pipe(Effect.map(renderedJsonResponse)))
       .handle("adminList", ({ urlParams }) =>
         models.listJson(pageRequest(urlParams)).pipe(Effect.map(renderedJsonResponse), adminOnly))
-      .handle("create", ({ payload }) => models.create(payload).pipe(adminOnly))
+      .handle("create", ({ payload }) =>
+        models.create(payload).pipe(adminOnly))
       .handle("update", ({ path, payload }) => models.update(path.id, payload).pipe(adminOnly))
       .handle("delete", ({ path }) => models.delete(path.id).pipe(adminOnly))
   }))

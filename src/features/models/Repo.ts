@@ -1,10 +1,12 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
+
 import { Conflict } from "../../api/errors.js"
 import type { Model, ModelId } from "../../domain/Model.js"
-import { type CountedPageRows, countedPage, isUniqueViolation } from "../../platform/Database.js"
+import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
 
-const COLUMNS = "id, name, display_name, description, provider_id, provider_slug, supports_reasoning, supports_streaming, " +
+const COLUMNS =
+  "id, name, display_name, description, provider_id, provider_slug, supports_reasoning, supports_streaming, " +
   "created_at, updated_at"
 
 export interface NewModel {
@@ -42,28 +44,36 @@ export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo
           SELECT ${sql.literal(COLUMNS)} FROM models ORDER BY display_name, id LIMIT ${limit} OFFSET ${offset}
         ) m ON true
         ORDER BY m.display_name, m.id`.pipe(
-          Effect.map(countedPage<Model>("id")),
-          Effect.withSpan("ModelsRepo.list")
-        )
+        Effect.map(countedPage<Model>("id")),
+        Effect.withSpan("ModelsRepo.list")
+      )
 
     const lock = (id: ModelId) =>
       sql<Model>`SELECT ${sql.literal(COLUMNS)} FROM models WHERE id = ${id} FOR UPDATE`.pipe(Effect.map(first))
 
     const insert = (model: NewModel) =>
       sql<Model>`INSERT INTO models ${sql.insert({ ...model })} RETURNING ${sql.literal(COLUMNS)}`.pipe(
-        Effect.flatMap((rows) => Option.match(first(rows), { onNone: () => Effect.dieMessage("INSERT returned no row"), onSome: Effect.succeed })),
+        Effect.flatMap((rows) =>
+          Option.match(first(rows), {
+            onNone: () => Effect.dieMessage("INSERT returned no row"),
+            onSome: Effect.succeed
+          })
+        ),
         Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(model.name)))
       )
 
     const update = (id: ModelId, changes: ModelChanges) => {
       const assignments = [
-        ...Object.entries(changes).filter(([, v]) => v !== undefined).map(([column, v]) => sql`${sql(column)} = ${v as string}`),
+        ...Object.entries(changes).filter(([, v]) => v !== undefined).map(([column, v]) =>
+          sql`${sql(column)} = ${v as string}`
+        ),
         sql`updated_at = now()`
       ]
-      return sql<Model>`UPDATE models SET ${sql.csv(assignments)} WHERE id = ${id} RETURNING ${sql.literal(COLUMNS)}`.pipe(
-        Effect.map(first),
-        Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(changes.name ?? "")))
-      )
+      return sql<Model>`UPDATE models SET ${sql.csv(assignments)} WHERE id = ${id} RETURNING ${sql.literal(COLUMNS)}`
+        .pipe(
+          Effect.map(first),
+          Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(changes.name ?? "")))
+        )
     }
 
     const remove = (id: ModelId) =>

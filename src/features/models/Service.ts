@@ -1,12 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
+
 import { type Conflict, NotFound } from "../../api/errors.js"
 import { Page, type PageRequest, toPage } from "../../api/schemas.js"
 import { Model, type ModelId } from "../../domain/Model.js"
 import { Cache, getOrRenderJson } from "../../platform/Cache.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"
 import { type ModelChanges, ModelsRepo, type NewModel } from "./Repo.js"
-import { orDieOnSqlError } from "../../platform/Database.js"
 
 /** Every cached page of the catalog lives under this prefix; any write invalidates all of them. */
 export const MODELS_CACHE_PREFIX = "models"
@@ -26,7 +27,6 @@ export interface CreateModelInput {
 }
 
 export type UpdateModelInput = { readonly [K in keyof CreateModelInput]?: CreateModelInput[K] | undefined }
-
 
 const notFound = (id: ModelId) => new NotFound({ detail: `Model ${id} does not exist` })
 
@@ -58,7 +58,10 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
         pageKey(page),
         ModelPage,
         Effect.map(repo.list(page.pageSize, page.offset), ({ items, total }) => toPage(page, items, total))
-      ).pipe(orDieOnSqlError, Effect.withSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } }))
+      ).pipe(
+        orDieOnSqlError,
+        Effect.withSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } })
+      )
 
     /** Runs `write` in a transaction and, once it has committed, drops every cached page. */
     const mutate = <A, E, R>(write: Effect.Effect<A, E, R>) =>
@@ -77,7 +80,12 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
             supports_streaming: input.supports_streaming ?? true
           }
           const model = yield* repo.insert(fields)
-          yield* audit.record({ action: "model.create", resourceType: "model", resourceId: model.id, changes: diffChanges({}, { ...fields }) })
+          yield* audit.record({
+            action: "model.create",
+            resourceType: "model",
+            resourceId: model.id,
+            changes: diffChanges({}, { ...fields })
+          })
           return model
         })
       ).pipe(orDieOnSqlError, Effect.withSpan("ModelsService.create"))
@@ -120,4 +128,3 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
   }),
   dependencies: [ModelsRepo.Default]
 }) {}
-

@@ -1,5 +1,6 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
+
 import { ChatkitApi } from "../../api/Api.js"
 import { adminOnly } from "../auth/Policy.js"
 import { SettingsService } from "./Service.js"

@@ -1,5 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
+
 import type { AppearanceSettings } from "../../domain/Settings.js"
 import { ProviderKind } from "../../domain/Settings.js"
 
@@ -36,7 +37,8 @@ export interface AppSettingsChanges {
 
 export type AppearanceChanges = { readonly [K in keyof AppearanceSettings]?: AppearanceSettings[K] | undefined }
 
-const COLUMNS = "thread_title_prompt, thread_title_model, default_model, model_providers, color_scheme, accent_color, " +
+const COLUMNS =
+  "thread_title_prompt, thread_title_model, default_model, model_providers, color_scheme, accent_color, " +
   "radius_style, greeting, placeholder, disclaimer, updated_at"
 
 const APPEARANCE_COLUMNS = "color_scheme, accent_color, radius_style, greeting, placeholder, disclaimer"
@@ -61,16 +63,21 @@ export class SettingsRepo extends Effect.Service<SettingsRepo>()("chatkit/Settin
     )
 
     /** The row, locked until the transaction ends (a PATCH reads, merges and writes under it). */
-    const lock = sql<Record<string, unknown>>`SELECT ${sql.literal(COLUMNS)} FROM app_settings WHERE id = 1 FOR UPDATE`.pipe(
-      Effect.flatMap(decodeRow)
-    )
-
-    const loadAppearance = sql<AppearanceSettings>`SELECT ${sql.literal(APPEARANCE_COLUMNS)} FROM app_settings WHERE id = 1`
+    const lock = sql<Record<string, unknown>>`SELECT ${sql.literal(COLUMNS)} FROM app_settings WHERE id = 1 FOR UPDATE`
       .pipe(
-        Effect.flatMap((rows) => Option.match(Option.fromNullable(rows[0]), {
-          onNone: () => Effect.dieMessage("app_settings has no row: run the migrations"),
-          onSome: (row) => Effect.succeed<AppearanceSettings>(row)
-        })),
+        Effect.flatMap(decodeRow)
+      )
+
+    const loadAppearance = sql<AppearanceSettings>`SELECT ${
+      sql.literal(APPEARANCE_COLUMNS)
+    } FROM app_settings WHERE id = 1`
+      .pipe(
+        Effect.flatMap((rows) =>
+          Option.match(Option.fromNullable(rows[0]), {
+            onNone: () => Effect.dieMessage("app_settings has no row: run the migrations"),
+            onSome: (row) => Effect.succeed<AppearanceSettings>(row)
+          })
+        ),
         Effect.withSpan("SettingsRepo.loadAppearance")
       )
 
@@ -78,7 +85,9 @@ export class SettingsRepo extends Effect.Service<SettingsRepo>()("chatkit/Settin
     const updateApp = (changes: AppSettingsChanges) => {
       const { model_providers, ...plain } = changes
       const assignments = [
-        ...Object.entries(plain).filter(([, v]) => v !== undefined).map(([column, v]) => sql`${sql(column)} = ${v as string}`),
+        ...Object.entries(plain).filter(([, v]) => v !== undefined).map(([column, v]) =>
+          sql`${sql(column)} = ${v as string}`
+        ),
         ...(model_providers === undefined ? [] : [sql`model_providers = ${JSON.stringify(model_providers)}::jsonb`]),
         sql`updated_at = now()`
       ]
@@ -91,11 +100,13 @@ export class SettingsRepo extends Effect.Service<SettingsRepo>()("chatkit/Settin
       const set = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined))
       return sql<AppearanceSettings>`UPDATE app_settings SET ${sql.update(set)} WHERE id = 1
         RETURNING ${sql.literal(APPEARANCE_COLUMNS)}`.pipe(
-          Effect.flatMap((rows) => Option.match(Option.fromNullable(rows[0]), {
+        Effect.flatMap((rows) =>
+          Option.match(Option.fromNullable(rows[0]), {
             onNone: () => Effect.dieMessage("app_settings has no row: run the migrations"),
             onSome: (row) => Effect.succeed<AppearanceSettings>(row)
-          }))
+          })
         )
+      )
     }
 
     return { load, lock, loadAppearance, updateApp, updateAppearance } as const

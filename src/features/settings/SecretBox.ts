@@ -1,5 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto"
+
 import { Data, Effect, Either, Option, Redacted } from "effect"
+
 import { AppConfig } from "../../platform/Config.js"
 
 /**
@@ -32,7 +34,9 @@ export class SecretBoxError extends Data.TaggedError("SecretBoxError")<{ readonl
 
 /** The 32-byte AES key of a secret, and its id. */
 export const deriveKey = (secret: string): DerivedKey => {
-  const key = Buffer.from(hkdfSync("sha256", Buffer.from(secret, "utf8"), "chatkit/app-settings", "aes-256-gcm key v1", 32))
+  const key = Buffer.from(
+    hkdfSync("sha256", Buffer.from(secret, "utf8"), "chatkit/app-settings", "aes-256-gcm key v1", 32)
+  )
   return { id: createHash("sha256").update(key).digest("hex").slice(0, 8), key }
 }
 
@@ -63,12 +67,20 @@ export const makeSecretBox = (primary: string, previous: ReadonlyArray<string> =
       cipher.setAAD(AAD)
       const ciphertext = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()])
       const tag = cipher.getAuthTag()
-      const parts = [VERSION, current.id, nonce.toString("base64url"), ciphertext.toString("base64url"), tag.toString("base64url")]
+      const parts = [
+        VERSION,
+        current.id,
+        nonce.toString("base64url"),
+        ciphertext.toString("base64url"),
+        tag.toString("base64url")
+      ]
       return { sealed: parts.join("."), keyId: current.id }
     },
     open: (sealed) => {
       const parts = sealed.split(".")
-      if (parts.length !== 5 || parts[0] !== VERSION) return Either.left(new SecretBoxError({ reason: "not a sealed value" }))
+      if (parts.length !== 5 || parts[0] !== VERSION) {
+        return Either.left(new SecretBoxError({ reason: "not a sealed value" }))
+      }
       const [, keyId = "", nonceText = "", ciphertextText = "", tagText = ""] = parts
       const key = keys.get(keyId)
       if (key === undefined) return Either.left(new SecretBoxError({ reason: `key ${keyId} is not configured` }))

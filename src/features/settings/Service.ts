@@ -1,18 +1,15 @@
 import { randomUUID } from "node:crypto"
+
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, Option, Redacted } from "effect"
+
 import { type FieldIssue, ValidationError } from "../../api/errors.js"
-import {
-  AppearanceSettings,
-  AppSettings,
-  type ModelProvider,
-  type ModelProviderInput
-} from "../../domain/Settings.js"
+import { AppearanceSettings, AppSettings, type ModelProvider, type ModelProviderInput } from "../../domain/Settings.js"
 import { Cache } from "../../platform/Cache.js"
-import { AuditLog, diffChanges } from "../audit/AuditLog.js"
-import { type AppearanceChanges, type SettingsRow, SettingsRepo, type StoredProvider } from "./Repo.js"
-import { apiKeyHint, SecretBox } from "./SecretBox.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
+import { AuditLog, diffChanges } from "../audit/AuditLog.js"
+import { type AppearanceChanges, SettingsRepo, type SettingsRow, type StoredProvider } from "./Repo.js"
+import { apiKeyHint, SecretBox } from "./SecretBox.js"
 
 /** Cache keys; each is its own cache name in `cache_requests_total`. */
 export const APP_SETTINGS_CACHE_KEY = "app_settings"
@@ -24,7 +21,6 @@ export interface UpdateAppSettingsInput {
   readonly default_model?: string | undefined
   readonly model_providers?: ReadonlyArray<ModelProviderInput> | undefined
 }
-
 
 const toProvider = (stored: StoredProvider): ModelProvider => ({
   id: stored.id,
@@ -64,10 +60,11 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
     const audit = yield* AuditLog
     const box = yield* SecretBox
 
-    const getAppSettings = cache.getOrLoad(APP_SETTINGS_CACHE_KEY, AppSettings, Effect.map(repo.load, toAppSettings)).pipe(
-      orDieOnSqlError,
-      Effect.withSpan("SettingsService.getAppSettings")
-    )
+    const getAppSettings = cache.getOrLoad(APP_SETTINGS_CACHE_KEY, AppSettings, Effect.map(repo.load, toAppSettings))
+      .pipe(
+        orDieOnSqlError,
+        Effect.withSpan("SettingsService.getAppSettings")
+      )
 
     const getAppearance = cache.getOrLoad(APPEARANCE_CACHE_KEY, AppearanceSettings, repo.loadAppearance).pipe(
       orDieOnSqlError,
@@ -81,7 +78,10 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
     const mergeProviders = (
       stored: ReadonlyArray<StoredProvider>,
       inputs: ReadonlyArray<ModelProviderInput>
-    ): Either.Either<{ readonly list: ReadonlyArray<StoredProvider>; readonly keysChanged: ReadonlyArray<string> }, ValidationError> => {
+    ): Either.Either<
+      { readonly list: ReadonlyArray<StoredProvider>; readonly keysChanged: ReadonlyArray<string> },
+      ValidationError
+    > => {
       const issues: Array<FieldIssue> = []
       const byId = new Map(stored.map((p) => [p.id, p]))
       const seen = new Set<string>()
@@ -155,7 +155,12 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
               ...changedPlain,
               ...(merged === undefined ? {} : { model_providers: merged.list })
             })
-            yield* audit.record({ action: "app_settings.update", resourceType: "app_settings", resourceId: 1, changes: diff })
+            yield* audit.record({
+              action: "app_settings.update",
+              resourceType: "app_settings",
+              resourceId: 1,
+              changes: diff
+            })
             return { row: after, changed: true }
           })
         )
@@ -181,7 +186,9 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
               }
               return { row: current, changed: false }
             }
-            const after = yield* repo.updateAppearance(Object.fromEntries(Object.entries(input).filter(([key]) => key in diff)))
+            const after = yield* repo.updateAppearance(
+              Object.fromEntries(Object.entries(input).filter(([key]) => key in diff))
+            )
             yield* audit.record({
               action: "appearance_settings.update",
               resourceType: "appearance_settings",

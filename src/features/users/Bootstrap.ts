@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Data, Effect, Layer, Option, Redacted, Schema } from "effect"
+
 import { Email, Password } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"
@@ -47,7 +48,11 @@ export const createAdminIfAbsent = (input: {
   readonly email: string
   readonly password: Redacted.Redacted<string>
   readonly source: AdminSource
-}): Effect.Effect<Option.Option<UserRow>, AdminBootstrapError | SqlError, UsersRepo | AuditLog | Passwords | SqlClient.SqlClient> =>
+}): Effect.Effect<
+  Option.Option<UserRow>,
+  AdminBootstrapError | SqlError,
+  UsersRepo | AuditLog | Passwords | SqlClient.SqlClient
+> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const repo = yield* UsersRepo
@@ -96,7 +101,10 @@ export const BootstrapAdmin = Layer.effectDiscard(
     if (Option.isNone(config.adminEmail) || Option.isNone(config.adminPassword)) {
       return yield* Effect.logWarning("ADMIN_EMAIL and ADMIN_PASSWORD must be set together; no admin was bootstrapped")
     }
-    const credentials = yield* validateAdminCredentials(config.adminEmail.value, Redacted.value(config.adminPassword.value))
+    const credentials = yield* validateAdminCredentials(
+      config.adminEmail.value,
+      Redacted.value(config.adminPassword.value)
+    )
       .pipe(Effect.mapError((e) => new AdminBootstrapError({ reason: `ADMIN_EMAIL / ADMIN_PASSWORD: ${e.reason}` })))
     const created = yield* createAdminIfAbsent({ ...credentials, source: "bootstrap" })
     yield* Option.match(created, {

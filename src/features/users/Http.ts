@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto"
+
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Redacted } from "effect"
+
 import { ChatkitApi } from "../../api/Api.js"
 import { pageRequest } from "../../api/schemas.js"
 import { CurrentUser } from "../../api/Security.js"
@@ -24,9 +26,10 @@ export const UsersLive = HttpApiBuilder.group(ChatkitApi, "users", (handlers) =>
     const users = yield* UsersService
     return handlers
       .handle("list", ({ urlParams }) =>
-        users.list({ page: pageRequest(urlParams), q: urlParams.q, includeDeleted: urlParams.include_deleted ?? false }).pipe(
-          adminOnly
-        ))
+        users.list({ page: pageRequest(urlParams), q: urlParams.q, includeDeleted: urlParams.include_deleted ?? false })
+          .pipe(
+            adminOnly
+          ))
       .handle("create", ({ headers, payload }) =>
         CurrentUser.pipe(
           Effect.flatMap((caller) =>
@@ -43,8 +46,19 @@ export const UsersLive = HttpApiBuilder.group(ChatkitApi, "users", (handlers) =>
           ),
           adminOnly
         ))
-      .handle("get", ({ path }) => users.get(path.id).pipe(adminOnly))
-      .handle("update", ({ path, payload }) => CurrentUser.pipe(Effect.flatMap((caller) => users.update(path.id, payload, caller)), adminOnly))
-      .handle("delete", ({ path }) => CurrentUser.pipe(Effect.flatMap((caller) => users.delete(path.id, caller)), adminOnly))
+      .handle("get", ({ path }) =>
+        users.get(path.id).pipe(adminOnly))
+      .handle("update", ({ path, payload }) =>
+        CurrentUser.pipe(
+          Effect.flatMap((caller) =>
+            users.update(path.id, payload, caller)
+          ),
+          adminOnly
+        ))
+      .handle("delete", ({ path }) =>
+        CurrentUser.pipe(
+          Effect.flatMap((caller) => users.delete(path.id, caller)),
+          adminOnly
+        ))
       .handle("restore", ({ path }) => users.restore(path.id).pipe(adminOnly))
   }))

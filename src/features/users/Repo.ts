@@ -1,8 +1,9 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
+
 import { Conflict } from "../../api/errors.js"
 import type { AdminUser, User, UserId } from "../../domain/User.js"
-import { type CountedPageRows, countedPage, isUniqueViolation } from "../../platform/Database.js"
+import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
 
 /** A users row as stored; `password_hash` never leaves the server (see `toUser`). */
 export interface UserRow extends AdminUser {
@@ -60,7 +61,9 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
       )
 
     const findLiveByEmail = (email: string) =>
-      sql<UserRow>`SELECT ${sql.literal(COLUMNS)} FROM users WHERE email = ${email.toLowerCase()} AND deleted_at IS NULL`
+      sql<UserRow>`SELECT ${
+        sql.literal(COLUMNS)
+      } FROM users WHERE email = ${email.toLowerCase()} AND deleted_at IS NULL`
         .pipe(Effect.map(first))
 
     /** Locks the row until the transaction ends (self-demotion and delete checks). */
@@ -91,7 +94,11 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
         ...(query.includeDeleted ? [] : [sql`deleted_at IS NULL`]),
         ...(query.q === undefined || query.q === ""
           ? []
-          : [sql`(email ILIKE ${containsPattern(query.q)} ESCAPE '\\' OR display_name ILIKE ${containsPattern(query.q)} ESCAPE '\\')`])
+          : [
+            sql`(email ILIKE ${containsPattern(query.q)} ESCAPE '\\' OR display_name ILIKE ${
+              containsPattern(query.q)
+            } ESCAPE '\\')`
+          ])
       ]
       const where = sql.and(filters)
       return sql<CountedPageRows<UserRow>[number]>`
@@ -102,15 +109,17 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
           ORDER BY id LIMIT ${query.limit} OFFSET ${query.offset}
         ) u ON true
         ORDER BY u.id`.pipe(
-          Effect.map(countedPage<UserRow>("id")),
-          Effect.withSpan("UsersRepo.list")
-        )
+        Effect.map(countedPage<UserRow>("id")),
+        Effect.withSpan("UsersRepo.list")
+      )
     }
 
     /** Applies `changes` (and bumps updated_at) to a user that is not deleted; `None` otherwise. */
     const update = (id: UserId, changes: UserChanges) => {
       const set = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined))
-      return sql<UserRow>`UPDATE users SET ${Object.keys(set).length === 0 ? sql.literal("") : sql`${sql.update(set)}, `}updated_at = now()
+      return sql<UserRow>`UPDATE users SET ${
+        Object.keys(set).length === 0 ? sql.literal("") : sql`${sql.update(set)}, `
+      }updated_at = now()
         WHERE id = ${id} AND deleted_at IS NULL
         RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
     }
@@ -130,10 +139,12 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
       sql<UserRow>`UPDATE users SET deleted_at = NULL, updated_at = now()
         WHERE id = ${id} AND deleted_at IS NOT NULL
         RETURNING ${sql.literal(COLUMNS)}`.pipe(
-          Effect.map(first),
-          Effect.catchIf(isEmailTaken, () =>
-            Effect.fail(new Conflict({ detail: `The email of user ${id} now belongs to another user; delete that user first` })))
-        )
+        Effect.map(first),
+        Effect.catchIf(isEmailTaken, () =>
+          Effect.fail(
+            new Conflict({ detail: `The email of user ${id} now belongs to another user; delete that user first` })
+          ))
+      )
 
     return {
       findById,

@@ -1,14 +1,15 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, type Redacted } from "effect"
+
 import { Conflict, NotFound } from "../../api/errors.js"
 import { type PageRequest, toPage } from "../../api/schemas.js"
 import type { AdminUser, User, UserId } from "../../domain/User.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"
 import { Passwords } from "../auth/Passwords.js"
 import { RefreshTokens } from "../auth/RefreshTokens.js"
 import { toAdminUser, type UserChanges, type UserRow, UsersRepo } from "./Repo.js"
 import { UserLookup } from "./UserLookup.js"
-import { orDieOnSqlError } from "../../platform/Database.js"
 
 export interface CreateUserInput {
   /** already trimmed and lower-cased by the `Email` schema */
@@ -41,7 +42,6 @@ const notFound = (id: UserId) => new NotFound({ detail: `User ${id} does not exi
 /** What an admin may edit, as the diff sees it. */
 const editable = (row: UserRow) => ({ display_name: row.display_name, is_admin: row.is_admin })
 
-
 /**
  * Admin user management (API.md section 3). Every mutation commits together with its audit row;
  * the user's cached authentication record is invalidated after the commit, so a deleted or
@@ -61,7 +61,12 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
       sql.withTransaction(write).pipe(Effect.tap((row) => lookup.invalidate(row.id)))
 
     const list = (input: ListUsersInput) =>
-      repo.list({ q: input.q, includeDeleted: input.includeDeleted, limit: input.page.pageSize, offset: input.page.offset })
+      repo.list({
+        q: input.q,
+        includeDeleted: input.includeDeleted,
+        limit: input.page.pageSize,
+        offset: input.page.offset
+      })
         .pipe(
           Effect.map(({ items, total }) => toPage(input.page, items.map(toAdminUser), total)),
           orDieOnSqlError,
@@ -71,13 +76,19 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
     const get = (id: UserId): Effect.Effect<AdminUser, NotFound> =>
       repo.findById(id).pipe(
         orDieOnSqlError,
-        Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound(id)), onSome: (row) => Effect.succeed(toAdminUser(row)) })),
+        Effect.flatMap(
+          Option.match({ onNone: () => Effect.fail(notFound(id)), onSome: (row) => Effect.succeed(toAdminUser(row)) })
+        ),
         Effect.withSpan("UsersService.get", { attributes: { "user.id": id } })
       )
 
     const create = (input: CreateUserInput): Effect.Effect<AdminUser, Conflict> =>
       Effect.gen(function*() {
-        const fields = { email: input.email, display_name: input.display_name ?? null, is_admin: input.is_admin ?? false }
+        const fields = {
+          email: input.email,
+          display_name: input.display_name ?? null,
+          is_admin: input.is_admin ?? false
+        }
         const password_hash = yield* passwords.hash(input.password)
         const row = yield* mutate(
           Effect.gen(function*() {
@@ -154,7 +165,10 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
               action: "user.delete",
               resourceType: "user",
               resourceId: id,
-              changes: { ...diffChanges({ deleted_at: null }, { deleted_at: deleted.value.deleted_at }), sessions_revoked: revoked }
+              changes: {
+                ...diffChanges({ deleted_at: null }, { deleted_at: deleted.value.deleted_at }),
+                sessions_revoked: revoked
+              }
             })
             return deleted.value
           })
@@ -181,7 +195,11 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
           })
           return restored.value
         })
-      ).pipe(Effect.map(toAdminUser), orDieOnSqlError, Effect.withSpan("UsersService.restore", { attributes: { "user.id": id } }))
+      ).pipe(
+        Effect.map(toAdminUser),
+        orDieOnSqlError,
+        Effect.withSpan("UsersService.restore", { attributes: { "user.id": id } })
+      )
 
     return { list, get, create, update, delete: remove, restore } as const
   }),

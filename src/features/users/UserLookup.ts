@@ -1,4 +1,5 @@
 import { Duration, Effect, Option, Schema } from "effect"
+
 import { AdminUser, type UserId } from "../../domain/User.js"
 import { Cache } from "../../platform/Cache.js"
 import { toAdminUser, UsersRepo } from "./Repo.js"
@@ -21,9 +22,10 @@ export class UserLookup extends Effect.Service<UserLookup>()("chatkit/UserLookup
 
     /** The user if it exists and is not deleted. */
     const findActive = (id: UserId) =>
-      cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL).pipe(
-        Effect.withSpan("UserLookup.findActive")
-      )
+      cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL)
+        .pipe(
+          Effect.withSpan("UserLookup.findActive")
+        )
 
     // by prefix: unlike a plain delete, it also stops a read that overlaps the write from caching the old row
     const invalidate = (id: UserId) => cache.invalidatePrefix(cacheKey(id))

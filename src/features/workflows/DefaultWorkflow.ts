@@ -1,5 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option } from "effect"
+
 import { Cache } from "../../platform/Cache.js"
 import { AuditLog } from "../audit/AuditLog.js"
 import { WorkflowsRepo } from "./Repo.js"
@@ -33,14 +34,24 @@ export const ensureDefaultWorkflow = Effect.gen(function*() {
       })
       if (Option.isNone(inserted)) return Option.none<number>()
       const id = inserted.value.id
-      const definitionId = yield* repo.insertDefinition({ workflowId: id, version: 1, name: "initial", createdBy: null, graph: DEFAULT_GRAPH })
+      const definitionId = yield* repo.insertDefinition({
+        workflowId: id,
+        version: 1,
+        name: "initial",
+        createdBy: null,
+        graph: DEFAULT_GRAPH
+      })
       yield* repo.setActiveVersion(id, definitionId)
       yield* audit.record({
         action: "workflow.create",
         resourceType: "workflow",
         resourceId: id,
         userId: null,
-        changes: { slug: { from: null, to: DEFAULT_WORKFLOW_SLUG }, is_default: { from: null, to: true }, source: "bootstrap" }
+        changes: {
+          slug: { from: null, to: DEFAULT_WORKFLOW_SLUG },
+          is_default: { from: null, to: true },
+          source: "bootstrap"
+        }
       })
       return Option.some(id)
     })
@@ -52,8 +63,11 @@ export const ensureDefaultWorkflow = Effect.gen(function*() {
 
 /** At start, after the migrations: `ensureDefaultWorkflow`, logged. */
 export const BootstrapDefaultWorkflow = Layer.effectDiscard(
-  Effect.flatMap(ensureDefaultWorkflow, Option.match({
-    onNone: () => Effect.logDebug("a workflow exists; no default workflow created"),
-    onSome: (id) => Effect.logInfo("default workflow created").pipe(Effect.annotateLogs({ workflow_id: id }))
-  }))
+  Effect.flatMap(
+    ensureDefaultWorkflow,
+    Option.match({
+      onNone: () => Effect.logDebug("a workflow exists; no default workflow created"),
+      onSome: (id) => Effect.logInfo("default workflow created").pipe(Effect.annotateLogs({ workflow_id: id }))
+    })
+  )
 ).pipe(Layer.provide(Layer.mergeAll(WorkflowsRepo.Default, AuditLog.Default)))

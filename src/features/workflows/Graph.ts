@@ -36,14 +36,23 @@ export const validateGraph = (graph: Graph): ReadonlyArray<FieldIssue> => {
   const issues: Array<FieldIssue> = []
   const issue = (path: string, message: string) => issues.push({ path, message })
 
-  if (graph.nodes.length > MAX_NODES) issue("nodes", `a graph has at most ${MAX_NODES} nodes (got ${graph.nodes.length})`)
-  if (graph.edges.length > MAX_EDGES) issue("edges", `a graph has at most ${MAX_EDGES} edges (got ${graph.edges.length})`)
+  if (graph.nodes.length > MAX_NODES) {
+    issue("nodes", `a graph has at most ${MAX_NODES} nodes (got ${graph.nodes.length})`)
+  }
+  if (graph.edges.length > MAX_EDGES) {
+    issue("edges", `a graph has at most ${MAX_EDGES} edges (got ${graph.edges.length})`)
+  }
   if (issues.length > 0) return issues
   // every field of a decoded graph is bounded in depth (JsonObject), so serialising it is safe
   const bytes = graphBytes(graph)
   if (bytes === undefined) return [{ path: "graph", message: "must be plain JSON" }]
   if (bytes > MAX_GRAPH_BYTES) {
-    return [{ path: "graph", message: `a version's graph must be at most ${MAX_GRAPH_BYTES} bytes (${MAX_GRAPH_BYTES / 1024} KiB) serialised as JSON (got ${bytes})` }]
+    return [{
+      path: "graph",
+      message: `a version's graph must be at most ${MAX_GRAPH_BYTES} bytes (${
+        MAX_GRAPH_BYTES / 1024
+      } KiB) serialised as JSON (got ${bytes})`
+    }]
   }
 
   // slugs: unique; the first occurrence is the one edges and parents refer to
@@ -75,10 +84,15 @@ export const validateGraph = (graph: Graph): ReadonlyArray<FieldIssue> => {
     const target = nodeOf(edge.target)
     if (source === undefined) issue(`edges[${k}].source`, `no node has slug "${edge.source}"`)
     if (target === undefined) issue(`edges[${k}].target`, `no node has slug "${edge.target}"`)
-    if (target?.kind === "start") issue(`edges[${k}].target`, `the start node "${edge.target}" cannot have incoming edges`)
+    if (target?.kind === "start") {
+      issue(`edges[${k}].target`, `the start node "${edge.target}" cannot have incoming edges`)
+    }
     if (source?.kind === "end") issue(`edges[${k}].source`, `the end node "${edge.source}" cannot have outgoing edges`)
     if (edge.condition !== null && source !== undefined && source.kind !== "condition") {
-      issue(`edges[${k}].condition`, `only edges leaving a condition node may have a condition ("${edge.source}" is ${source.kind})`)
+      issue(
+        `edges[${k}].condition`,
+        `only edges leaving a condition node may have a condition ("${edge.source}" is ${source.kind})`
+      )
     }
   })
 

@@ -1,8 +1,9 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Option } from "effect"
+
 import { Conflict } from "../../api/errors.js"
 import type { Graph, GraphEdge, GraphNode, SharePermission, WorkflowShare } from "../../domain/Workflow.js"
-import { type CountedPageRows, countedPage, isUniqueViolation } from "../../platform/Database.js"
+import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
 
 /** A workflows row as stored. */
 export interface WorkflowRow {
@@ -52,9 +53,11 @@ export interface WorkflowChanges {
   readonly description?: string | null
 }
 
-const COLUMNS = "id, slug, display_name, description, owner_id, active_version_id, is_default, created_at, updated_at, deleted_at"
+const COLUMNS =
+  "id, slug, display_name, description, owner_id, active_version_id, is_default, created_at, updated_at, deleted_at"
 const W_COLUMNS = COLUMNS.split(", ").map((c) => `w.${c}`).join(", ")
-const D_COLUMNS = "d.id, d.workflow_id, d.version, d.name, d.created_by, d.created_at, (w.active_version_id = d.id) AS is_active"
+const D_COLUMNS =
+  "d.id, d.workflow_id, d.version, d.name, d.created_by, d.created_at, (w.active_version_id = d.id) AS is_active"
 
 /** a live workflow already has this slug */
 const isSlugTaken = isUniqueViolation("workflows_slug_live_key")
@@ -85,7 +88,11 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
                 WHERE s.workflow_id = w.id), '[]'::json) AS shared_with`
 
     /** One page ordered by id with the total, in one statement (the total even past the end). */
-    const listSummaries = (viewer: { readonly id: number; readonly is_admin: boolean }, limit: number, offset: number) =>
+    const listSummaries = (
+      viewer: { readonly id: number; readonly is_admin: boolean },
+      limit: number,
+      offset: number
+    ) =>
       sql<CountedPageRows<SummaryRow>[number]>`
         SELECT c.total, p.*
         FROM (SELECT count(*)::int AS total FROM workflows w WHERE ${visibleTo(viewer)}) c
@@ -96,9 +103,9 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
           ORDER BY w.id LIMIT ${limit} OFFSET ${offset}
         ) p ON true
         ORDER BY p.id`.pipe(
-          Effect.map(countedPage<SummaryRow>("id")),
-          Effect.withSpan("WorkflowsRepo.listSummaries")
-        )
+        Effect.map(countedPage<SummaryRow>("id")),
+        Effect.withSpan("WorkflowsRepo.listSummaries")
+      )
 
     const findSummary = (id: number) =>
       sql<SummaryRow>`SELECT ${summaryColumns}
@@ -136,9 +143,12 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         SET ${Object.keys(set).length === 0 ? sql.literal("") : sql`${sql.update(set)}, `}updated_at = now()
         WHERE id = ${id} AND deleted_at IS NULL
         RETURNING ${sql.literal(COLUMNS)}`.pipe(
-          Effect.map(first),
-          Effect.catchIf(isSlugTaken, () => Effect.fail(new Conflict({ detail: `A workflow with slug ${changes.slug} already exists` })))
+        Effect.map(first),
+        Effect.catchIf(
+          isSlugTaken,
+          () => Effect.fail(new Conflict({ detail: `A workflow with slug ${changes.slug} already exists` }))
         )
+      )
     }
 
     /** Soft delete; the default flag goes with it. */
@@ -148,7 +158,9 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
 
     const setActiveVersion = (id: number, definitionId: number) =>
-      sql`UPDATE workflows SET active_version_id = ${definitionId}, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid)
+      sql`UPDATE workflows SET active_version_id = ${definitionId}, updated_at = now() WHERE id = ${id}`.pipe(
+        Effect.asVoid
+      )
 
     /** The next version number; call with the workflow row locked, so concurrent callers get n+1, n+2. */
     const nextVersion = (workflowId: number) =>
@@ -171,7 +183,9 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
       readonly graph: Graph
     }) =>
       Effect.gen(function*() {
-        const rows = yield* sql<{ readonly id: number }>`INSERT INTO workflow_definitions (workflow_id, version, name, created_by)
+        const rows = yield* sql<
+          { readonly id: number }
+        >`INSERT INTO workflow_definitions (workflow_id, version, name, created_by)
           VALUES (${input.workflowId}, ${input.version}, ${input.name}, ${input.createdBy}) RETURNING id`
         const id = rows[0]?.id
         if (id === undefined) return yield* Effect.dieMessage("INSERT ... RETURNING returned no row")
@@ -180,14 +194,18 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
           yield* sql`INSERT INTO workflow_steps
               (definition_id, slug, kind, display_name, agent_key, parent_slug, is_enabled, parameters, metadata, position)
             SELECT ${id}, x.slug, x.kind, x.display_name, x.agent_key, x.parent_slug, x.is_enabled, x.parameters, x.metadata, x.pos
-            FROM jsonb_to_recordset(${JSON.stringify(nodes)}::jsonb) AS x(slug text, kind text, display_name text, agent_key text,
+            FROM jsonb_to_recordset(${
+            JSON.stringify(nodes)
+          }::jsonb) AS x(slug text, kind text, display_name text, agent_key text,
               parent_slug text, is_enabled boolean, parameters jsonb, metadata jsonb, pos int)`
         }
         if (input.graph.edges.length > 0) {
           const edges = input.graph.edges.map((edge, pos) => ({ ...edge, pos }))
           yield* sql`INSERT INTO workflow_transitions (definition_id, source_slug, target_slug, condition, metadata, position)
             SELECT ${id}, x.source, x.target, x.cond, x.metadata, x.pos
-            FROM jsonb_to_recordset(${JSON.stringify(edges.map(({ condition, ...rest }) => ({ ...rest, cond: condition })))}::jsonb)
+            FROM jsonb_to_recordset(${
+            JSON.stringify(edges.map(({ condition, ...rest }) => ({ ...rest, cond: condition })))
+          }::jsonb)
               AS x(source text, target text, cond text, metadata jsonb, pos int)`
         }
         return id
@@ -203,8 +221,8 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         COALESCE((SELECT json_agg(json_build_object('source', source_slug, 'target', target_slug,
             'condition', condition, 'metadata', metadata) ORDER BY position)
           FROM workflow_transitions WHERE definition_id = ${definitionId}), '[]'::json) AS edges`.pipe(
-          Effect.map((rows): Graph => ({ nodes: rows[0]?.nodes ?? [], edges: rows[0]?.edges ?? [] }))
-        )
+        Effect.map((rows): Graph => ({ nodes: rows[0]?.nodes ?? [], edges: rows[0]?.edges ?? [] }))
+      )
 
     const findDefinition = (workflowId: number, definitionId: number) =>
       sql<DefinitionRow>`SELECT ${sql.literal(D_COLUMNS)}
@@ -222,13 +240,15 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
           ORDER BY d.version DESC LIMIT ${limit} OFFSET ${offset}
         ) p ON true
         ORDER BY p.version DESC`.pipe(
-          Effect.map(countedPage<DefinitionRow>("id"))
-        )
+        Effect.map(countedPage<DefinitionRow>("id"))
+      )
 
     /** Slugs of live workflows equal to `base` or `base-<n>` (to pick a free one for a copy). */
     const slugsLike = (base: string) =>
       sql<{ readonly slug: string }>`SELECT slug FROM workflows
-        WHERE deleted_at IS NULL AND (slug = ${base} OR slug LIKE ${`${base.replace(/[\\%_]/g, (c) => `\\${c}`)}-%`} ESCAPE '\\')`
+        WHERE deleted_at IS NULL AND (slug = ${base} OR slug LIKE ${`${
+        base.replace(/[\\%_]/g, (c) => `\\${c}`)
+      }-%`} ESCAPE '\\')`
         .pipe(Effect.map((rows) => new Set(rows.map((row) => row.slug))))
 
     // -- default workflow -------------------------------------------------------------------
@@ -246,9 +266,10 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         sql`UPDATE workflows SET is_default = true, updated_at = now() WHERE id = ${id} AND deleted_at IS NULL`
       ).pipe(Effect.asVoid)
 
-    const countLive = sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM workflows WHERE deleted_at IS NULL`.pipe(
-      Effect.map((rows) => rows[0]?.n ?? 0)
-    )
+    const countLive = sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM workflows WHERE deleted_at IS NULL`
+      .pipe(
+        Effect.map((rows) => rows[0]?.n ?? 0)
+      )
 
     // -- shares -----------------------------------------------------------------------------
 
@@ -266,8 +287,8 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
           WHERE s.workflow_id = ${workflowId} ORDER BY s.user_id LIMIT ${limit} OFFSET ${offset}
         ) p ON true
         ORDER BY p.user_id`.pipe(
-          Effect.map(countedPage<ShareRow>("user_id"))
-        )
+        Effect.map(countedPage<ShareRow>("user_id"))
+      )
 
     const findShare = (workflowId: number, userId: number) =>
       sql<ShareRow>`SELECT ${SHARE_COLUMNS} FROM workflow_shares s JOIN users u ON u.id = s.user_id
@@ -276,18 +297,21 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
     /** `false` when the pair already exists. */
     const insertShare = (workflowId: number, userId: number, permission: SharePermission) =>
       sql`INSERT INTO workflow_shares (workflow_id, user_id, permission) VALUES (${workflowId}, ${userId}, ${permission})
-        ON CONFLICT (workflow_id, user_id) DO NOTHING RETURNING 1 AS inserted`.pipe(Effect.map((rows) => rows.length > 0))
+        ON CONFLICT (workflow_id, user_id) DO NOTHING RETURNING 1 AS inserted`.pipe(
+        Effect.map((rows) => rows.length > 0)
+      )
 
     const updateShare = (workflowId: number, userId: number, permission: SharePermission) =>
       sql`UPDATE workflow_shares SET permission = ${permission}, updated_at = now()
         WHERE workflow_id = ${workflowId} AND user_id = ${userId} RETURNING 1 AS updated`.pipe(
-          Effect.map((rows) => rows.length > 0)
-        )
-
-    const deleteShare = (workflowId: number, userId: number) =>
-      sql`DELETE FROM workflow_shares WHERE workflow_id = ${workflowId} AND user_id = ${userId} RETURNING 1 AS deleted`.pipe(
         Effect.map((rows) => rows.length > 0)
       )
+
+    const deleteShare = (workflowId: number, userId: number) =>
+      sql`DELETE FROM workflow_shares WHERE workflow_id = ${workflowId} AND user_id = ${userId} RETURNING 1 AS deleted`
+        .pipe(
+          Effect.map((rows) => rows.length > 0)
+        )
 
     return {
       listSummaries,

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
-import { SqlError } from "@effect/sql/SqlError"
+import { type SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Schema } from "effect"
+
 import { Conflict, Forbidden, NotFound, ValidationError } from "../../api/errors.js"
 import { type PageRequest, toPage } from "../../api/schemas.js"
 import type { User } from "../../domain/User.js"
@@ -18,11 +19,11 @@ import {
   type WorkflowVersionSummary
 } from "../../domain/Workflow.js"
 import { Cache } from "../../platform/Cache.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"
 import { UsersRepo } from "../users/Repo.js"
 import { validateGraph } from "./Graph.js"
 import { type DefinitionRow, type SummaryRow, type WorkflowRow, WorkflowsRepo } from "./Repo.js"
-import { orDieOnSqlError } from "../../platform/Database.js"
 
 /** The caller of every operation. */
 export type Caller = Pick<User, "id" | "is_admin">
@@ -37,7 +38,9 @@ type AuthorizedRow = WorkflowRow & { readonly share_permission: SharePermission 
 const rank: Record<Access, number> = { read: 1, write: 2, manage: 3 }
 
 export const accessOf = (row: WorkflowRow & { readonly share_permission: SharePermission | null }, caller: Caller) =>
-  caller.is_admin || (row.owner_id !== null && row.owner_id === caller.id) ? "manage" as const : row.share_permission ?? undefined
+  caller.is_admin || (row.owner_id !== null && row.owner_id === caller.id)
+    ? "manage" as const
+    : row.share_permission ?? undefined
 
 /** Cache keys: the default workflow, and each workflow's active version. */
 export const CURRENT_KEY = "workflows:current"
@@ -89,7 +92,6 @@ export const DEFAULT_GRAPH: Graph = normalizeGraph({
 })
 
 const notFound = (id: number) => new NotFound({ detail: `Workflow ${id} does not exist` })
-
 
 /** Validates a client's graph: every problem in one 400. */
 export const checkGraph = (input: GraphInput): Effect.Effect<Graph, ValidationError> => {
@@ -157,17 +159,20 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       need: Access,
       lock: boolean
     ): Effect.Effect<AuthorizedRow, NotFound | Forbidden | SqlError> =>
-      Effect.flatMap(repo.findWithShare(id, caller.id, lock), (found): Effect.Effect<AuthorizedRow, NotFound | Forbidden> => {
-        if (Option.isNone(found)) return Effect.fail(notFound(id))
-        const access = accessOf(found.value, caller)
-        if (access === undefined) return Effect.fail(notFound(id))
-        if (rank[access] < rank[need]) {
-          return Effect.fail(
-            new Forbidden({ detail: `This needs ${need} access to workflow ${id}; you have ${access} access` })
-          )
+      Effect.flatMap(
+        repo.findWithShare(id, caller.id, lock),
+        (found): Effect.Effect<AuthorizedRow, NotFound | Forbidden> => {
+          if (Option.isNone(found)) return Effect.fail(notFound(id))
+          const access = accessOf(found.value, caller)
+          if (access === undefined) return Effect.fail(notFound(id))
+          if (rank[access] < rank[need]) {
+            return Effect.fail(
+              new Forbidden({ detail: `This needs ${need} access to workflow ${id}; you have ${access} access` })
+            )
+          }
+          return Effect.succeed(found.value)
         }
-        return Effect.succeed(found.value)
-      })
+      )
 
     /** Drops what a write to `row` made stale, after its commit. */
     const invalidate = (row: Pick<WorkflowRow, "id" | "is_default">, what: { readonly active: boolean }) =>
@@ -197,10 +202,17 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       )
 
     const summary = (id: number) =>
-      Effect.flatMap(repo.findSummary(id), Option.match({ onNone: () => Effect.fail(notFound(id)), onSome: (row) => Effect.succeed(toSummary(row)) }))
+      Effect.flatMap(
+        repo.findSummary(id),
+        Option.match({ onNone: () => Effect.fail(notFound(id)), onSome: (row) => Effect.succeed(toSummary(row)) })
+      )
 
     const detail = (id: number): Effect.Effect<Workflow, NotFound | SqlError> =>
-      Effect.zipWith(summary(id), activeVersion(id), (s, active) => ({ ...s, active_version: Option.getOrNull(active) }))
+      Effect.zipWith(
+        summary(id),
+        activeVersion(id),
+        (s, active) => ({ ...s, active_version: Option.getOrNull(active) })
+      )
 
     /** Inserts a workflow with `graph` as its active version 1; Conflict when the slug is taken. */
     const insertWithGraph = (input: {
@@ -214,7 +226,9 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
     }) =>
       Effect.gen(function*() {
         const inserted = yield* repo.insert(input)
-        if (Option.isNone(inserted)) return yield* new Conflict({ detail: `A workflow with slug ${input.slug} already exists` })
+        if (Option.isNone(inserted)) {
+          return yield* new Conflict({ detail: `A workflow with slug ${input.slug} already exists` })
+        }
         const definitionId = yield* repo.insertDefinition({
           workflowId: inserted.value.id,
           version: 1,
@@ -275,7 +289,10 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
               ...(input.display_name === undefined ? {} : { display_name: input.display_name }),
               ...(input.description === undefined ? {} : { description: input.description })
             }
-            const diff = diffChanges({ slug: row.slug, display_name: row.display_name, description: row.description }, requested)
+            const diff = diffChanges(
+              { slug: row.slug, display_name: row.display_name, description: row.description },
+              requested
+            )
             if (Object.keys(diff).length === 0) return Option.none<WorkflowRow>()
             yield* repo.update(id, Object.fromEntries(Object.entries(requested).filter(([key]) => key in diff)))
             yield* audit.record({ action: "workflow.update", resourceType: "workflow", resourceId: id, changes: diff })
@@ -294,7 +311,9 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           Effect.gen(function*() {
             const row = yield* authorize(id, caller, "manage", true)
             if (row.is_default) {
-              return yield* new Conflict({ detail: `Workflow ${id} is the default workflow; make another one the default first` })
+              return yield* new Conflict({
+                detail: `Workflow ${id} is the default workflow; make another one the default first`
+              })
             }
             const deleted = yield* repo.softDelete(id)
             if (Option.isNone(deleted)) return yield* notFound(id)
@@ -302,7 +321,10 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
               action: "workflow.delete",
               resourceType: "workflow",
               resourceId: id,
-              changes: { slug: row.slug, ...diffChanges({ deleted_at: null }, { deleted_at: deleted.value.deleted_at }) }
+              changes: {
+                slug: row.slug,
+                ...diffChanges({ deleted_at: null }, { deleted_at: deleted.value.deleted_at })
+              }
             })
             return row
           })
@@ -318,7 +340,9 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
     ): Effect.Effect<Workflow, NotFound | Forbidden | Conflict> =>
       Effect.gen(function*() {
         const source = yield* authorize(id, caller, "read", false)
-        const graph = source.active_version_id === null ? DEFAULT_GRAPH : yield* repo.loadGraph(source.active_version_id)
+        const graph = source.active_version_id === null
+          ? DEFAULT_GRAPH
+          : yield* repo.loadGraph(source.active_version_id)
         const pickSlug = Effect.gen(function*() {
           if (input.slug !== undefined) return input.slug
           const base = `${source.slug.slice(0, 110)}-copy`
@@ -336,7 +360,11 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
               action: "workflow.duplicate",
               resourceType: "workflow",
               resourceId: created.row.id,
-              changes: { ...diffChanges({}, fields), source_workflow_id: id, source_version_id: source.active_version_id }
+              changes: {
+                ...diffChanges({}, fields),
+                source_workflow_id: id,
+                source_version_id: source.active_version_id
+              }
             })
             return created.row
           })
@@ -358,7 +386,11 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         Effect.withSpan("WorkflowsService.listVersions", { attributes: { "workflow.id": id } })
       )
 
-    const getVersion = (id: number, versionId: number, caller: Caller): Effect.Effect<WorkflowVersion, NotFound | Forbidden> =>
+    const getVersion = (
+      id: number,
+      versionId: number,
+      caller: Caller
+    ): Effect.Effect<WorkflowVersion, NotFound | Forbidden> =>
       authorize(id, caller, "read", false).pipe(
         Effect.zipRight(loadVersion(id, versionId)),
         Effect.flatMap(Option.match({
@@ -392,7 +424,13 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
               action: "workflow.version.create",
               resourceType: "workflow",
               resourceId: id,
-              changes: { version_id: definitionId, version, name: input.name ?? null, ...graphStats(graph), mark_as_active: activate }
+              changes: {
+                version_id: definitionId,
+                version,
+                name: input.name ?? null,
+                ...graphStats(graph),
+                mark_as_active: activate
+              }
             })
             if (activate) {
               yield* repo.setActiveVersion(id, definitionId)
@@ -418,14 +456,19 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           Effect.gen(function*() {
             const row = yield* authorize(id, caller, "write", true)
             const definition = yield* repo.findDefinition(id, versionId)
-            if (Option.isNone(definition)) return yield* new NotFound({ detail: `Workflow ${id} has no version ${versionId}` })
+            if (Option.isNone(definition)) {
+              return yield* new NotFound({ detail: `Workflow ${id} has no version ${versionId}` })
+            }
             if (row.active_version_id === versionId) return Option.none<WorkflowRow>()
             yield* repo.setActiveVersion(id, versionId)
             yield* audit.record({
               action: "workflow.version.activate",
               resourceType: "workflow",
               resourceId: id,
-              changes: { active_version_id: { from: row.active_version_id, to: versionId }, version: definition.value.version }
+              changes: {
+                active_version_id: { from: row.active_version_id, to: versionId },
+                version: definition.value.version
+              }
             })
             return Option.some(row)
           })
@@ -434,7 +477,11 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         return yield* detail(id)
       }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.activate", { attributes: { "workflow.id": id } }))
 
-    const exportVersion = (id: number, versionId: number, caller: Caller): Effect.Effect<WorkflowExport, NotFound | Forbidden> =>
+    const exportVersion = (
+      id: number,
+      versionId: number,
+      caller: Caller
+    ): Effect.Effect<WorkflowExport, NotFound | Forbidden> =>
       Effect.gen(function*() {
         const row = yield* authorize(id, caller, "read", false)
         const version = yield* getVersion(id, versionId, caller)
@@ -455,7 +502,10 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
      * Admin import: a new version of the live workflow with `slug` when there is one (active only
      * with mark_as_active), else a new workflow (owned by the admin) whose version 1 is active.
      */
-    const importWorkflow = (input: ImportInput, caller: Caller): Effect.Effect<Workflow, Conflict | ValidationError | NotFound | Forbidden> =>
+    const importWorkflow = (
+      input: ImportInput,
+      caller: Caller
+    ): Effect.Effect<Workflow, Conflict | ValidationError | NotFound | Forbidden> =>
       Effect.gen(function*() {
         const graph = yield* checkGraph(input.graph)
         if (input.slug === undefined && input.display_name === undefined) {
@@ -467,12 +517,20 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         const slug = input.slug ?? slugify(input.display_name ?? "")
         const { id, activated } = yield* sql.withTransaction(
           Effect.gen(function*() {
-            const existing = yield* sql<{ readonly id: number }>`SELECT id FROM workflows WHERE slug = ${slug} AND deleted_at IS NULL`
+            const existing = yield* sql<
+              { readonly id: number }
+            >`SELECT id FROM workflows WHERE slug = ${slug} AND deleted_at IS NULL`
             const existingId = existing[0]?.id
             if (existingId !== undefined) {
               const row = yield* authorize(existingId, caller, "manage", true)
               const version = yield* repo.nextVersion(existingId)
-              const definitionId = yield* repo.insertDefinition({ workflowId: existingId, version, name: null, createdBy: caller.id, graph })
+              const definitionId = yield* repo.insertDefinition({
+                workflowId: existingId,
+                version,
+                name: null,
+                createdBy: caller.id,
+                graph
+              })
               const activate = input.mark_as_active ?? false
               if (activate) yield* repo.setActiveVersion(existingId, definitionId)
               yield* audit.record({
@@ -509,10 +567,13 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       )
 
     const readShare = (id: number, userId: number) =>
-      Effect.flatMap(repo.findShare(id, userId), Option.match({
-        onNone: () => Effect.fail(new NotFound({ detail: `Workflow ${id} is not shared with user ${userId}` })),
-        onSome: (share) => Effect.succeed<Share>(share)
-      }))
+      Effect.flatMap(
+        repo.findShare(id, userId),
+        Option.match({
+          onNone: () => Effect.fail(new NotFound({ detail: `Workflow ${id} is not shared with user ${userId}` })),
+          onSome: (share) => Effect.succeed<Share>(share)
+        })
+      )
 
     /** Shares with the live user who has `email`: unknown email 404, the owner or an existing share 409. */
     const createShare = (
@@ -525,10 +586,14 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           const row = yield* authorize(id, caller, "manage", true)
           const user = yield* users.findLiveByEmail(input.user_email)
           if (Option.isNone(user)) return yield* new NotFound({ detail: `No user has the email ${input.user_email}` })
-          if (user.value.id === row.owner_id) return yield* new Conflict({ detail: "The owner already has every access" })
+          if (user.value.id === row.owner_id) {
+            return yield* new Conflict({ detail: "The owner already has every access" })
+          }
           const inserted = yield* repo.insertShare(id, user.value.id, input.permission)
           if (!inserted) {
-            return yield* new Conflict({ detail: `Workflow ${id} is already shared with that user; PATCH the share instead` })
+            return yield* new Conflict({
+              detail: `Workflow ${id} is already shared with that user; PATCH the share instead`
+            })
           }
           yield* audit.record({
             action: "workflow.share.create",
@@ -623,7 +688,10 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         )
         if (changed) yield* cache.invalidatePrefix(CURRENT_KEY)
         return yield* summary(workflowId)
-      }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.setDefault", { attributes: { "workflow.id": workflowId } }))
+      }).pipe(
+        orDieOnSqlError,
+        Effect.withSpan("WorkflowsService.setDefault", { attributes: { "workflow.id": workflowId } })
+      )
 
     return {
       list,
