@@ -4,6 +4,19 @@ import effect from "@effect/eslint-plugin"
 import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
+/** The dependency arrows: features -> api, domain, platform; api -> domain; platform -> domain; nothing else. */
+const layer = (folder, forbidden) => ({
+  files: [`src/${folder}/**/*.ts`],
+  rules: {
+    "no-restricted-imports": ["error", {
+      patterns: forbidden.map((name) => ({
+        group: [`**/${name}/*`],
+        message: `src/${folder} must not import src/${name}: see "Dependency direction" in the README`
+      }))
+    }]
+  }
+})
+
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "coverage/", ".data/", ".scratch/", ".dist-build-*/"] },
   js.configs.recommended,
@@ -41,5 +54,8 @@ export default tseslint.config(
         }
       }]
     }
-  }
+  },
+  layer("domain", ["api", "platform", "features", "client", "cli"]),
+  layer("api", ["platform", "features", "client", "cli"]),
+  layer("platform", ["api", "features", "client", "cli"])
 )

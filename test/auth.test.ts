@@ -6,7 +6,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Layer, Option, Redacted } from "effect"
 import { decodeJwt, decodeProtectedHeader, SignJWT, UnsecuredJWT } from "jose"
 
-import { RateLimited, Unauthorized } from "../src/api/errors.js"
+import { RateLimited, Unauthorized } from "../src/domain/errors.js"
 import type { UserId } from "../src/domain/User.js"
 import { Passwords } from "../src/features/auth/Passwords.js"
 import { UsersRepo } from "../src/features/users/Repo.js"

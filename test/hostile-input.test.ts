@@ -3,7 +3,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 
-import { MAX_LISTED_ISSUES } from "../src/api/errors.js"
+import { MAX_LISTED_ISSUES } from "../src/domain/errors.js"
 import { MAX_JSON_DEPTH, MAX_OBJECT_KEYS } from "../src/platform/RequestInput.js"
 import { TestApp } from "./support/app.js"
 import { PASSWORD, randomIp, session } from "./support/session.js"

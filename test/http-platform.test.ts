@@ -4,8 +4,8 @@ import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Layer, Logger, Schema, Stream } from "effect"
 
-import { ValidationErrorProblem } from "../src/api/errors.js"
 import { Payload } from "../src/api/schemas.js"
+import { ValidationErrorProblem } from "../src/domain/errors.js"
 import { AppConfig, testConfig } from "../src/platform/Config.js"
 import { MAX_JSON_BODY_BYTES, ProblemResponsesLive, requestIdFrom, requestPipeline } from "../src/platform/Http.js"
 

@@ -3,7 +3,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, Schema } from "effect"
 
-import { Conflict } from "../src/api/errors.js"
+import { Conflict } from "../src/domain/errors.js"
 import { canonicalJson, requestHash, withIdempotency } from "../src/platform/Idempotency.js"
 import { migrateUp } from "../src/platform/Migrations.js"
 import { testDatabaseLayer } from "./support/database.js"

@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 
-import { Conflict, Forbidden, NotFound, Unauthorized } from "../src/api/errors.js"
+import { Conflict, Forbidden, NotFound, Unauthorized } from "../src/domain/errors.js"
 import type { ModelId } from "../src/domain/Model.js"
 import { TestApp } from "./support/app.js"
 import { countQueries } from "./support/queries.js"

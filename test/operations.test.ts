@@ -2,7 +2,7 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Option } from "effect"
 
-import { Unauthorized } from "../src/api/errors.js"
+import { Unauthorized } from "../src/domain/errors.js"
 import { chatkitClient, TestApp, testRedisUrl } from "./support/app.js"
 
 const get = (path: string, headers: Record<string, string> = {}) =>

@@ -21,7 +21,7 @@ import {
   TestClock
 } from "effect"
 
-import { RateLimited, RateLimitedProblem } from "../src/api/errors.js"
+import { RateLimited, RateLimitedProblem } from "../src/domain/errors.js"
 import { AppConfig, loadConfigFromEnv, testConfig } from "../src/platform/Config.js"
 import { ProblemResponsesLive, RequestInfo, requestPipeline } from "../src/platform/Http.js"
 import { rateLimitRejectionsTotal } from "../src/platform/Metrics.js"

@@ -3,7 +3,7 @@ import { SqlClient } from "@effect/sql"
 import { afterAll, describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Redacted } from "effect"
 
-import { Forbidden, Unauthorized } from "../src/api/errors.js"
+import { Forbidden, Unauthorized } from "../src/domain/errors.js"
 import { makeSecretBox } from "../src/features/settings/SecretBox.js"
 import { chatkitClient, TestApp } from "./support/app.js"
 import { freePort } from "./support/network.js"

@@ -7,7 +7,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it as vitestIt, layer } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted } from "effect"
 
-import { Conflict, Forbidden, NotFound, Unauthorized } from "../src/api/errors.js"
+import { Conflict, Forbidden, NotFound, Unauthorized } from "../src/domain/errors.js"
 import type { UserId } from "../src/domain/User.js"
 import { Passwords } from "../src/features/auth/Passwords.js"
 import { BootstrapAdmin, createAdminIfAbsent } from "../src/features/users/Bootstrap.js"

@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer, Option, Schema } from "effect"
 
-import { Conflict, Forbidden, NotFound, ValidationError } from "../src/api/errors.js"
+import { Conflict, Forbidden, NotFound, ValidationError } from "../src/domain/errors.js"
 import { CurrentWorkflow, type GraphInput, WorkflowVersion } from "../src/domain/Workflow.js"
 import { AuditLog } from "../src/features/audit/AuditLog.js"
 import { DEFAULT_WORKFLOW_SLUG, ensureDefaultWorkflow } from "../src/features/workflows/DefaultWorkflow.js"

@@ -1,14 +1,14 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 
-import { AuditApi } from "./AuditApi.js"
-import { AuthApi } from "./AuthApi.js"
 import {
   InternalErrorProblem,
   PayloadTooLargeProblem,
   ServiceUnavailableProblem,
   UnsupportedMediaTypeProblem,
   ValidationErrorProblem
-} from "./errors.js"
+} from "../domain/errors.js"
+import { AuditApi } from "./AuditApi.js"
+import { AuthApi } from "./AuthApi.js"
 import { ModelsApi } from "./ModelsApi.js"
 import { OperationsApi } from "./OperationsApi.js"
 import { SettingsApi } from "./SettingsApi.js"

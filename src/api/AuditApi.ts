@@ -2,7 +2,7 @@ import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
 import { AuditEntry } from "../domain/Audit.js"
-import { ForbiddenProblem } from "./errors.js"
+import { ForbiddenProblem } from "../domain/errors.js"
 import { DateParam, Page, PageParams } from "./schemas.js"
 import { Authentication } from "./Security.js"
 

@@ -1,8 +1,8 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
+import { RateLimitedProblem, UnauthorizedProblem } from "../domain/errors.js"
 import { Email, Password, User } from "../domain/User.js"
-import { RateLimitedProblem, UnauthorizedProblem } from "./errors.js"
 import { Payload } from "./schemas.js"
 import { Authentication, LoginRateLimit, RefreshRateLimit } from "./Security.js"
 

@@ -1,8 +1,8 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
+import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "../domain/errors.js"
 import { Model, ModelDescription, ModelDisplayName, ModelId, ModelName, ModelProviderRef } from "../domain/Model.js"
-import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "./errors.js"
 import { Page, PageParams, Payload } from "./schemas.js"
 import { Authentication } from "./Security.js"
 

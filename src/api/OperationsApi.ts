@@ -1,7 +1,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
-import { UnauthorizedProblem } from "./errors.js"
+import { UnauthorizedProblem } from "../domain/errors.js"
 
 export const Liveness = Schema.Struct({ status: Schema.Literal("ok") }).annotations({
   identifier: "Liveness",

@@ -1,8 +1,8 @@
 import { HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Context, Schema } from "effect"
 
+import { RateLimitedProblem, UnauthorizedProblem } from "../domain/errors.js"
 import type { User } from "../domain/User.js"
-import { RateLimitedProblem, UnauthorizedProblem } from "./errors.js"
 
 /** The authenticated caller, re-read from the database on every request (short cache). */
 export class CurrentUser extends Context.Tag("chatkit/CurrentUser")<CurrentUser, User>() {}

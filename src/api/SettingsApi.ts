@@ -1,6 +1,7 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
+import { ForbiddenProblem } from "../domain/errors.js"
 import {
   AccentColor,
   AppearanceSettings,
@@ -14,7 +15,6 @@ import {
   RadiusStyle,
   ThreadTitlePrompt
 } from "../domain/Settings.js"
-import { ForbiddenProblem } from "./errors.js"
 import { Payload } from "./schemas.js"
 import { Authentication } from "./Security.js"
 

@@ -1,6 +1,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
+import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "../domain/errors.js"
 import { Email } from "../domain/User.js"
 import {
   CurrentWorkflow,
@@ -17,7 +18,6 @@ import {
   WorkflowVersion,
   WorkflowVersionSummary
 } from "../domain/Workflow.js"
-import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "./errors.js"
 import { Page, PageParams, Payload } from "./schemas.js"
 import { Authentication } from "./Security.js"
 import { IdempotencyHeaders } from "./UsersApi.js"

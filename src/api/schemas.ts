@@ -38,20 +38,6 @@ export const DateParam = (description: string) => {
     .annotations({ message })
 }
 
-export interface PageRequest {
-  readonly page: number
-  readonly pageSize: number
-  readonly offset: number
-}
-
-export const pageRequest = (
-  params: { readonly page?: number | undefined; readonly page_size?: number | undefined }
-): PageRequest => {
-  const page = params.page ?? 1
-  const pageSize = params.page_size ?? 20
-  return { page, pageSize, offset: (page - 1) * pageSize }
-}
-
 /** The paginated list body of API.md section 0. */
 export const Page = <A, I, R>(item: Schema.Schema<A, I, R>) =>
   Schema.Struct({
@@ -61,11 +47,3 @@ export const Page = <A, I, R>(item: Schema.Schema<A, I, R>) =>
     page_size: Schema.Int,
     total_pages: Schema.Int
   })
-
-export const toPage = <A>(request: PageRequest, items: ReadonlyArray<A>, total: number) => ({
-  items,
-  total,
-  page: request.page,
-  page_size: request.pageSize,
-  total_pages: Math.ceil(total / request.pageSize)
-})

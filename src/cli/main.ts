@@ -7,7 +7,7 @@ import type { PgClient } from "@effect/sql-pg"
 import { SqlError } from "@effect/sql/SqlError"
 import { Console, Data, Effect, Layer, Option } from "effect"
 
-import { pageRequest, toPage } from "../api/schemas.js"
+import { pageRequest, toPage } from "../domain/Page.js"
 import { AuditLog } from "../features/audit/AuditLog.js"
 import { Passwords } from "../features/auth/Passwords.js"
 import { createAdminIfAbsent, validateAdminCredentials } from "../features/users/Bootstrap.js"

@@ -13,4 +13,4 @@ export const makeChatkitClient = (options: { readonly baseUrl?: string } = {}) =
 
 export type ChatkitClient = Effect.Effect.Success<ReturnType<typeof makeChatkitClient>>
 export { ChatkitApi } from "../api/Api.js"
-export * from "../api/errors.js"
+export * from "../domain/errors.js"

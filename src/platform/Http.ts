@@ -22,7 +22,7 @@ import {
   problemKindOf,
   ServiceUnavailable,
   ValidationError
-} from "../api/errors.js"
+} from "../domain/errors.js"
 import { pathKey } from "../domain/Text.js"
 import type { AppConfigShape } from "./Config.js"
 import { httpRequestDurationSeconds, httpRequestsTotal } from "./Metrics.js"

@@ -5,7 +5,7 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Exit, Option, Schema } from "effect"
 
-import { Conflict } from "../api/errors.js"
+import { Conflict } from "../domain/errors.js"
 
 /**
  * The Idempotency-Key mechanism of API.md section 0, over the `idempotency_keys` table: a repeat

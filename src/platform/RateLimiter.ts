@@ -3,7 +3,7 @@ import { createHash } from "node:crypto"
 import { Clock, Context, Duration, Effect, Layer, Metric, Option } from "effect"
 import type { Redis as IORedis } from "ioredis"
 
-import { RateLimited } from "../api/errors.js"
+import { RateLimited } from "../domain/errors.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { RequestInfo } from "./Http.js"
 import { rateLimitRejectionsTotal } from "./Metrics.js"

@@ -6,7 +6,7 @@ import {
   type ProblemError,
   UnsupportedMediaType,
   ValidationError
-} from "../api/errors.js"
+} from "../domain/errors.js"
 import { isStorableText, NOT_STORABLE_TEXT, pathKey } from "../domain/Text.js"
 
 /**

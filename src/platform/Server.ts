@@ -4,7 +4,7 @@ import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Clock, Effect, Layer } from "effect"
 
-import { problemBody, ServiceUnavailable } from "../api/errors.js"
+import { problemBody, ServiceUnavailable } from "../domain/errors.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { requestIdFrom, standardHeaders } from "./Http.js"
 

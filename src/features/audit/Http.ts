@@ -2,7 +2,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
-import { pageRequest, toPage } from "../../api/schemas.js"
+import { pageRequest, toPage } from "../../domain/Page.js"
 import { adminOnly } from "../auth/Policy.js"
 import { AuditRepo } from "./Repo.js"
 

@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 
-import type { PageRequest } from "../../api/schemas.js"
 import type { AuditEntry } from "../../domain/Audit.js"
+import type { PageRequest } from "../../domain/Page.js"
 
 /** The filters of GET /admin/audit-logs; absent ones do not filter. */
 export interface AuditFilters {

@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 
-import { Forbidden } from "../../api/errors.js"
 import { CurrentUser } from "../../api/Security.js"
+import { Forbidden } from "../../domain/errors.js"
 
 /** Admin-only endpoints: 403 for any other authenticated user. */
 export const requireAdmin = Effect.flatMap(

@@ -4,7 +4,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Redacted } from "effect"
 
-import { Unauthorized } from "../../api/errors.js"
+import { Unauthorized } from "../../domain/errors.js"
 import type { UserId } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
 import { RequestInfo } from "../../platform/Http.js"

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto"
 import { Clock, Data, Effect, Redacted, Schema } from "effect"
 import { jwtVerify, SignJWT } from "jose"
 
-import { Unauthorized } from "../../api/errors.js"
+import { Unauthorized } from "../../domain/errors.js"
 import { UserId } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
 

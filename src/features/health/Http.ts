@@ -4,7 +4,7 @@ import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { Effect, Option, Redacted } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
-import { Unauthorized } from "../../api/errors.js"
+import { Unauthorized } from "../../domain/errors.js"
 import { AppConfig } from "../../platform/Config.js"
 import { prometheusText } from "../../platform/Telemetry.js"
 import { ReadinessChecks } from "./Readiness.js"

@@ -2,7 +2,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
-import { pageRequest } from "../../api/schemas.js"
+import { pageRequest } from "../../domain/Page.js"
 import { renderedJsonResponse } from "../../platform/Http.js"
 import { adminOnly } from "../auth/Policy.js"
 import { ModelsService } from "./Service.js"

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 
-import { Conflict } from "../../api/errors.js"
+import { Conflict } from "../../domain/errors.js"
 import type { Model, ModelId } from "../../domain/Model.js"
 import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
 

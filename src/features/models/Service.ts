@@ -1,9 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 
-import { type Conflict, NotFound } from "../../api/errors.js"
-import { Page, type PageRequest, toPage } from "../../api/schemas.js"
+import { Page } from "../../api/schemas.js"
+import { type Conflict, NotFound } from "../../domain/errors.js"
 import { Model, type ModelId } from "../../domain/Model.js"
+import { type PageRequest, toPage } from "../../domain/Page.js"
 import { Cache, getOrRenderJson } from "../../platform/Cache.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto"
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, Option, Redacted } from "effect"
 
-import { type FieldIssue, ValidationError } from "../../api/errors.js"
+import { type FieldIssue, ValidationError } from "../../domain/errors.js"
 import { AppearanceSettings, AppSettings, type ModelProvider, type ModelProviderInput } from "../../domain/Settings.js"
 import { Cache } from "../../platform/Cache.js"
 import { orDieOnSqlError } from "../../platform/Database.js"

@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, type Redacted } from "effect"
 
-import { Conflict, NotFound } from "../../api/errors.js"
-import { type PageRequest, toPage } from "../../api/schemas.js"
+import { Conflict, NotFound } from "../../domain/errors.js"
+import { type PageRequest, toPage } from "../../domain/Page.js"
 import type { AdminUser, User, UserId } from "../../domain/User.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"

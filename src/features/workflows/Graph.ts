@@ -1,4 +1,4 @@
-import type { FieldIssue } from "../../api/errors.js"
+import type { FieldIssue } from "../../domain/errors.js"
 import { utf8Length } from "../../domain/Text.js"
 import { type Graph, NODE_KINDS } from "../../domain/Workflow.js"
 

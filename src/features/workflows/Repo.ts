@@ -1,7 +1,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Option } from "effect"
 
-import { Conflict } from "../../api/errors.js"
+import { Conflict } from "../../domain/errors.js"
 import type { Graph, GraphEdge, GraphNode, SharePermission, WorkflowShare } from "../../domain/Workflow.js"
 import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
 

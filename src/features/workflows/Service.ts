@@ -2,8 +2,8 @@ import { SqlClient } from "@effect/sql"
 import { type SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Schema } from "effect"
 
-import { Conflict, Forbidden, NotFound, ValidationError } from "../../api/errors.js"
-import { type PageRequest, toPage } from "../../api/schemas.js"
+import { Conflict, Forbidden, NotFound, ValidationError } from "../../domain/errors.js"
+import { type PageRequest, toPage } from "../../domain/Page.js"
 import type { User } from "../../domain/User.js"
 import {
   CurrentWorkflow,
