@@ -9,14 +9,8 @@ import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 
-import {
-  createMigration,
-  defaultMigrationsDir,
-  loadMigrationFiles,
-  migrateDown,
-  migrateUp,
-  migrationStatus
-} from "../src/platform/Migrations.js"
+import { createMigration, defaultMigrationsDir, loadMigrationFiles } from "../src/platform/MigrationFiles.js"
+import { migrateDown, migrateUp, migrationStatus } from "../src/platform/Migrations.js"
 import { testDatabaseLayer } from "./support/database.js"
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url))

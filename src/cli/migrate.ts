@@ -6,13 +6,8 @@ import { Console, Effect, Option } from "effect"
 
 import { AppConfig, AppConfigLive, type AppConfigShape } from "../platform/Config.js"
 import { DatabaseLive } from "../platform/Database.js"
-import {
-  createMigration,
-  migrateDown,
-  migrateUp,
-  type MigrationStatus,
-  migrationStatus
-} from "../platform/Migrations.js"
+import { createMigration } from "../platform/MigrationFiles.js"
+import { migrateDown, migrateUp, type MigrationStatus, migrationStatus } from "../platform/Migrations.js"
 import { makeLoggerLayer } from "../platform/Telemetry.js"
 import { runCli } from "./run.js"
 

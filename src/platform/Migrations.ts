@@ -1,38 +1,31 @@
-import { createHash } from "node:crypto"
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { join, resolve } from "node:path"
-import { fileURLToPath } from "node:url"
-
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Data, DateTime, Effect, Option } from "effect"
+import { Clock, Effect, Option } from "effect"
+
+import {
+  InvalidMigrationArgument,
+  type MigrateDownError,
+  type MigrateUpError,
+  MigrationChecksumMismatch,
+  MigrationFailed,
+  MigrationFileMissing,
+  type MigrationFilesError,
+  MigrationOutOfOrder,
+  type MigrationRef,
+  UnknownMigrationVersion
+} from "./MigrationErrors.js"
+import { defaultMigrationsDir, loadMigrationFiles, type MigrationFile } from "./MigrationFiles.js"
 
 /**
  * Versioned SQL migrations with rollback. `@effect/sql`'s Migrator is forward only, runs every
  * pending migration in one transaction and silently skips one numbered below the newest applied,
  * so this runner adds: down files, one transaction per migration, checksums of applied files and
- * a refusal to run out of order.
+ * a refusal to run out of order. The files are read by MigrationFiles.ts, its errors are in
+ * MigrationErrors.ts.
  */
-
-/** The repository's `migrations/` folder (src/platform/ -> ../../migrations). */
-export const defaultMigrationsDir = resolve(fileURLToPath(new URL("../../migrations", import.meta.url)))
-
-const FILE_PATTERN = /^(\d{4,9})_([a-z0-9_]+)\.(up|down)\.sql$/
 
 /** Any number fits: the fixed key every runner of every instance locks on (see `lockMigrations`). */
 const LOCK_KEY = 7_326_414_001
-
-export interface MigrationFile {
-  readonly version: number
-  /** The part after the number: `audit_and_idempotency` for `0001_audit_and_idempotency.up.sql`. */
-  readonly name: string
-  readonly upFile: string
-  readonly downFile: string
-  readonly upSql: string
-  readonly downSql: string
-  /** sha256 (hex) of the up file's bytes, recorded when it is applied. */
-  readonly checksum: string
-}
 
 export type MigrationState = "applied" | "pending" | "checksum_mismatch" | "out_of_order" | "missing_file"
 
@@ -55,254 +48,6 @@ export interface RevertedMigration {
   readonly name: string
   readonly executionMs: number
 }
-
-export interface CreatedMigration {
-  readonly version: number
-  readonly name: string
-  readonly upPath: string
-  readonly downPath: string
-}
-
-/** A migration named in an error: enough for a human to find the file. */
-export interface MigrationRef {
-  readonly version: number
-  readonly name: string
-  readonly file: string
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-export class MigrationDirectoryError extends Data.TaggedError("MigrationDirectoryError")<{
-  readonly dir: string
-  readonly operation: "read" | "write"
-  readonly reason: string
-}> {
-  override get message() {
-    return `Cannot ${this.operation} the migrations directory ${this.dir}: ${this.reason}. ` +
-      (this.operation === "read"
-        ? "Check that the directory exists and is readable (or pass another directory)."
-        : "Check that the directory is writable.")
-  }
-}
-
-export interface MigrationFileProblem {
-  readonly file: string
-  readonly kind: "bad_name" | "duplicate_version" | "missing_down" | "missing_up"
-  readonly detail: string
-}
-
-export class InvalidMigrationFiles extends Data.TaggedError("InvalidMigrationFiles")<{
-  readonly dir: string
-  readonly problems: ReadonlyArray<MigrationFileProblem>
-}> {
-  override get message() {
-    return `The migrations directory ${this.dir} has ${this.problems.length} problem${
-      this.problems.length === 1 ? "" : "s"
-    } (it may only hold NNNN_name.up.sql / NNNN_name.down.sql pairs, one pair per number):\n` +
-      this.problems.map((p) => `  - ${p.detail}`).join("\n")
-  }
-}
-
-export class MigrationChecksumMismatch extends Data.TaggedError("MigrationChecksumMismatch")<{
-  readonly migrations: ReadonlyArray<MigrationRef>
-}> {
-  override get message() {
-    const files = this.migrations.map((m) => m.file)
-    return files.length === 1
-      ? `Migration ${files[0]} was edited after being applied (checksum differs). ` +
-        "Restore the file or add a new migration."
-      : `Migrations ${files.join(", ")} were edited after being applied (checksums differ). ` +
-        "Restore the files or add new migrations."
-  }
-}
-
-export class MigrationOutOfOrder extends Data.TaggedError("MigrationOutOfOrder")<{
-  readonly pending: ReadonlyArray<MigrationRef>
-  readonly newestApplied: { readonly version: number; readonly name: string }
-}> {
-  override get message() {
-    const newest = `${formatVersion(this.newestApplied.version)}_${this.newestApplied.name}`
-    const files = this.pending.map((m) => m.file)
-    return `Migration${files.length === 1 ? "" : "s"} ${files.join(", ")} ${files.length === 1 ? "is" : "are"} ` +
-      `pending but numbered below the newest applied migration ${newest}, so applying ` +
-      `${files.length === 1 ? "it" : "them"} now would run migrations out of order. Renumber ` +
-      `${files.length === 1 ? "it" : "them"} above ${formatVersion(this.newestApplied.version)} ` +
-      "(rename both the up and down files) and run migrate up again."
-  }
-}
-
-export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
-  readonly version: number
-  readonly name: string
-  readonly file: string
-  readonly direction: "up" | "down"
-  readonly reason: string
-  readonly cause: unknown
-}> {
-  override get message() {
-    return this.direction === "up"
-      ? `Migration ${this.file} failed and was rolled back (nothing of it was applied, later migrations ` +
-        `were not run): ${this.reason}. Fix the file and run migrate up again.`
-      : `Undoing migration ${formatVersion(this.version)}_${this.name} with ${this.file} failed and was rolled ` +
-        `back (the migration is still applied): ${this.reason}. Fix the down file and run migrate down again.`
-  }
-}
-
-export class MigrationFileMissing extends Data.TaggedError("MigrationFileMissing")<{
-  readonly version: number
-  readonly name: string
-  readonly dir: string
-}> {
-  override get message() {
-    const id = `${formatVersion(this.version)}_${this.name}`
-    return `Cannot undo migration ${id}: ${id}.down.sql is not in ${this.dir} (was it applied by another ` +
-      "version of the code?). Restore its files, or run migrate down from the version that added it."
-  }
-}
-
-export class UnknownMigrationVersion extends Data.TaggedError("UnknownMigrationVersion")<{
-  readonly version: number
-  readonly dir: string
-}> {
-  override get message() {
-    return `There is no migration numbered ${formatVersion(this.version)} in ${this.dir}. ` +
-      "Run migrate status to list the migrations and pick one of their numbers."
-  }
-}
-
-export class InvalidMigrationArgument extends Data.TaggedError("InvalidMigrationArgument")<{
-  readonly argument: string
-  readonly value: unknown
-  readonly expected: string
-}> {
-  override get message() {
-    return `Invalid ${this.argument}: ${String(this.value)}; expected ${this.expected}.`
-  }
-}
-
-export class InvalidMigrationName extends Data.TaggedError("InvalidMigrationName")<{
-  readonly input: string
-}> {
-  override get message() {
-    return `"${this.input}" is not a valid migration name: use letters, digits, spaces, dashes or ` +
-      "underscores (at most 100), e.g. add_users_table."
-  }
-}
-
-export type MigrationFilesError = MigrationDirectoryError | InvalidMigrationFiles
-
-export type MigrateUpError =
-  | MigrationFilesError
-  | MigrationChecksumMismatch
-  | MigrationOutOfOrder
-  | MigrationFailed
-  | UnknownMigrationVersion
-  | InvalidMigrationArgument
-  | SqlError
-
-export type MigrateDownError =
-  | MigrationFilesError
-  | MigrationChecksumMismatch
-  | MigrationFileMissing
-  | MigrationFailed
-  | InvalidMigrationArgument
-  | SqlError
-
-export type MigrationError =
-  | MigrateUpError
-  | MigrateDownError
-  | InvalidMigrationName
-
-// ---------------------------------------------------------------------------------------------
-// Files
-
-const formatVersion = (version: number) => String(version).padStart(4, "0")
-
-const errorText = (error: unknown) => {
-  const code = (error as { code?: unknown })?.code
-  const message = error instanceof Error ? error.message : String(error)
-  return typeof code === "string" && !message.includes(code) ? `${code}: ${message}` : message
-}
-
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
-
-/**
- * The migrations of `dir`, sorted by version, with their contents and checksums. Every problem
- * of the directory (bad name, number used twice, up without down or the reverse) is reported
- * at once. Hidden files (.gitkeep) are ignored.
- */
-export const loadMigrationFiles = (dir: string): Effect.Effect<ReadonlyArray<MigrationFile>, MigrationFilesError> =>
-  Effect.gen(function*() {
-    const entries = yield* Effect.try({
-      try: () => readdirSync(dir, { withFileTypes: true }),
-      catch: (error) => new MigrationDirectoryError({ dir, operation: "read", reason: errorText(error) })
-    })
-    const problems: Array<MigrationFileProblem> = []
-    const byVersion = new Map<number, Map<string, { up?: string; down?: string }>>()
-    for (const entry of entries) {
-      if (!entry.isFile() || entry.name.startsWith(".")) continue
-      const match = FILE_PATTERN.exec(entry.name)
-      if (match === null) {
-        problems.push({
-          file: entry.name,
-          kind: "bad_name",
-          detail: `${entry.name}: name does not match NNNN_name.up.sql or NNNN_name.down.sql (name in [a-z0-9_])`
-        })
-        continue
-      }
-      const [, digits = "", name = "", direction] = match
-      const version = Number(digits)
-      const base = `${digits}_${name}`
-      const bases = byVersion.get(version) ?? new Map<string, { up?: string; down?: string }>()
-      byVersion.set(version, bases)
-      const pair = bases.get(base) ?? {}
-      bases.set(base, direction === "up" ? { ...pair, up: entry.name } : { ...pair, down: entry.name })
-    }
-    const pairs: Array<{ version: number; name: string; up: string; down: string }> = []
-    for (const [version, bases] of [...byVersion].sort(([a], [b]) => a - b)) {
-      if (bases.size > 1) {
-        const names = [...bases.keys()].sort()
-        problems.push({
-          file: names.join(", "),
-          kind: "duplicate_version",
-          detail: `number ${formatVersion(version)} is used by ${names.join(" and ")}; give all but one of them ` +
-            "a new number above the newest migration"
-        })
-        continue
-      }
-      for (const [base, pair] of bases) {
-        if (pair.up === undefined) {
-          problems.push({
-            file: `${base}.down.sql`,
-            kind: "missing_up",
-            detail: `${base}.down.sql has no ${base}.up.sql`
-          })
-        } else if (pair.down === undefined) {
-          problems.push({ file: pair.up, kind: "missing_down", detail: `${pair.up} has no ${base}.down.sql` })
-        } else {
-          pairs.push({ version, name: base.slice(base.indexOf("_") + 1), up: pair.up, down: pair.down })
-        }
-      }
-    }
-    if (problems.length > 0) return yield* new InvalidMigrationFiles({ dir, problems })
-    return yield* Effect.try({
-      try: () =>
-        pairs.map((pair): MigrationFile => {
-          const up = readFileSync(join(dir, pair.up))
-          return {
-            version: pair.version,
-            name: pair.name,
-            upFile: pair.up,
-            downFile: pair.down,
-            upSql: up.toString("utf8"),
-            downSql: readFileSync(join(dir, pair.down), "utf8"),
-            checksum: sha256(up)
-          }
-        }),
-      catch: (error) => new MigrationDirectoryError({ dir, operation: "read", reason: errorText(error) })
-    })
-  })
 
 // ---------------------------------------------------------------------------------------------
 // Bookkeeping
@@ -619,60 +364,3 @@ export const migrateDown = (
     return done
   }).pipe(Effect.withSpan("Migrations.down", { attributes: { "migrations.dir": dir, "migrations.steps": steps } }))
 }
-
-/** `Add users-table` -> `add_users_table`; None when something else than [a-z0-9_] remains. */
-export const normalizeMigrationName = (input: string): Option.Option<string> => {
-  const name = input.trim().toLowerCase().replace(/[\s-]+/g, "_")
-  return /^[a-z0-9_]{1,100}$/.test(name) ? Option.some(name) : Option.none()
-}
-
-/**
- * Writes `NNNN_name.up.sql` and `NNNN_name.down.sql`, numbered after the highest number in `dir`
- * (created when missing), each starting with a header comment. Returns their paths.
- */
-export const createMigration = (
-  name: string,
-  dir: string = defaultMigrationsDir
-): Effect.Effect<CreatedMigration, InvalidMigrationName | MigrationDirectoryError> =>
-  Effect.gen(function*() {
-    const normalized = yield* Option.match(normalizeMigrationName(name), {
-      onNone: () => Effect.fail(new InvalidMigrationName({ input: name })),
-      onSome: Effect.succeed
-    })
-    const now = DateTime.formatIso(yield* DateTime.now)
-    return yield* Effect.try({
-      try: () => {
-        mkdirSync(dir, { recursive: true })
-        const highest = Math.max(
-          0,
-          ...readdirSync(dir).map((file) => /^(\d+)_/.exec(file)?.[1]).filter((d) => d !== undefined).map(Number)
-        )
-        const version = highest + 1
-        const base = `${formatVersion(version)}_${normalized}`
-        const upPath = join(dir, `${base}.up.sql`)
-        const downPath = join(dir, `${base}.down.sql`)
-        writeFileSync(
-          upPath,
-          `-- ${base} (up), created ${now}\n` +
-            "-- Runs inside one transaction together with its schema_migrations row: no BEGIN/COMMIT, and\n" +
-            "-- nothing that cannot run in a transaction (CREATE INDEX CONCURRENTLY, VACUUM).\n" +
-            "-- Never edit this file once it has been applied anywhere: add a new migration instead.\n\n",
-          { flag: "wx" }
-        )
-        try {
-          writeFileSync(
-            downPath,
-            `-- ${base} (down), created ${now}\n` +
-              `-- Undoes ${base}.up.sql (drop what it creates, in reverse order); runs inside one\n` +
-              "-- transaction together with the removal of its schema_migrations row.\n\n",
-            { flag: "wx" }
-          )
-        } catch (error) {
-          rmSync(upPath, { force: true })
-          throw error
-        }
-        return { version, name: normalized, upPath, downPath }
-      },
-      catch: (error) => new MigrationDirectoryError({ dir, operation: "write", reason: errorText(error) })
-    })
-  }).pipe(Effect.withSpan("Migrations.create", { attributes: { "migrations.dir": dir } }))
