@@ -3,8 +3,9 @@ import { ParseResult, Schema } from "effect"
 import { isStorableText, NOT_STORABLE_TEXT, pathKey, utf8Length } from "./Text.js"
 
 /**
- * Workflows (API.md section 6): a workflow has numbered versions (definitions), each a graph of
- * nodes (workflow_steps) and edges (workflow_transitions); one version is active ("production").
+ * Workflows (API.md section 6): a workflow has numbered versions (table workflow_definitions), each
+ * a graph of nodes (workflow_steps) and edges (workflow_transitions); one version is active
+ * ("production").
  */
 
 /** The node kinds this backend executes; any other kind is refused by the graph validation. */
@@ -289,12 +290,13 @@ export const normalizeGraph = (input: GraphInput): Graph => ({
 export const SharePermission = Schema.Literal("read", "write")
 export type SharePermission = typeof SharePermission.Type
 
-export const WorkflowShare = Schema.Struct({
+/** A share as a workflow summary lists it (`shared_with`): who, and with which permission. */
+export const WorkflowShareRef = Schema.Struct({
   user_id: Schema.Int,
   email: Schema.String,
   permission: SharePermission
 }).annotations({ identifier: "WorkflowShareRef" })
-export type WorkflowShare = typeof WorkflowShare.Type
+export type WorkflowShareRef = typeof WorkflowShareRef.Type
 
 export const WorkflowOwner = Schema.Struct({
   id: Schema.Int,
@@ -313,13 +315,13 @@ export const WorkflowSummary = Schema.Struct({
   active_version_id: Schema.NullOr(Schema.Int),
   is_default: Schema.Boolean,
   versions_count: Schema.Int,
-  shared_with: Schema.Array(WorkflowShare),
+  shared_with: Schema.Array(WorkflowShareRef),
   created_at: Schema.Date,
   updated_at: Schema.Date
 }).annotations({ identifier: "WorkflowSummary" })
 export type WorkflowSummary = typeof WorkflowSummary.Type
 
-/** One version (definition) without its graph. `is_active`: it is the workflow's production version. */
+/** One version without its graph. `is_active`: it is the workflow's production version. */
 export const WorkflowVersionSummary = Schema.Struct({
   id: Schema.Int,
   workflow_id: Schema.Int,
@@ -355,7 +357,7 @@ export const CurrentWorkflow = Schema.Struct({
 export type CurrentWorkflow = typeof CurrentWorkflow.Type
 
 /** A share as the shares endpoints return it. */
-export const Share = Schema.Struct({
+export const WorkflowShare = Schema.Struct({
   workflow_id: Schema.Int,
   user_id: Schema.Int,
   email: Schema.String,
@@ -364,7 +366,10 @@ export const Share = Schema.Struct({
   created_at: Schema.Date,
   updated_at: Schema.Date
 }).annotations({ identifier: "WorkflowShare" })
-export type Share = typeof Share.Type
+export type WorkflowShare = typeof WorkflowShare.Type
+
+/** @deprecated The old name of `WorkflowShare`, until src/api/WorkflowsApi.ts imports that. */
+export const Share = WorkflowShare
 
 /** GET .../versions/{vid}/export: what POST /workflows/import accepts back (its `graph`, `slug`, `display_name`). */
 export const WorkflowExport = Schema.Struct({

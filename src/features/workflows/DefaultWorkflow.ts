@@ -1,12 +1,28 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option } from "effect"
 
+import { type Graph, normalizeGraph } from "../../domain/Workflow.js"
 import { Cache } from "../../platform/Cache.js"
 import { AuditLog } from "../audit/AuditLog.js"
+import { CURRENT_KEY } from "./CacheKeys.js"
 import { WorkflowsRepo } from "./Repo.js"
-import { CURRENT_KEY, DEFAULT_GRAPH } from "./Service.js"
 
 export const DEFAULT_WORKFLOW_SLUG = "default-workflow"
+
+/** The graph of the bootstrap default workflow, and of a new workflow created without one. */
+export const DEFAULT_GRAPH: Graph = normalizeGraph({
+  nodes: [
+    { slug: "start", kind: "start", display_name: "Start" },
+    {
+      slug: "agent",
+      kind: "agent",
+      display_name: "Assistant",
+      parameters: { instructions: "You are a helpful assistant." }
+    },
+    { slug: "end", kind: "end", display_name: "End" }
+  ],
+  edges: [{ source: "start", target: "agent" }, { source: "agent", target: "end" }]
+})
 
 /**
  * When no live workflow exists, creates `default-workflow` (start → agent → end) as the default
@@ -34,14 +50,14 @@ export const ensureDefaultWorkflow = Effect.gen(function*() {
       })
       if (Option.isNone(inserted)) return Option.none<number>()
       const id = inserted.value.id
-      const definitionId = yield* repo.insertDefinition({
+      const versionId = yield* repo.insertVersion({
         workflowId: id,
         version: 1,
         name: "initial",
         createdBy: null,
         graph: DEFAULT_GRAPH
       })
-      yield* repo.setActiveVersion(id, definitionId)
+      yield* repo.setActiveVersion(id, versionId)
       yield* audit.record({
         action: "workflow.create",
         resourceType: "workflow",

@@ -1,5 +1,5 @@
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, type Schema } from "effect"
+import { Effect, Layer, type Schema } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
 import { CurrentUser } from "../../api/Security.js"
@@ -8,99 +8,63 @@ import { Workflow, WorkflowVersion } from "../../domain/Workflow.js"
 import { withIdempotency } from "../../platform/Idempotency.js"
 import { adminOnly } from "../auth/Policy.js"
 import { WorkflowsService } from "./Service.js"
+import { WorkflowShares } from "./Shares.js"
 
-/** Runs a creating POST under its Idempotency-Key (if any), scoped to the caller and the route. */
-const idempotent = <A, I, E, R>(
+/**
+ * Runs a creating POST under its Idempotency-Key (if any), scoped to the current user and the
+ * route: `workflows.create(payload).pipe(idempotent("POST /workflows", headers, payload, Workflow))`.
+ */
+const idempotent = <A, I>(
   route: string,
-  key: string | undefined,
+  headers: { readonly "idempotency-key"?: string | undefined },
   request: unknown,
-  success: Schema.Schema<A, I>,
-  effect: Effect.Effect<A, E, R>
+  success: Schema.Schema<A, I>
 ) =>
-  Effect.flatMap(
-    CurrentUser,
-    (caller) => withIdempotency({ key, scope: `user:${caller.id}:${route}`, request, success, status: 201 }, effect)
-  )
+<E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(CurrentUser, (user) =>
+    withIdempotency(
+      { key: headers["idempotency-key"], scope: `user:${user.id}:${route}`, request, success, status: 201 },
+      effect
+    ))
 
-/** Workflows (API.md section 6): one pipe per handler; rules live in WorkflowsService. */
+/**
+ * Workflows (API.md section 6): one call per handler. The services act for the request's
+ * `CurrentUser` and `WorkflowsPolicy` decides what they may do.
+ */
 export const WorkflowsLive = HttpApiBuilder.group(ChatkitApi, "workflows", (handlers) =>
   Effect.gen(function*() {
     const workflows = yield* WorkflowsService
+    const shares = yield* WorkflowShares
     return handlers
-      .handle("list", ({ urlParams }) =>
-        Effect.flatMap(CurrentUser, (caller) => workflows.list(caller, pageRequest(urlParams))))
+      .handle("list", ({ urlParams }) => workflows.list(pageRequest(urlParams)))
       .handle("create", ({ headers, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          idempotent(
-            "POST /workflows",
-            headers["idempotency-key"],
-            payload,
-            Workflow,
-            workflows.create(payload, caller)
-          )))
+        workflows.create(payload).pipe(idempotent("POST /workflows", headers, payload, Workflow)))
       .handle("current", () =>
         workflows.current)
       .handle("setDefault", ({ payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.setDefault(payload.workflow_id, caller)).pipe(adminOnly))
+        workflows.setDefault(payload.workflow_id).pipe(adminOnly))
       .handle("import", ({ headers, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          idempotent(
-            "POST /workflows/import",
-            headers["idempotency-key"],
-            payload,
-            Workflow,
-            workflows.import(payload, caller)
-          ))
-          .pipe(adminOnly))
+        workflows.import(payload).pipe(idempotent("POST /workflows/import", headers, payload, Workflow), adminOnly))
       .handle("get", ({ path }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.get(path.id, caller)))
+        workflows.get(path.id))
       .handle("update", ({ path, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.update(path.id, payload, caller)))
+        workflows.update(path.id, payload))
       .handle("delete", ({ path }) =>
-        Effect.flatMap(CurrentUser, (caller) => workflows.delete(path.id, caller)))
+        workflows.delete(path.id))
       .handle("duplicate", ({ headers, path, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          idempotent(
-            `POST /workflows/${path.id}/duplicate`,
-            headers["idempotency-key"],
-            payload,
-            Workflow,
-            workflows.duplicate(path.id, payload, caller)
-          )))
-      .handle("listVersions", ({ path, urlParams }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.listVersions(path.id, caller, pageRequest(urlParams))))
+        workflows.duplicate(path.id, payload).pipe(
+          idempotent(`POST /workflows/${path.id}/duplicate`, headers, payload, Workflow)
+        ))
+      .handle("listVersions", ({ path, urlParams }) => workflows.listVersions(path.id, pageRequest(urlParams)))
       .handle("createVersion", ({ headers, path, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          idempotent(
-            `POST /workflows/${path.id}/versions`,
-            headers["idempotency-key"],
-            payload,
-            WorkflowVersion,
-            workflows.createVersion(path.id, payload, caller)
-          )))
-      .handle("getVersion", ({ path }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.getVersion(path.id, path.version_id, caller)))
-      .handle("exportVersion", ({ path }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.exportVersion(path.id, path.version_id, caller)))
-      .handle("activate", ({ path, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.activate(path.id, payload.version_id, caller)))
-      .handle("listShares", ({ path, urlParams }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.listShares(path.id, caller, pageRequest(urlParams))))
-      .handle("createShare", ({ path, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.createShare(path.id, payload, caller)))
-      .handle("updateShare", ({ path, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.updateShare(path.id, path.user_id, payload.permission, caller)))
-      .handle("deleteShare", ({ path }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          workflows.deleteShare(path.id, path.user_id, caller)))
-  }))
+        workflows.createVersion(path.id, payload).pipe(
+          idempotent(`POST /workflows/${path.id}/versions`, headers, payload, WorkflowVersion)
+        ))
+      .handle("getVersion", ({ path }) => workflows.getVersion(path.id, path.version_id))
+      .handle("exportVersion", ({ path }) => workflows.exportVersion(path.id, path.version_id))
+      .handle("activate", ({ path, payload }) => workflows.activate(path.id, payload.version_id))
+      .handle("listShares", ({ path, urlParams }) => shares.list(path.id, pageRequest(urlParams)))
+      .handle("createShare", ({ path, payload }) => shares.create(path.id, payload))
+      .handle("updateShare", ({ path, payload }) => shares.update(path.id, path.user_id, payload.permission))
+      .handle("deleteShare", ({ path }) => shares.delete(path.id, path.user_id))
+  })).pipe(Layer.provide(WorkflowShares.Default))

@@ -2,7 +2,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Option } from "effect"
 
 import { Conflict } from "../../domain/errors.js"
-import type { Graph, GraphEdge, GraphNode, SharePermission, WorkflowShare } from "../../domain/Workflow.js"
+import type { Graph, GraphEdge, GraphNode, SharePermission, WorkflowShareRef } from "../../domain/Workflow.js"
 import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
 
 /** A workflows row as stored. */
@@ -24,10 +24,19 @@ export interface SummaryRow extends WorkflowRow {
   readonly owner_email: string | null
   readonly owner_display_name: string | null
   readonly versions_count: number
-  readonly shared_with: ReadonlyArray<WorkflowShare>
+  readonly shared_with: ReadonlyArray<WorkflowShareRef>
 }
 
-export interface DefinitionRow {
+/**
+ * A workflow with the share one user holds on it (`null`: none), what `WorkflowsPolicy` decides
+ * access from.
+ */
+export interface WorkflowWithShareRow extends WorkflowRow {
+  readonly share_permission: SharePermission | null
+}
+
+/** A version of a workflow as stored (a `workflow_definitions` row), without its graph. */
+export interface VersionRow {
   readonly id: number
   readonly workflow_id: number
   readonly version: number
@@ -53,10 +62,15 @@ export interface WorkflowChanges {
   readonly description?: string | null
 }
 
+/** `lock: true` takes the workflow's row lock until the transaction ends, which serializes every write to it. */
+export interface LockOptions {
+  readonly lock?: boolean
+}
+
 const COLUMNS =
   "id, slug, display_name, description, owner_id, active_version_id, is_default, created_at, updated_at, deleted_at"
 const W_COLUMNS = COLUMNS.split(", ").map((c) => `w.${c}`).join(", ")
-const D_COLUMNS =
+const VERSION_COLUMNS =
   "d.id, d.workflow_id, d.version, d.name, d.created_by, d.created_at, (w.active_version_id = d.id) AS is_active"
 
 /** a live workflow already has this slug */
@@ -112,16 +126,21 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         FROM workflows w LEFT JOIN users o ON o.id = w.owner_id
         WHERE w.id = ${id} AND w.deleted_at IS NULL`.pipe(Effect.map(first))
 
-    /**
-     * A live workflow with the share `userId` holds on it (if any); `lock` takes the row lock
-     * until the transaction ends, which serializes every write to one workflow.
-     */
-    const findWithShare = (id: number, userId: number, lock: boolean) =>
-      sql<WorkflowRow & { readonly share_permission: SharePermission | null }>`
+    const forUpdate = (options: LockOptions | undefined) => sql.literal(options?.lock === true ? "FOR UPDATE OF w" : "")
+
+    /** A live workflow, whoever asks. */
+    const find = (id: number, options?: LockOptions) =>
+      sql<WorkflowRow>`SELECT ${sql.literal(W_COLUMNS)}
+        FROM workflows w WHERE w.id = ${id} AND w.deleted_at IS NULL
+        ${forUpdate(options)}`.pipe(Effect.map(first))
+
+    /** A live workflow with the share `userId` holds on it (if any). */
+    const findWithShare = (id: number, userId: number, options?: LockOptions) =>
+      sql<WorkflowWithShareRow>`
         SELECT ${sql.literal(W_COLUMNS)},
           (SELECT s.permission FROM workflow_shares s WHERE s.workflow_id = w.id AND s.user_id = ${userId}) AS share_permission
         FROM workflows w WHERE w.id = ${id} AND w.deleted_at IS NULL
-        ${lock ? sql.literal("FOR UPDATE OF w") : sql.literal("")}`.pipe(Effect.map(first))
+        ${forUpdate(options)}`.pipe(Effect.map(first))
 
     /** Inserts a workflow; `None` when a live workflow has the slug. */
     const insert = (row: {
@@ -157,8 +176,8 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         WHERE id = ${id} AND deleted_at IS NULL
         RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
 
-    const setActiveVersion = (id: number, definitionId: number) =>
-      sql`UPDATE workflows SET active_version_id = ${definitionId}, updated_at = now() WHERE id = ${id}`.pipe(
+    const setActiveVersion = (id: number, versionId: number) =>
+      sql`UPDATE workflows SET active_version_id = ${versionId}, updated_at = now() WHERE id = ${id}`.pipe(
         Effect.asVoid
       )
 
@@ -168,14 +187,14 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         FROM workflow_definitions WHERE workflow_id = ${workflowId}`.pipe(Effect.map((rows) => rows[0]?.next ?? 1))
 
     /**
-     * A definition with its steps and transitions: three statements however big the graph (the rows
+     * A version with its steps and transitions: three statements however big the graph (the rows
      * travel as one JSON text parameter: no per-node statement, no parameter-count limit).
      * `JSON.stringify` here is safe: a client's graph reaches this only through `checkGraph`, whose
      * `JsonObject` fields hold plain JSON nested at most 8 levels with text PostgreSQL accepts, and
      * whose `validateGraph` has serialised the whole graph once already (at most 512 KiB); the other
      * graphs are the built-in default and copies of stored versions.
      */
-    const insertDefinition = (input: {
+    const insertVersion = (input: {
       readonly workflowId: number
       readonly version: number
       readonly name: string | null
@@ -209,38 +228,38 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
               AS x(source text, target text, cond text, metadata jsonb, pos int)`
         }
         return id
-      }).pipe(Effect.withSpan("WorkflowsRepo.insertDefinition", { attributes: { nodes: input.graph.nodes.length } }))
+      }).pipe(Effect.withSpan("WorkflowsRepo.insertVersion", { attributes: { nodes: input.graph.nodes.length } }))
 
-    /** The graph of a definition in one statement. */
-    const loadGraph = (definitionId: number) =>
+    /** The graph of a version in one statement. */
+    const loadGraph = (versionId: number) =>
       sql<{ readonly nodes: ReadonlyArray<GraphNode>; readonly edges: ReadonlyArray<GraphEdge> }>`SELECT
         COALESCE((SELECT json_agg(json_build_object('slug', slug, 'kind', kind, 'display_name', display_name,
             'agent_key', agent_key, 'parent_slug', parent_slug, 'is_enabled', is_enabled,
             'parameters', parameters, 'metadata', metadata) ORDER BY position)
-          FROM workflow_steps WHERE definition_id = ${definitionId}), '[]'::json) AS nodes,
+          FROM workflow_steps WHERE definition_id = ${versionId}), '[]'::json) AS nodes,
         COALESCE((SELECT json_agg(json_build_object('source', source_slug, 'target', target_slug,
             'condition', condition, 'metadata', metadata) ORDER BY position)
-          FROM workflow_transitions WHERE definition_id = ${definitionId}), '[]'::json) AS edges`.pipe(
+          FROM workflow_transitions WHERE definition_id = ${versionId}), '[]'::json) AS edges`.pipe(
         Effect.map((rows): Graph => ({ nodes: rows[0]?.nodes ?? [], edges: rows[0]?.edges ?? [] }))
       )
 
-    const findDefinition = (workflowId: number, definitionId: number) =>
-      sql<DefinitionRow>`SELECT ${sql.literal(D_COLUMNS)}
+    const findVersion = (workflowId: number, versionId: number) =>
+      sql<VersionRow>`SELECT ${sql.literal(VERSION_COLUMNS)}
         FROM workflow_definitions d JOIN workflows w ON w.id = d.workflow_id
-        WHERE d.id = ${definitionId} AND d.workflow_id = ${workflowId}`.pipe(Effect.map(first))
+        WHERE d.id = ${versionId} AND d.workflow_id = ${workflowId}`.pipe(Effect.map(first))
 
-    const listDefinitions = (workflowId: number, limit: number, offset: number) =>
-      sql<CountedPageRows<DefinitionRow>[number]>`
+    const listVersions = (workflowId: number, limit: number, offset: number) =>
+      sql<CountedPageRows<VersionRow>[number]>`
         SELECT c.total, p.*
         FROM (SELECT count(*)::int AS total FROM workflow_definitions WHERE workflow_id = ${workflowId}) c
         LEFT JOIN LATERAL (
-          SELECT ${sql.literal(D_COLUMNS)}
+          SELECT ${sql.literal(VERSION_COLUMNS)}
           FROM workflow_definitions d JOIN workflows w ON w.id = d.workflow_id
           WHERE d.workflow_id = ${workflowId}
           ORDER BY d.version DESC LIMIT ${limit} OFFSET ${offset}
         ) p ON true
         ORDER BY p.version DESC`.pipe(
-        Effect.map(countedPage<DefinitionRow>("id"))
+        Effect.map(countedPage<VersionRow>("id"))
       )
 
     /** Slugs of live workflows equal to `base` or `base-<n>` (to pick a free one for a copy). */
@@ -316,16 +335,17 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
     return {
       listSummaries,
       findSummary,
+      find,
       findWithShare,
       insert,
       update,
       softDelete,
       setActiveVersion,
       nextVersion,
-      insertDefinition,
+      insertVersion,
       loadGraph,
-      findDefinition,
-      listDefinitions,
+      findVersion,
+      listVersions,
       slugsLike,
       lockDefault,
       findDefault,

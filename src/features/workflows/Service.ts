@@ -1,17 +1,15 @@
 import { SqlClient } from "@effect/sql"
 import { type SqlError } from "@effect/sql/SqlError"
-import { Effect, Option, Schema } from "effect"
+import { DateTime, Effect, Option, Schema } from "effect"
 
-import { Conflict, Forbidden, NotFound, ValidationError } from "../../domain/errors.js"
+import { CurrentUser } from "../../api/Security.js"
+import { Conflict, type Forbidden, NotFound, ValidationError } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
-import type { User } from "../../domain/User.js"
 import {
   CurrentWorkflow,
   type Graph,
   type GraphInput,
   normalizeGraph,
-  type Share,
-  type SharePermission,
   type Workflow,
   type WorkflowExport,
   type WorkflowSummary,
@@ -21,30 +19,11 @@ import {
 import { Cache } from "../../platform/Cache.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { AuditLog, diffChanges } from "../audit/AuditLog.js"
-import { UsersRepo } from "../users/Repo.js"
+import { activeKey, CURRENT_KEY } from "./CacheKeys.js"
+import { DEFAULT_GRAPH } from "./DefaultWorkflow.js"
 import { validateGraph } from "./Graph.js"
-import { type DefinitionRow, type SummaryRow, type WorkflowRow, WorkflowsRepo } from "./Repo.js"
-
-/** The caller of every operation. */
-export type Caller = Pick<User, "id" | "is_admin">
-
-/**
- * What a caller may do with a workflow: `manage` (owner or admin: everything), `write` (a write
- * share: edit, create and activate versions), `read` (a read share). No access is a 404, never a
- * 403, so a private workflow's existence is not revealed.
- */
-export type Access = "read" | "write" | "manage"
-type AuthorizedRow = WorkflowRow & { readonly share_permission: SharePermission | null }
-const rank: Record<Access, number> = { read: 1, write: 2, manage: 3 }
-
-export const accessOf = (row: WorkflowRow & { readonly share_permission: SharePermission | null }, caller: Caller) =>
-  caller.is_admin || (row.owner_id !== null && row.owner_id === caller.id)
-    ? "manage" as const
-    : row.share_permission ?? undefined
-
-/** Cache keys: the default workflow, and each workflow's active version. */
-export const CURRENT_KEY = "workflows:current"
-export const activeKey = (workflowId: number) => `workflows:active:${workflowId}`
+import { workflowNotFound, WorkflowsPolicy } from "./Policy.js"
+import { type SummaryRow, type VersionRow, type WorkflowRow, WorkflowsRepo } from "./Repo.js"
 
 const CachedCurrent = Schema.Option(CurrentWorkflow)
 const CachedVersion = Schema.Option(WorkflowVersion)
@@ -75,23 +54,6 @@ export interface ImportInput {
   readonly graph: GraphInput
   readonly mark_as_active?: boolean | undefined
 }
-
-/** The graph of a new workflow created without one, and of the bootstrap default workflow. */
-export const DEFAULT_GRAPH: Graph = normalizeGraph({
-  nodes: [
-    { slug: "start", kind: "start", display_name: "Start" },
-    {
-      slug: "agent",
-      kind: "agent",
-      display_name: "Assistant",
-      parameters: { instructions: "You are a helpful assistant." }
-    },
-    { slug: "end", kind: "end", display_name: "End" }
-  ],
-  edges: [{ source: "start", target: "agent" }, { source: "agent", target: "end" }]
-})
-
-const notFound = (id: number) => new NotFound({ detail: `Workflow ${id} does not exist` })
 
 /** Validates a client's graph: every problem in one 400. */
 export const checkGraph = (input: GraphInput): Effect.Effect<Graph, ValidationError> => {
@@ -124,7 +86,7 @@ export const toSummary = (row: SummaryRow): WorkflowSummary => ({
   updated_at: row.updated_at
 })
 
-const toVersionSummary = (row: DefinitionRow): WorkflowVersionSummary => ({
+const toVersionSummary = (row: VersionRow): WorkflowVersionSummary => ({
   id: row.id,
   workflow_id: row.workflow_id,
   version: row.version,
@@ -139,40 +101,19 @@ export const slugify = (text: string) =>
   text.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 100) || "workflow"
 
 /**
- * Workflows (API.md section 6). Every mutation runs in one transaction with its audit row, the
- * workflow row locked `FOR UPDATE` (so concurrent version creations number n+1, n+2); the cached
- * default workflow and active versions are invalidated after the commit of every write that
- * changes them.
+ * Workflows (API.md section 6) and their versions; who may do what is `WorkflowsPolicy`'s, the
+ * shares are `WorkflowShares`'. Operations act for the request's `CurrentUser`. Every mutation runs
+ * in one transaction with its audit row, the workflow row locked `FOR UPDATE` (so concurrent
+ * version creations number n+1, n+2); the cached default workflow and active versions are
+ * invalidated after the commit of every write that changes them.
  */
 export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatkit/WorkflowsService", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const repo = yield* WorkflowsRepo
-    const users = yield* UsersRepo
     const audit = yield* AuditLog
     const cache = yield* Cache
-
-    /** The workflow if `caller` holds at least `need` on it: 404 without any access, 403 with too little. */
-    const authorize = (
-      id: number,
-      caller: Caller,
-      need: Access,
-      lock: boolean
-    ): Effect.Effect<AuthorizedRow, NotFound | Forbidden | SqlError> =>
-      Effect.flatMap(
-        repo.findWithShare(id, caller.id, lock),
-        (found): Effect.Effect<AuthorizedRow, NotFound | Forbidden> => {
-          if (Option.isNone(found)) return Effect.fail(notFound(id))
-          const access = accessOf(found.value, caller)
-          if (access === undefined) return Effect.fail(notFound(id))
-          if (rank[access] < rank[need]) {
-            return Effect.fail(
-              new Forbidden({ detail: `This needs ${need} access to workflow ${id}; you have ${access} access` })
-            )
-          }
-          return Effect.succeed(found.value)
-        }
-      )
+    const policy = yield* WorkflowsPolicy
 
     /** Drops what a write to `row` made stale, after its commit. */
     const invalidate = (row: Pick<WorkflowRow, "id" | "is_default">, what: { readonly active: boolean }) =>
@@ -181,8 +122,8 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         row.is_default ? cache.invalidatePrefix(CURRENT_KEY) : Effect.void
       )
 
-    const loadVersion = (workflowId: number, definitionId: number) =>
-      Effect.flatMap(repo.findDefinition(workflowId, definitionId), (found) =>
+    const loadVersion = (workflowId: number, versionId: number) =>
+      Effect.flatMap(repo.findVersion(workflowId, versionId), (found) =>
         Option.match(found, {
           onNone: () => Effect.succeedNone,
           onSome: (row) =>
@@ -195,7 +136,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       cache.getOrLoad(
         activeKey(workflowId),
         CachedVersion,
-        Effect.flatMap(repo.findWithShare(workflowId, 0, false), (row) =>
+        Effect.flatMap(repo.find(workflowId), (row) =>
           Option.isNone(row) || row.value.active_version_id === null
             ? Effect.succeedNone
             : loadVersion(workflowId, row.value.active_version_id))
@@ -204,7 +145,10 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
     const summary = (id: number) =>
       Effect.flatMap(
         repo.findSummary(id),
-        Option.match({ onNone: () => Effect.fail(notFound(id)), onSome: (row) => Effect.succeed(toSummary(row)) })
+        Option.match({
+          onNone: () => Effect.fail(workflowNotFound(id)),
+          onSome: (row) => Effect.succeed(toSummary(row))
+        })
       )
 
     const detail = (id: number): Effect.Effect<Workflow, NotFound | SqlError> =>
@@ -229,42 +173,44 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         if (Option.isNone(inserted)) {
           return yield* new Conflict({ detail: `A workflow with slug ${input.slug} already exists` })
         }
-        const definitionId = yield* repo.insertDefinition({
+        const versionId = yield* repo.insertVersion({
           workflowId: inserted.value.id,
           version: 1,
           name: null,
           createdBy: input.createdBy,
           graph: input.graph
         })
-        yield* repo.setActiveVersion(inserted.value.id, definitionId)
-        return { row: inserted.value, definitionId }
+        yield* repo.setActiveVersion(inserted.value.id, versionId)
+        return { row: inserted.value, versionId }
       })
 
     const graphStats = (graph: Graph) => ({ nodes: graph.nodes.length, edges: graph.edges.length })
 
     // -- workflows --------------------------------------------------------------------------
 
-    const list = (caller: Caller, page: PageRequest) =>
-      repo.listSummaries(caller, page.pageSize, page.offset).pipe(
+    const list = (page: PageRequest) =>
+      CurrentUser.pipe(
+        Effect.flatMap((user) => repo.listSummaries(user, page.pageSize, page.offset)),
         Effect.map(({ items, total }) => toPage(page, items.map(toSummary), total)),
         orDieOnSqlError,
         Effect.withSpan("WorkflowsService.list")
       )
 
-    const get = (id: number, caller: Caller): Effect.Effect<Workflow, NotFound | Forbidden> =>
-      authorize(id, caller, "read", false).pipe(
+    const get = (id: number): Effect.Effect<Workflow, NotFound | Forbidden, CurrentUser> =>
+      policy.require(id, "read").pipe(
         Effect.zipRight(detail(id)),
         orDieOnSqlError,
         Effect.withSpan("WorkflowsService.get", { attributes: { "workflow.id": id } })
       )
 
-    const create = (input: CreateWorkflowInput, caller: Caller): Effect.Effect<Workflow, Conflict | ValidationError> =>
+    const create = (input: CreateWorkflowInput): Effect.Effect<Workflow, Conflict | ValidationError, CurrentUser> =>
       Effect.gen(function*() {
+        const user = yield* CurrentUser
         const graph = input.graph === undefined ? DEFAULT_GRAPH : yield* checkGraph(input.graph)
         const fields = { slug: input.slug, display_name: input.display_name, description: input.description ?? null }
         const { row } = yield* sql.withTransaction(
           Effect.gen(function*() {
-            const created = yield* insertWithGraph({ ...fields, owner_id: caller.id, graph, createdBy: caller.id })
+            const created = yield* insertWithGraph({ ...fields, owner_id: user.id, graph, createdBy: user.id })
             yield* audit.record({
               action: "workflow.create",
               resourceType: "workflow",
@@ -279,11 +225,11 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.create"))
 
     /** PATCH semantics; a request that changes nothing writes nothing (and no audit row). */
-    const update = (id: number, input: UpdateWorkflowInput, caller: Caller) =>
+    const update = (id: number, input: UpdateWorkflowInput) =>
       Effect.gen(function*() {
         const before = yield* sql.withTransaction(
           Effect.gen(function*() {
-            const row = yield* authorize(id, caller, "write", true)
+            const row = yield* policy.require(id, "write", { lock: true })
             const requested = {
               ...(input.slug === undefined ? {} : { slug: input.slug }),
               ...(input.display_name === undefined ? {} : { display_name: input.display_name }),
@@ -305,18 +251,18 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.update", { attributes: { "workflow.id": id } }))
 
     /** Soft delete (owner or admin). The default workflow cannot be deleted: make another one the default first. */
-    const remove = (id: number, caller: Caller): Effect.Effect<void, NotFound | Forbidden | Conflict> =>
+    const remove = (id: number): Effect.Effect<void, NotFound | Forbidden | Conflict, CurrentUser> =>
       Effect.gen(function*() {
         const row = yield* sql.withTransaction(
           Effect.gen(function*() {
-            const row = yield* authorize(id, caller, "manage", true)
+            const row = yield* policy.require(id, "manage", { lock: true })
             if (row.is_default) {
               return yield* new Conflict({
                 detail: `Workflow ${id} is the default workflow; make another one the default first`
               })
             }
             const deleted = yield* repo.softDelete(id)
-            if (Option.isNone(deleted)) return yield* notFound(id)
+            if (Option.isNone(deleted)) return yield* workflowNotFound(id)
             yield* audit.record({
               action: "workflow.delete",
               resourceType: "workflow",
@@ -335,11 +281,11 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
     /** A copy of the active version as version 1 of a new workflow the caller owns. */
     const duplicate = (
       id: number,
-      input: { readonly display_name: string; readonly slug?: string | undefined },
-      caller: Caller
-    ): Effect.Effect<Workflow, NotFound | Forbidden | Conflict> =>
+      input: { readonly display_name: string; readonly slug?: string | undefined }
+    ): Effect.Effect<Workflow, NotFound | Forbidden | Conflict, CurrentUser> =>
       Effect.gen(function*() {
-        const source = yield* authorize(id, caller, "read", false)
+        const user = yield* CurrentUser
+        const source = yield* policy.require(id, "read")
         const graph = source.active_version_id === null
           ? DEFAULT_GRAPH
           : yield* repo.loadGraph(source.active_version_id)
@@ -355,7 +301,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           Effect.gen(function*() {
             const slug = yield* pickSlug
             const fields = { slug, display_name: input.display_name, description: source.description }
-            const created = yield* insertWithGraph({ ...fields, owner_id: caller.id, graph, createdBy: caller.id })
+            const created = yield* insertWithGraph({ ...fields, owner_id: user.id, graph, createdBy: user.id })
             yield* audit.record({
               action: "workflow.duplicate",
               resourceType: "workflow",
@@ -378,9 +324,9 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
 
     // -- versions ---------------------------------------------------------------------------
 
-    const listVersions = (id: number, caller: Caller, page: PageRequest) =>
-      authorize(id, caller, "read", false).pipe(
-        Effect.zipRight(repo.listDefinitions(id, page.pageSize, page.offset)),
+    const listVersions = (id: number, page: PageRequest) =>
+      policy.require(id, "read").pipe(
+        Effect.zipRight(repo.listVersions(id, page.pageSize, page.offset)),
         Effect.map(({ items, total }) => toPage(page, items.map(toVersionSummary), total)),
         orDieOnSqlError,
         Effect.withSpan("WorkflowsService.listVersions", { attributes: { "workflow.id": id } })
@@ -388,10 +334,9 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
 
     const getVersion = (
       id: number,
-      versionId: number,
-      caller: Caller
-    ): Effect.Effect<WorkflowVersion, NotFound | Forbidden> =>
-      authorize(id, caller, "read", false).pipe(
+      versionId: number
+    ): Effect.Effect<WorkflowVersion, NotFound | Forbidden, CurrentUser> =>
+      policy.require(id, "read").pipe(
         Effect.zipRight(loadVersion(id, versionId)),
         Effect.flatMap(Option.match({
           onNone: () => Effect.fail(new NotFound({ detail: `Workflow ${id} has no version ${versionId}` })),
@@ -405,19 +350,20 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
      * Version n+1 in one transaction: the workflow row is locked first, so concurrent calls get
      * consecutive numbers instead of a unique violation.
      */
-    const createVersion = (id: number, input: CreateVersionInput, caller: Caller) =>
+    const createVersion = (id: number, input: CreateVersionInput) =>
       Effect.gen(function*() {
+        const user = yield* CurrentUser
         const graph = yield* checkGraph(input.graph)
         const activate = input.mark_as_active ?? false
-        const { definitionId, row } = yield* sql.withTransaction(
+        const { row, versionId } = yield* sql.withTransaction(
           Effect.gen(function*() {
-            const row = yield* authorize(id, caller, "write", true)
+            const row = yield* policy.require(id, "write", { lock: true })
             const version = yield* repo.nextVersion(id)
-            const definitionId = yield* repo.insertDefinition({
+            const versionId = yield* repo.insertVersion({
               workflowId: id,
               version,
               name: input.name ?? null,
-              createdBy: caller.id,
+              createdBy: user.id,
               graph
             })
             yield* audit.record({
@@ -425,7 +371,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
               resourceType: "workflow",
               resourceId: id,
               changes: {
-                version_id: definitionId,
+                version_id: versionId,
                 version,
                 name: input.name ?? null,
                 ...graphStats(graph),
@@ -433,30 +379,30 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
               }
             })
             if (activate) {
-              yield* repo.setActiveVersion(id, definitionId)
+              yield* repo.setActiveVersion(id, versionId)
               yield* audit.record({
                 action: "workflow.version.activate",
                 resourceType: "workflow",
                 resourceId: id,
-                changes: { active_version_id: { from: row.active_version_id, to: definitionId }, version }
+                changes: { active_version_id: { from: row.active_version_id, to: versionId }, version }
               })
             }
-            return { definitionId, row }
+            return { row, versionId }
           })
         )
         if (activate) yield* invalidate(row, { active: true })
-        const created = yield* loadVersion(id, definitionId)
-        return yield* Option.match(created, { onNone: () => Effect.fail(notFound(id)), onSome: Effect.succeed })
+        const created = yield* loadVersion(id, versionId)
+        return yield* Option.match(created, { onNone: () => Effect.fail(workflowNotFound(id)), onSome: Effect.succeed })
       }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.createVersion", { attributes: { "workflow.id": id } }))
 
     /** Makes `versionId` the production version; a version of another workflow is a 404. */
-    const activate = (id: number, versionId: number, caller: Caller): Effect.Effect<Workflow, NotFound | Forbidden> =>
+    const activate = (id: number, versionId: number): Effect.Effect<Workflow, NotFound | Forbidden, CurrentUser> =>
       Effect.gen(function*() {
         const changed = yield* sql.withTransaction(
           Effect.gen(function*() {
-            const row = yield* authorize(id, caller, "write", true)
-            const definition = yield* repo.findDefinition(id, versionId)
-            if (Option.isNone(definition)) {
+            const row = yield* policy.require(id, "write", { lock: true })
+            const target = yield* repo.findVersion(id, versionId)
+            if (Option.isNone(target)) {
               return yield* new NotFound({ detail: `Workflow ${id} has no version ${versionId}` })
             }
             if (row.active_version_id === versionId) return Option.none<WorkflowRow>()
@@ -467,7 +413,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
               resourceId: id,
               changes: {
                 active_version_id: { from: row.active_version_id, to: versionId },
-                version: definition.value.version
+                version: target.value.version
               }
             })
             return Option.some(row)
@@ -479,12 +425,11 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
 
     const exportVersion = (
       id: number,
-      versionId: number,
-      caller: Caller
-    ): Effect.Effect<WorkflowExport, NotFound | Forbidden> =>
+      versionId: number
+    ): Effect.Effect<WorkflowExport, NotFound | Forbidden, CurrentUser> =>
       Effect.gen(function*() {
-        const row = yield* authorize(id, caller, "read", false)
-        const version = yield* getVersion(id, versionId, caller)
+        const row = yield* policy.require(id, "read")
+        const version = yield* getVersion(id, versionId)
         return {
           format: "chatkit.workflow" as const,
           format_version: 1 as const,
@@ -494,7 +439,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
           version: version.version,
           name: version.name,
           graph: version.graph,
-          exported_at: new Date()
+          exported_at: DateTime.toDateUtc(yield* DateTime.now)
         }
       }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.exportVersion", { attributes: { "workflow.id": id } }))
 
@@ -503,10 +448,10 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
      * with mark_as_active), else a new workflow (owned by the admin) whose version 1 is active.
      */
     const importWorkflow = (
-      input: ImportInput,
-      caller: Caller
-    ): Effect.Effect<Workflow, Conflict | ValidationError | NotFound | Forbidden> =>
+      input: ImportInput
+    ): Effect.Effect<Workflow, Conflict | ValidationError | NotFound | Forbidden, CurrentUser> =>
       Effect.gen(function*() {
+        const user = yield* CurrentUser
         const graph = yield* checkGraph(input.graph)
         if (input.slug === undefined && input.display_name === undefined) {
           return yield* new ValidationError({
@@ -522,27 +467,27 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
             >`SELECT id FROM workflows WHERE slug = ${slug} AND deleted_at IS NULL`
             const existingId = existing[0]?.id
             if (existingId !== undefined) {
-              const row = yield* authorize(existingId, caller, "manage", true)
+              const row = yield* policy.require(existingId, "manage", { lock: true })
               const version = yield* repo.nextVersion(existingId)
-              const definitionId = yield* repo.insertDefinition({
+              const versionId = yield* repo.insertVersion({
                 workflowId: existingId,
                 version,
                 name: null,
-                createdBy: caller.id,
+                createdBy: user.id,
                 graph
               })
               const activate = input.mark_as_active ?? false
-              if (activate) yield* repo.setActiveVersion(existingId, definitionId)
+              if (activate) yield* repo.setActiveVersion(existingId, versionId)
               yield* audit.record({
                 action: "workflow.import",
                 resourceType: "workflow",
                 resourceId: existingId,
-                changes: { slug, version_id: definitionId, version, ...graphStats(graph), mark_as_active: activate }
+                changes: { slug, version_id: versionId, version, ...graphStats(graph), mark_as_active: activate }
               })
               return { id: existingId, activated: activate ? Option.some(row) : Option.none<WorkflowRow>() }
             }
             const fields = { slug, display_name: input.display_name ?? slug, description: input.description ?? null }
-            const created = yield* insertWithGraph({ ...fields, owner_id: caller.id, graph, createdBy: caller.id })
+            const created = yield* insertWithGraph({ ...fields, owner_id: user.id, graph, createdBy: user.id })
             yield* audit.record({
               action: "workflow.import",
               resourceType: "workflow",
@@ -555,87 +500,6 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         if (Option.isSome(activated)) yield* invalidate(activated.value, { active: true })
         return yield* detail(id)
       }).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.import"))
-
-    // -- shares -----------------------------------------------------------------------------
-
-    const listShares = (id: number, caller: Caller, page: PageRequest) =>
-      authorize(id, caller, "read", false).pipe(
-        Effect.zipRight(repo.listShares(id, page.pageSize, page.offset)),
-        Effect.map(({ items, total }) => toPage(page, items as ReadonlyArray<Share>, total)),
-        orDieOnSqlError,
-        Effect.withSpan("WorkflowsService.listShares", { attributes: { "workflow.id": id } })
-      )
-
-    const readShare = (id: number, userId: number) =>
-      Effect.flatMap(
-        repo.findShare(id, userId),
-        Option.match({
-          onNone: () => Effect.fail(new NotFound({ detail: `Workflow ${id} is not shared with user ${userId}` })),
-          onSome: (share) => Effect.succeed<Share>(share)
-        })
-      )
-
-    /** Shares with the live user who has `email`: unknown email 404, the owner or an existing share 409. */
-    const createShare = (
-      id: number,
-      input: { readonly user_email: string; readonly permission: SharePermission },
-      caller: Caller
-    ): Effect.Effect<Share, NotFound | Forbidden | Conflict> =>
-      sql.withTransaction(
-        Effect.gen(function*() {
-          const row = yield* authorize(id, caller, "manage", true)
-          const user = yield* users.findLiveByEmail(input.user_email)
-          if (Option.isNone(user)) return yield* new NotFound({ detail: `No user has the email ${input.user_email}` })
-          if (user.value.id === row.owner_id) {
-            return yield* new Conflict({ detail: "The owner already has every access" })
-          }
-          const inserted = yield* repo.insertShare(id, user.value.id, input.permission)
-          if (!inserted) {
-            return yield* new Conflict({
-              detail: `Workflow ${id} is already shared with that user; PATCH the share instead`
-            })
-          }
-          yield* audit.record({
-            action: "workflow.share.create",
-            resourceType: "workflow",
-            resourceId: id,
-            changes: { user_id: user.value.id, permission: input.permission }
-          })
-          return yield* readShare(id, user.value.id)
-        })
-      ).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.createShare", { attributes: { "workflow.id": id } }))
-
-    const updateShare = (id: number, userId: number, permission: SharePermission, caller: Caller) =>
-      sql.withTransaction(
-        Effect.gen(function*() {
-          yield* authorize(id, caller, "manage", true)
-          const before = yield* readShare(id, userId)
-          if (before.permission === permission) return before
-          yield* repo.updateShare(id, userId, permission)
-          yield* audit.record({
-            action: "workflow.share.update",
-            resourceType: "workflow",
-            resourceId: id,
-            changes: { user_id: userId, permission: { from: before.permission, to: permission } }
-          })
-          return yield* readShare(id, userId)
-        })
-      ).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.updateShare", { attributes: { "workflow.id": id } }))
-
-    const deleteShare = (id: number, userId: number, caller: Caller): Effect.Effect<void, NotFound | Forbidden> =>
-      sql.withTransaction(
-        Effect.gen(function*() {
-          yield* authorize(id, caller, "manage", true)
-          const before = yield* readShare(id, userId)
-          yield* repo.deleteShare(id, userId)
-          yield* audit.record({
-            action: "workflow.share.delete",
-            resourceType: "workflow",
-            resourceId: id,
-            changes: { user_id: userId, permission: { from: before.permission, to: null } }
-          })
-        })
-      ).pipe(orDieOnSqlError, Effect.withSpan("WorkflowsService.deleteShare", { attributes: { "workflow.id": id } }))
 
     // -- default workflow -------------------------------------------------------------------
 
@@ -664,14 +528,14 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       Effect.withSpan("WorkflowsService.current")
     )
 
-    /** Admin: makes `workflowId` the default workflow. */
-    const setDefault = (workflowId: number, caller: Caller): Effect.Effect<WorkflowSummary, NotFound> =>
+    /** Admin (the endpoint's middleware checks it): makes `workflowId` the default workflow. */
+    const setDefault = (workflowId: number): Effect.Effect<WorkflowSummary, NotFound> =>
       Effect.gen(function*() {
         const changed = yield* sql.withTransaction(
           Effect.gen(function*() {
             yield* repo.lockDefault
-            const target = yield* repo.findWithShare(workflowId, caller.id, true)
-            if (Option.isNone(target)) return yield* notFound(workflowId)
+            const target = yield* repo.find(workflowId, { lock: true })
+            if (Option.isNone(target)) return yield* workflowNotFound(workflowId)
             if (target.value.is_default) return false
             const previous = yield* repo.findDefault
             yield* repo.setDefault(workflowId)
@@ -706,13 +570,9 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       activate,
       exportVersion,
       import: importWorkflow,
-      listShares,
-      createShare,
-      updateShare,
-      deleteShare,
       current,
       setDefault
     } as const
   }),
-  dependencies: [WorkflowsRepo.Default, UsersRepo.Default, AuditLog.Default]
+  dependencies: [WorkflowsRepo.Default, WorkflowsPolicy.Default, AuditLog.Default]
 }) {}
