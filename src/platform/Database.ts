@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs"
 import { resolve } from "node:path"
 
-import { SqlClient } from "@effect/sql"
+import { SqlClient, type Statement } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqlError } from "@effect/sql/SqlError"
 import { PGlite } from "@electric-sql/pglite"
@@ -223,6 +223,30 @@ export const countedPage = <Row>(key: keyof Row) => (rows: CountedPageRows<Row>)
   total: Number(rows[0]?.total ?? 0),
   items: rows.filter((row) => row[key] !== null).map(({ total: _, ...row }) => row) as unknown as ReadonlyArray<Row>
 })
+
+/**
+ * The SET list of a PATCH: `column = value` for each field of `changes` whose value is defined, in
+ * order. A value is bound as a parameter unless it is a fragment (`sql\`now()\``), which is
+ * spliced in as SQL. Field names are column names written in code, never keys of a request.
+ */
+export const patchColumns = (sql: SqlClient.SqlClient, changes: object): Statement.Fragment =>
+  sql.csv(
+    Object.entries(changes)
+      .filter(([, value]) => value !== undefined)
+      .map(([column, value]) => sql`${sql(column)} = ${value}`)
+  )
+
+/**
+ * Runs a write in a transaction and, only once it has committed, `afterCommit` with its result.
+ * Cache invalidation goes there: dropped before the commit, an entry could be refilled from the old
+ * row by a read that overlaps the write.
+ */
+export const commitThen = <A, E2, R2>(
+  sql: SqlClient.SqlClient,
+  afterCommit: (result: A) => Effect.Effect<unknown, E2, R2>
+) =>
+<B extends A, E, R>(write: Effect.Effect<B, E, R>): Effect.Effect<B, E | E2 | SqlError, R | R2> =>
+  sql.withTransaction(write).pipe(Effect.tap(afterCommit))
 
 /**
  * A unique violation (23505) on `constraint`: the caller maps it to a 409. When the driver does

@@ -16,13 +16,32 @@ export interface AuditEvent {
   readonly userId?: number | null
 }
 
+/** The `changes` of an audit row for an edit: `{ field: { from, to } }`. */
+export type FieldDiff = Record<string, { readonly from: unknown; readonly to: unknown }>
+
 /** `{ field: { from, to } }` for the fields of `after` whose value differs from `before`. */
-export const diffChanges = (before: Record<string, unknown>, after: Record<string, unknown>) =>
+export const diffChanges = (before: Record<string, unknown>, after: Record<string, unknown>): FieldDiff =>
   Object.fromEntries(
     Object.entries(after)
       .filter(([key, value]) => value !== undefined && JSON.stringify(value) !== JSON.stringify(before[key]))
       .map(([key, value]) => [key, { from: before[key] ?? null, to: value }])
   )
+
+/**
+ * What a PATCH changes: the fields of `input` that `before` has, whose value is defined and differs
+ * (as JSON) from the stored one. `changes` holds their new values (what to write), `diff` their
+ * `{ from, to }` (the audit row); both are empty when the request changes nothing. Fields of
+ * `input` that `before` lacks (a password, say) are left to the caller.
+ */
+export const changedFields = <T extends object>(
+  before: T,
+  input: { readonly [K in keyof T]?: T[K] | undefined }
+): { readonly changes: Partial<T>; readonly diff: FieldDiff } => {
+  const requested = Object.fromEntries(Object.entries(input).filter(([key]) => Object.hasOwn(before, key)))
+  const diff = diffChanges(before as Record<string, unknown>, requested)
+  const changes = Object.fromEntries(Object.entries(requested).filter(([key]) => key in diff)) as Partial<T>
+  return { changes, diff }
+}
 
 /**
  * Writes one audit_logs row per mutation or auth event. It uses the ambient SqlClient, so called

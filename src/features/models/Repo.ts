@@ -3,7 +3,7 @@ import { Effect, Option } from "effect"
 
 import { Conflict } from "../../domain/errors.js"
 import type { Model, ModelId } from "../../domain/Model.js"
-import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
+import { countedPage, type CountedPageRows, isUniqueViolation, patchColumns } from "../../platform/Database.js"
 
 const COLUMNS =
   "id, name, display_name, description, provider_id, provider_slug, supports_reasoning, supports_streaming, " +
@@ -62,19 +62,12 @@ export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo
         Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(model.name)))
       )
 
-    const update = (id: ModelId, changes: ModelChanges) => {
-      const assignments = [
-        ...Object.entries(changes).filter(([, v]) => v !== undefined).map(([column, v]) =>
-          sql`${sql(column)} = ${v as string}`
-        ),
-        sql`updated_at = now()`
-      ]
-      return sql<Model>`UPDATE models SET ${sql.csv(assignments)} WHERE id = ${id} RETURNING ${sql.literal(COLUMNS)}`
-        .pipe(
-          Effect.map(first),
-          Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(changes.name ?? "")))
-        )
-    }
+    const update = (id: ModelId, changes: ModelChanges) =>
+      sql<Model>`UPDATE models SET ${patchColumns(sql, { ...changes, updated_at: sql`now()` })}
+        WHERE id = ${id} RETURNING ${sql.literal(COLUMNS)}`.pipe(
+        Effect.map(first),
+        Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(changes.name ?? "")))
+      )
 
     const remove = (id: ModelId) =>
       sql<Model>`DELETE FROM models WHERE id = ${id} RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))

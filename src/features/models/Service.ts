@@ -6,9 +6,9 @@ import { type Conflict, NotFound } from "../../domain/errors.js"
 import { Model, type ModelId } from "../../domain/Model.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
 import { Cache, getOrRenderJson } from "../../platform/Cache.js"
-import { orDieOnSqlError } from "../../platform/Database.js"
-import { AuditLog, diffChanges } from "../audit/AuditLog.js"
-import { type ModelChanges, ModelsRepo, type NewModel } from "./Repo.js"
+import { commitThen, orDieOnSqlError } from "../../platform/Database.js"
+import { AuditLog, changedFields, diffChanges } from "../audit/AuditLog.js"
+import { ModelsRepo, type NewModel } from "./Repo.js"
 
 /** Every cached page of the catalog lives under this prefix; any write invalidates all of them. */
 export const MODELS_CACHE_PREFIX = "models"
@@ -64,9 +64,8 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
         Effect.withSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } })
       )
 
-    /** Runs `write` in a transaction and, once it has committed, drops every cached page. */
-    const mutate = <A, E, R>(write: Effect.Effect<A, E, R>) =>
-      sql.withTransaction(write).pipe(Effect.tap(() => cache.invalidatePrefix(MODELS_CACHE_PREFIX)))
+    /** Runs a write in a transaction and, once it has committed, drops every cached page. */
+    const mutate = commitThen(sql, () => cache.invalidatePrefix(MODELS_CACHE_PREFIX))
 
     const create = (input: CreateModelInput): Effect.Effect<Model, Conflict> =>
       mutate(
@@ -98,9 +97,8 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
           Effect.gen(function*() {
             const before = yield* repo.lock(id)
             if (Option.isNone(before)) return yield* notFound(id)
-            const diff = diffChanges({ ...editable(before.value) }, { ...input })
+            const { changes, diff } = changedFields(editable(before.value), input)
             if (Object.keys(diff).length === 0) return { model: before.value, changed: false }
-            const changes = Object.fromEntries(Object.entries(input).filter(([key]) => key in diff)) as ModelChanges
             const after = yield* repo.update(id, changes)
             if (Option.isNone(after)) return yield* notFound(id)
             yield* audit.record({ action: "model.update", resourceType: "model", resourceId: id, changes: diff })

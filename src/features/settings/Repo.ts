@@ -3,6 +3,7 @@ import { Effect, Option, Schema } from "effect"
 
 import type { AppearanceSettings } from "../../domain/Settings.js"
 import { ProviderKind } from "../../domain/Settings.js"
+import { patchColumns } from "../../platform/Database.js"
 
 /** One entry of `app_settings.model_providers` as stored: the key only sealed, its hint apart. */
 export const StoredProvider = Schema.Struct({
@@ -84,21 +85,18 @@ export class SettingsRepo extends Effect.Service<SettingsRepo>()("chatkit/Settin
     /** Writes the app settings fields and bumps updated_at. */
     const updateApp = (changes: AppSettingsChanges) => {
       const { model_providers, ...plain } = changes
-      const assignments = [
-        ...Object.entries(plain).filter(([, v]) => v !== undefined).map(([column, v]) =>
-          sql`${sql(column)} = ${v as string}`
-        ),
-        ...(model_providers === undefined ? [] : [sql`model_providers = ${JSON.stringify(model_providers)}::jsonb`]),
-        sql`updated_at = now()`
-      ]
-      return sql<Record<string, unknown>>`UPDATE app_settings SET ${sql.csv(assignments)}
+      const set = patchColumns(sql, {
+        ...plain,
+        model_providers: model_providers === undefined ? undefined : sql`${JSON.stringify(model_providers)}::jsonb`,
+        updated_at: sql`now()`
+      })
+      return sql<Record<string, unknown>>`UPDATE app_settings SET ${set}
         WHERE id = 1 RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.flatMap(decodeRow))
     }
 
     /** Writes appearance fields; updated_at belongs to the app settings and is left alone. */
-    const updateAppearance = (changes: AppearanceChanges) => {
-      const set = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined))
-      return sql<AppearanceSettings>`UPDATE app_settings SET ${sql.update(set)} WHERE id = 1
+    const updateAppearance = (changes: AppearanceChanges) =>
+      sql<AppearanceSettings>`UPDATE app_settings SET ${patchColumns(sql, changes)} WHERE id = 1
         RETURNING ${sql.literal(APPEARANCE_COLUMNS)}`.pipe(
         Effect.flatMap((rows) =>
           Option.match(Option.fromNullable(rows[0]), {
@@ -107,7 +105,6 @@ export class SettingsRepo extends Effect.Service<SettingsRepo>()("chatkit/Settin
           })
         )
       )
-    }
 
     return { load, lock, loadAppearance, updateApp, updateAppearance } as const
   })

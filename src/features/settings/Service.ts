@@ -7,7 +7,7 @@ import { type FieldIssue, ValidationError } from "../../domain/errors.js"
 import { AppearanceSettings, AppSettings, type ModelProvider, type ModelProviderInput } from "../../domain/Settings.js"
 import { Cache } from "../../platform/Cache.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
-import { AuditLog, diffChanges } from "../audit/AuditLog.js"
+import { AuditLog, changedFields } from "../audit/AuditLog.js"
 import { type AppearanceChanges, SettingsRepo, type SettingsRow, type StoredProvider } from "./Repo.js"
 import { apiKeyHint, SecretBox } from "./SecretBox.js"
 
@@ -137,12 +137,12 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
             const merged = input.model_providers === undefined
               ? undefined
               : yield* mergeProviders(before.model_providers, input.model_providers)
-            const plain = {
-              ...(input.thread_title_prompt === undefined ? {} : { thread_title_prompt: input.thread_title_prompt }),
-              ...(input.thread_title_model === undefined ? {} : { thread_title_model: input.thread_title_model }),
-              ...(input.default_model === undefined ? {} : { default_model: input.default_model })
-            }
-            const diff: Record<string, unknown> = diffChanges({ ...before }, plain)
+            const plain = changedFields(before, {
+              thread_title_prompt: input.thread_title_prompt,
+              thread_title_model: input.thread_title_model,
+              default_model: input.default_model
+            })
+            const diff: Record<string, unknown> = { ...plain.diff }
             const providersBefore = before.model_providers.map(auditView)
             const providersAfter = merged?.list.map(auditView)
             if (providersAfter !== undefined && JSON.stringify(providersBefore) !== JSON.stringify(providersAfter)) {
@@ -150,9 +150,8 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
             }
             if (merged !== undefined && merged.keysChanged.length > 0) diff.provider_keys_changed = merged.keysChanged
             if (Object.keys(diff).length === 0) return { row: before, changed: false }
-            const changedPlain = Object.fromEntries(Object.entries(plain).filter(([key]) => key in diff))
             const after = yield* repo.updateApp({
-              ...changedPlain,
+              ...plain.changes,
               ...(merged === undefined ? {} : { model_providers: merged.list })
             })
             yield* audit.record({
@@ -174,7 +173,7 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
         const result = yield* sql.withTransaction(
           Effect.gen(function*() {
             const before = yield* repo.lock
-            const diff = diffChanges({ ...before }, { ...input })
+            const { changes, diff } = changedFields(before, input)
             if (Object.keys(diff).length === 0) {
               const current: AppearanceSettings = {
                 color_scheme: before.color_scheme,
@@ -186,9 +185,7 @@ export class SettingsService extends Effect.Service<SettingsService>()("chatkit/
               }
               return { row: current, changed: false }
             }
-            const after = yield* repo.updateAppearance(
-              Object.fromEntries(Object.entries(input).filter(([key]) => key in diff))
-            )
+            const after = yield* repo.updateAppearance(changes)
             yield* audit.record({
               action: "appearance_settings.update",
               resourceType: "appearance_settings",

@@ -3,7 +3,7 @@ import { Effect, Option } from "effect"
 
 import { Conflict } from "../../domain/errors.js"
 import type { AdminUser, User, UserId } from "../../domain/User.js"
-import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
+import { countedPage, type CountedPageRows, isUniqueViolation, patchColumns } from "../../platform/Database.js"
 
 /** A users row as stored; `password_hash` never leaves the server (see `toUser`). */
 export interface UserRow extends AdminUser {
@@ -115,14 +115,10 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
     }
 
     /** Applies `changes` (and bumps updated_at) to a user that is not deleted; `None` otherwise. */
-    const update = (id: UserId, changes: UserChanges) => {
-      const set = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined))
-      return sql<UserRow>`UPDATE users SET ${
-        Object.keys(set).length === 0 ? sql.literal("") : sql`${sql.update(set)}, `
-      }updated_at = now()
+    const update = (id: UserId, changes: UserChanges) =>
+      sql<UserRow>`UPDATE users SET ${patchColumns(sql, { ...changes, updated_at: sql`now()` })}
         WHERE id = ${id} AND deleted_at IS NULL
         RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
-    }
 
     /** Marks a live user deleted; `None` when absent or already deleted. */
     const softDelete = (id: UserId) =>

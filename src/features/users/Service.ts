@@ -4,11 +4,11 @@ import { Effect, Option, type Redacted } from "effect"
 import { Conflict, NotFound } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
 import type { AdminUser, User, UserId } from "../../domain/User.js"
-import { orDieOnSqlError } from "../../platform/Database.js"
-import { AuditLog, diffChanges } from "../audit/AuditLog.js"
+import { commitThen, orDieOnSqlError } from "../../platform/Database.js"
+import { AuditLog, changedFields, diffChanges } from "../audit/AuditLog.js"
 import { Passwords } from "../auth/Passwords.js"
 import { RefreshTokens } from "../auth/RefreshTokens.js"
-import { toAdminUser, type UserChanges, type UserRow, UsersRepo } from "./Repo.js"
+import { toAdminUser, type UserRow, UsersRepo } from "./Repo.js"
 import { UserLookup } from "./UserLookup.js"
 
 export interface CreateUserInput {
@@ -56,9 +56,8 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
     const lookup = yield* UserLookup
     const refreshTokens = yield* RefreshTokens
 
-    /** Runs `write` in a transaction; once it has committed, the user's cached record is dropped. */
-    const mutate = <E, R>(write: Effect.Effect<UserRow, E, R>) =>
-      sql.withTransaction(write).pipe(Effect.tap((row) => lookup.invalidate(row.id)))
+    /** Runs a write in a transaction; once it has committed, the user's cached record is dropped. */
+    const mutate = commitThen(sql, (row: UserRow) => lookup.invalidate(row.id))
 
     const list = (input: ListUsersInput) =>
       repo.list({
@@ -122,17 +121,12 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
           Effect.gen(function*() {
             const before = yield* repo.lockById(id)
             if (Option.isNone(before) || before.value.deleted_at !== null) return yield* notFound(id)
-            const requested = {
-              ...(input.display_name === undefined ? {} : { display_name: input.display_name }),
-              ...(input.is_admin === undefined ? {} : { is_admin: input.is_admin })
-            }
-            const diff = diffChanges(editable(before.value), requested)
+            const { changes, diff } = changedFields(editable(before.value), input)
             if (Object.keys(diff).length === 0 && password_hash === undefined) return before.value
-            const changes: UserChanges = {
-              ...Object.fromEntries(Object.entries(requested).filter(([key]) => key in diff)),
+            const after = yield* repo.update(id, {
+              ...changes,
               ...(password_hash === undefined ? {} : { password_hash })
-            }
-            const after = yield* repo.update(id, changes)
+            })
             if (Option.isNone(after)) return yield* notFound(id)
             if (Object.keys(diff).length > 0) {
               yield* audit.record({ action: "user.update", resourceType: "user", resourceId: id, changes: diff })
