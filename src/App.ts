@@ -5,7 +5,12 @@ import { ChatkitApi } from "./api/Api.js"
 import { AuditLog } from "./features/audit/AuditLog.js"
 import { AuditLive } from "./features/audit/Http.js"
 import { AuditRepo } from "./features/audit/Repo.js"
-import { AuthenticationLive, ClientIpLimitsLive } from "./features/auth/Authentication.js"
+import {
+  AdminAuthenticationLive,
+  AuthenticationLive,
+  ClientIpLimitsLive,
+  MetricsAuthenticationLive
+} from "./features/auth/Authentication.js"
 import { AuthLive } from "./features/auth/Http.js"
 import { RefreshTokens } from "./features/auth/RefreshTokens.js"
 import { AuthService } from "./features/auth/Service.js"
@@ -70,7 +75,7 @@ export const ApiLive = HttpApiBuilder.api(ChatkitApi).pipe(
   Layer.provide(WorkflowsLive.pipe(Layer.provide(WorkflowsService.Default))),
   Layer.provide(ReadinessChecks.Default),
   // below every group: the bearer middleware and the shared services are for all of them
-  Layer.provide([AuthenticationLive, ClientIpLimitsLive]),
+  Layer.provide([AuthenticationLive, AdminAuthenticationLive, MetricsAuthenticationLive, ClientIpLimitsLive]),
   Layer.provide(SharedServicesLive)
 )
 

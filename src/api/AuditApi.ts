@@ -2,9 +2,8 @@ import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
 import { AuditEntry } from "../domain/Audit.js"
-import { ForbiddenProblem } from "../domain/errors.js"
 import { DateParam, Page, PageParams } from "./schemas.js"
-import { Authentication } from "./Security.js"
+import { AdminAuthentication } from "./Security.js"
 
 /** The audit trail (API.md section 10), admin only. */
 export class AuditApi extends HttpApiGroup.make("audit")
@@ -25,7 +24,6 @@ export class AuditApi extends HttpApiGroup.make("audit")
         })
       )
       .addSuccess(Page(AuditEntry))
-      .addError(ForbiddenProblem)
       .annotate(OpenApi.Summary, "List audit entries")
       .annotate(
         OpenApi.Description,
@@ -33,6 +31,6 @@ export class AuditApi extends HttpApiGroup.make("audit")
           "are ISO 8601 date-times with a year from 0001 to 9999 (a date outside that range is a 400)."
       )
   )
-  .middleware(Authentication)
+  .middleware(AdminAuthentication)
   .annotate(OpenApi.Title, "Audit log (admin)")
 {}

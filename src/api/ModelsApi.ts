@@ -1,10 +1,10 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
-import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "../domain/errors.js"
+import { ConflictProblem, NotFoundProblem } from "../domain/errors.js"
 import { Model, ModelDescription, ModelDisplayName, ModelId, ModelName, ModelProviderRef } from "../domain/Model.js"
 import { Page, PageParams, Payload } from "./schemas.js"
-import { Authentication } from "./Security.js"
+import { AdminAuthentication, Authentication } from "./Security.js"
 
 const ModelIdParam = Schema.Struct({ id: Schema.NumberFromString.pipe(Schema.compose(ModelId)) })
 
@@ -32,8 +32,7 @@ export class ModelsApi extends HttpApiGroup.make("models")
     HttpApiEndpoint.get("adminList", "/admin/models")
       .setUrlParams(Schema.Struct(PageParams))
       .addSuccess(Page(Model))
-      .addError(ForbiddenProblem)
-      .middleware(Authentication)
+      .middleware(AdminAuthentication)
       .annotate(OpenApi.Summary, "List models (admin)")
       .annotate(OpenApi.Description, "Ordered by display_name, then id.")
   )
@@ -41,9 +40,8 @@ export class ModelsApi extends HttpApiGroup.make("models")
     HttpApiEndpoint.post("create", "/admin/models")
       .setPayload(Payload(modelFields))
       .addSuccess(Model, { status: 201 })
-      .addError(ForbiddenProblem)
       .addError(ConflictProblem)
-      .middleware(Authentication)
+      .middleware(AdminAuthentication)
       .annotate(OpenApi.Summary, "Add a model (admin)")
       .annotate(
         OpenApi.Description,
@@ -66,10 +64,9 @@ export class ModelsApi extends HttpApiGroup.make("models")
         })
       )
       .addSuccess(Model)
-      .addError(ForbiddenProblem)
       .addError(NotFoundProblem)
       .addError(ConflictProblem)
-      .middleware(Authentication)
+      .middleware(AdminAuthentication)
       .annotate(OpenApi.Summary, "Update a model (admin)")
       .annotate(OpenApi.Description, "Absent fields stay as they are; 409 when the new name is taken.")
   )
@@ -77,9 +74,8 @@ export class ModelsApi extends HttpApiGroup.make("models")
     HttpApiEndpoint.del("delete", "/admin/models/:id")
       .setPath(ModelIdParam)
       .addSuccess(HttpApiSchema.NoContent)
-      .addError(ForbiddenProblem)
       .addError(NotFoundProblem)
-      .middleware(Authentication)
+      .middleware(AdminAuthentication)
       .annotate(OpenApi.Summary, "Delete a model (admin)")
       .annotate(OpenApi.Description, "Removes the model from the catalog.")
   )

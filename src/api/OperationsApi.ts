@@ -1,7 +1,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
-import { UnauthorizedProblem } from "../domain/errors.js"
+import { MetricsAuthentication } from "./Security.js"
 
 export const Liveness = Schema.Struct({ status: Schema.Literal("ok") }).annotations({
   identifier: "Liveness",
@@ -63,7 +63,7 @@ export class OperationsApi extends HttpApiGroup.make("operations")
   .add(
     HttpApiEndpoint.get("metrics", "/metrics")
       .addSuccess(HttpApiSchema.Text({ contentType: METRICS_CONTENT_TYPE }))
-      .addError(UnauthorizedProblem)
+      .middleware(MetricsAuthentication)
       .annotate(OpenApi.Summary, "Prometheus metrics")
       .annotate(
         OpenApi.Description,

@@ -1,11 +1,16 @@
 import { HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Context, Schema } from "effect"
 
-import { RateLimitedProblem, UnauthorizedProblem } from "../domain/errors.js"
+import { ForbiddenProblem, RateLimitedProblem, UnauthorizedProblem } from "../domain/errors.js"
 import type { User } from "../domain/User.js"
 
 /** The authenticated caller, re-read from the database on every request (short cache). */
 export class CurrentUser extends Context.Tag("chatkit/CurrentUser")<CurrentUser, User>() {}
+
+/** The access token scheme, shared by `Authentication` and `AdminAuthentication` (one OpenAPI scheme). */
+const accessToken = HttpApiSecurity.bearer.pipe(
+  HttpApiSecurity.annotate(OpenApi.Description, "Access token from POST /api/v1/auth/login (15 minutes)")
+)
 
 /**
  * Bearer access token (JWT HS256) on every endpoint of a group that uses it; also enforces the
@@ -14,9 +19,32 @@ export class CurrentUser extends Context.Tag("chatkit/CurrentUser")<CurrentUser,
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
   provides: CurrentUser,
   failure: Schema.Union(UnauthorizedProblem, RateLimitedProblem),
+  security: { bearer: accessToken }
+}) {}
+
+/**
+ * `Authentication` for administrators only: the same token check and rate limit, then 403 for
+ * any other user. Security middleware runs before the path, body and query are decoded, so a
+ * non-admin gets the 403 whatever they send.
+ */
+export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()("AdminAuthentication", {
+  provides: CurrentUser,
+  failure: Schema.Union(UnauthorizedProblem, RateLimitedProblem, ForbiddenProblem),
+  security: { bearer: accessToken }
+}) {}
+
+/**
+ * The `METRICS_TOKEN` of GET /metrics: when it is set, `Authorization: Bearer <METRICS_TOKEN>` is
+ * required (401 otherwise); when it is not, anyone may scrape. Not a user: provides nothing.
+ */
+export class MetricsAuthentication extends HttpApiMiddleware.Tag<MetricsAuthentication>()("MetricsAuthentication", {
+  failure: UnauthorizedProblem,
   security: {
-    bearer: HttpApiSecurity.bearer.pipe(
-      HttpApiSecurity.annotate(OpenApi.Description, "Access token from POST /api/v1/auth/login (15 minutes)")
+    metricsToken: HttpApiSecurity.bearer.pipe(
+      HttpApiSecurity.annotate(
+        OpenApi.Description,
+        "The METRICS_TOKEN of the deployment; required only when METRICS_TOKEN is set"
+      )
     )
   }
 }) {}

@@ -1,7 +1,6 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
-import { ForbiddenProblem } from "../domain/errors.js"
 import {
   AccentColor,
   AppearanceSettings,
@@ -16,15 +15,14 @@ import {
   ThreadTitlePrompt
 } from "../domain/Settings.js"
 import { Payload } from "./schemas.js"
-import { Authentication } from "./Security.js"
+import { AdminAuthentication } from "./Security.js"
 
 /** Application and appearance settings (API.md section 4). */
 export class SettingsApi extends HttpApiGroup.make("settings")
   .add(
     HttpApiEndpoint.get("getAppSettings", "/admin/app-settings")
       .addSuccess(AppSettings)
-      .addError(ForbiddenProblem)
-      .middleware(Authentication)
+      .middleware(AdminAuthentication)
       .annotate(OpenApi.Summary, "Application settings (admin)")
       .annotate(
         OpenApi.Description,
@@ -42,8 +40,7 @@ export class SettingsApi extends HttpApiGroup.make("settings")
         })
       )
       .addSuccess(AppSettings)
-      .addError(ForbiddenProblem)
-      .middleware(Authentication)
+      .middleware(AdminAuthentication)
       .annotate(OpenApi.Summary, "Update application settings (admin)")
       .annotate(
         OpenApi.Description,
@@ -56,8 +53,7 @@ export class SettingsApi extends HttpApiGroup.make("settings")
   .add(
     HttpApiEndpoint.get("getAdminAppearance", "/admin/appearance-settings")
       .addSuccess(AppearanceSettings)
-      .addError(ForbiddenProblem)
-      .middleware(Authentication)
+      .middleware(AdminAuthentication)
       .annotate(OpenApi.Summary, "Appearance settings (admin)")
       .annotate(
         OpenApi.Description,
@@ -77,8 +73,7 @@ export class SettingsApi extends HttpApiGroup.make("settings")
         })
       )
       .addSuccess(AppearanceSettings)
-      .addError(ForbiddenProblem)
-      .middleware(Authentication)
+      .middleware(AdminAuthentication)
       .annotate(OpenApi.Summary, "Update appearance settings (admin)")
       .annotate(
         OpenApi.Description,

@@ -1,10 +1,10 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
-import { ConflictProblem, ForbiddenProblem, NotFoundProblem } from "../domain/errors.js"
+import { ConflictProblem, NotFoundProblem } from "../domain/errors.js"
 import { AdminUser, DisplayName, Email, Password, UserId } from "../domain/User.js"
 import { Page, PageParams, Payload } from "./schemas.js"
-import { Authentication } from "./Security.js"
+import { AdminAuthentication } from "./Security.js"
 
 const UserIdParam = Schema.Struct({ id: Schema.NumberFromString.pipe(Schema.compose(UserId)) })
 
@@ -12,7 +12,7 @@ export const IdempotencyHeaders = Schema.Struct({
   "idempotency-key": Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)))
 })
 
-/** Admin user management (API.md section 3). Every endpoint: admin only (403 otherwise). */
+/** Admin user management (API.md section 3). Every endpoint: admin only (AdminAuthentication: 403 otherwise). */
 export class UsersApi extends HttpApiGroup.make("users")
   .add(
     HttpApiEndpoint.get("list", "/admin/users")
@@ -100,7 +100,6 @@ export class UsersApi extends HttpApiGroup.make("users")
       .annotate(OpenApi.Summary, "Restore a soft-deleted user")
       .annotate(OpenApi.Description, "409 when another user took the email meanwhile.")
   )
-  .addError(ForbiddenProblem)
-  .middleware(Authentication)
+  .middleware(AdminAuthentication)
   .annotate(OpenApi.Title, "Users (admin)")
 {}

@@ -19,7 +19,7 @@ import {
   WorkflowVersionSummary
 } from "../domain/Workflow.js"
 import { Page, PageParams, Payload } from "./schemas.js"
-import { Authentication } from "./Security.js"
+import { AdminAuthentication, Authentication } from "./Security.js"
 import { IdempotencyHeaders } from "./UsersApi.js"
 
 const Id = Schema.NumberFromString.pipe(Schema.int(), Schema.positive())
@@ -51,7 +51,10 @@ const GRAPH_RULES =
 const IDEMPOTENT =
   " Accepts Idempotency-Key (a repeat with the same key and body within 24 h returns the stored response)."
 
-/** Workflows (API.md section 6). Every endpoint needs a user; import and set-default are admin only. */
+/**
+ * Workflows (API.md section 6). Every endpoint needs a user (Authentication); import and set-default
+ * are admin only (AdminAuthentication, declared last so that Authentication does not also run on them).
+ */
 export class WorkflowsApi extends HttpApiGroup.make("workflows")
   .add(
     HttpApiEndpoint.get("list", "/workflows")
@@ -89,40 +92,6 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
       .addError(NotFoundProblem)
       .annotate(OpenApi.Summary, "The default workflow's active version")
       .annotate(OpenApi.Description, "Any user. Served from the cache; 404 when no default workflow is set.")
-  )
-  .add(
-    HttpApiEndpoint.post("setDefault", "/workflows/default")
-      .setPayload(Payload({ workflow_id: PositiveInt }))
-      .addSuccess(WorkflowSummary)
-      .addError(NotFoundProblem)
-      .annotate(OpenApi.Summary, "Set the default workflow (admin)")
-      .annotate(
-        OpenApi.Description,
-        "The workflow new conversations run unless they name another. Invalidates the cached GET /workflows/current."
-      )
-  )
-  .add(
-    HttpApiEndpoint.post("import", "/workflows/import")
-      .setPayload(
-        Payload({
-          slug: Schema.optional(WorkflowSlug),
-          display_name: Schema.optional(WorkflowName),
-          description: Schema.optional(Schema.NullOr(WorkflowDescription)),
-          graph: GraphInput,
-          mark_as_active: Schema.optional(Schema.Boolean)
-        })
-      )
-      .setHeaders(IdempotencyHeaders)
-      .addSuccess(Workflow, { status: 201 })
-      .addError(ConflictProblem)
-      .addError(NotFoundProblem)
-      .annotate(OpenApi.Summary, "Import a graph (admin)")
-      .annotate(
-        OpenApi.Description,
-        "When a live workflow has `slug`, the graph becomes its next version (active only with mark_as_active=true). " +
-          "Otherwise a new workflow is created (slug from `slug`, else from `display_name`) with the graph as its " +
-          "active version 1. Send the `slug`, `display_name` and `graph` of an export. " + GRAPH_RULES + IDEMPOTENT
-      )
   )
   .add(
     HttpApiEndpoint.get("get", "/workflows/:id")
@@ -276,6 +245,43 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
       .annotate(OpenApi.Description, "The user loses access to the workflow at once; 404 when there is no such share.")
   )
   .addError(ForbiddenProblem)
-  .middleware(Authentication)
+  // every endpoint so far: any user; the admin ones below carry AdminAuthentication instead
+  .middlewareEndpoints(Authentication)
+  .add(
+    HttpApiEndpoint.post("setDefault", "/workflows/default")
+      .setPayload(Payload({ workflow_id: PositiveInt }))
+      .addSuccess(WorkflowSummary)
+      .addError(NotFoundProblem)
+      .middleware(AdminAuthentication)
+      .annotate(OpenApi.Summary, "Set the default workflow (admin)")
+      .annotate(
+        OpenApi.Description,
+        "The workflow new conversations run unless they name another. Invalidates the cached GET /workflows/current."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("import", "/workflows/import")
+      .setPayload(
+        Payload({
+          slug: Schema.optional(WorkflowSlug),
+          display_name: Schema.optional(WorkflowName),
+          description: Schema.optional(Schema.NullOr(WorkflowDescription)),
+          graph: GraphInput,
+          mark_as_active: Schema.optional(Schema.Boolean)
+        })
+      )
+      .setHeaders(IdempotencyHeaders)
+      .addSuccess(Workflow, { status: 201 })
+      .addError(ConflictProblem)
+      .addError(NotFoundProblem)
+      .middleware(AdminAuthentication)
+      .annotate(OpenApi.Summary, "Import a graph (admin)")
+      .annotate(
+        OpenApi.Description,
+        "When a live workflow has `slug`, the graph becomes its next version (active only with mark_as_active=true). " +
+          "Otherwise a new workflow is created (slug from `slug`, else from `display_name`) with the graph as its " +
+          "active version 1. Send the `slug`, `display_name` and `graph` of an export. " + GRAPH_RULES + IDEMPOTENT
+      )
+  )
   .annotate(OpenApi.Title, "Workflows")
 {}

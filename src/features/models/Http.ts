@@ -4,10 +4,12 @@ import { Effect } from "effect"
 import { ChatkitApi } from "../../api/Api.js"
 import { pageRequest } from "../../domain/Page.js"
 import { renderedJsonResponse } from "../../platform/Http.js"
-import { adminOnly } from "../auth/Policy.js"
 import { ModelsService } from "./Service.js"
 
-/** The model catalog (API.md section 5): the list for every user, the rest admin only. */
+/**
+ * The model catalog (API.md section 5): the list for every user, the rest admin only through
+ * AdminAuthentication (api/ModelsApi.ts).
+ */
 export const ModelsLive = HttpApiBuilder.group(ChatkitApi, "models", (handlers) =>
   Effect.gen(function*() {
     const models = yield* ModelsService
@@ -15,9 +17,9 @@ export const ModelsLive = HttpApiBuilder.group(ChatkitApi, "models", (handlers) 
       // pages are served as their cached rendering; the client still decodes them with Page(Model)
       .handle("list", ({ urlParams }) => models.listJson(pageRequest(urlParams)).pipe(Effect.map(renderedJsonResponse)))
       .handle("adminList", ({ urlParams }) =>
-        models.listJson(pageRequest(urlParams)).pipe(Effect.map(renderedJsonResponse), adminOnly))
+        models.listJson(pageRequest(urlParams)).pipe(Effect.map(renderedJsonResponse)))
       .handle("create", ({ payload }) =>
-        models.create(payload).pipe(adminOnly))
-      .handle("update", ({ path, payload }) => models.update(path.id, payload).pipe(adminOnly))
-      .handle("delete", ({ path }) => models.delete(path.id).pipe(adminOnly))
+        models.create(payload))
+      .handle("update", ({ path, payload }) => models.update(path.id, payload))
+      .handle("delete", ({ path }) => models.delete(path.id))
   }))

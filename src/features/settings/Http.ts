@@ -2,17 +2,19 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
-import { adminOnly } from "../auth/Policy.js"
 import { SettingsService } from "./Service.js"
 
-/** Application and appearance settings (API.md section 4); only getAppearance is public. */
+/**
+ * Application and appearance settings (API.md section 4); only getAppearance is public, the rest
+ * are admin only through AdminAuthentication (api/SettingsApi.ts).
+ */
 export const SettingsLive = HttpApiBuilder.group(ChatkitApi, "settings", (handlers) =>
   Effect.gen(function*() {
     const settings = yield* SettingsService
     return handlers
-      .handle("getAppSettings", () => settings.getAppSettings.pipe(adminOnly))
-      .handle("updateAppSettings", ({ payload }) => settings.updateAppSettings(payload).pipe(adminOnly))
-      .handle("getAdminAppearance", () => settings.getAppearance.pipe(adminOnly))
-      .handle("updateAppearance", ({ payload }) => settings.updateAppearance(payload).pipe(adminOnly))
+      .handle("getAppSettings", () => settings.getAppSettings)
+      .handle("updateAppSettings", ({ payload }) => settings.updateAppSettings(payload))
+      .handle("getAdminAppearance", () => settings.getAppearance)
+      .handle("updateAppearance", ({ payload }) => settings.updateAppearance(payload))
       .handle("getAppearance", () => settings.getAppearance)
   }))

@@ -8,7 +8,6 @@ import { CurrentUser } from "../../api/Security.js"
 import { pageRequest } from "../../domain/Page.js"
 import { AdminUser } from "../../domain/User.js"
 import { withIdempotency } from "../../platform/Idempotency.js"
-import { adminOnly } from "../auth/Policy.js"
 import { type CreateUserInput, UsersService } from "./Service.js"
 
 /**
@@ -20,45 +19,34 @@ const createFingerprint = (payload: CreateUserInput) => ({
   password: createHash("sha256").update(Redacted.value(payload.password)).digest("hex")
 })
 
-/** Admin user management (API.md section 3); every handler is admin only. */
+/** Admin user management (API.md section 3); every endpoint is admin only through AdminAuthentication. */
 export const UsersLive = HttpApiBuilder.group(ChatkitApi, "users", (handlers) =>
   Effect.gen(function*() {
     const users = yield* UsersService
     return handlers
       .handle("list", ({ urlParams }) =>
-        users.list({ page: pageRequest(urlParams), q: urlParams.q, includeDeleted: urlParams.include_deleted ?? false })
-          .pipe(
-            adminOnly
-          ))
+        users.list({
+          page: pageRequest(urlParams),
+          q: urlParams.q,
+          includeDeleted: urlParams.include_deleted ?? false
+        }))
       .handle("create", ({ headers, payload }) =>
-        CurrentUser.pipe(
-          Effect.flatMap((caller) =>
-            withIdempotency(
-              {
-                key: headers["idempotency-key"],
-                scope: `user:${caller.id}:POST /admin/users`,
-                request: createFingerprint(payload),
-                success: AdminUser,
-                status: 201
-              },
-              users.create(payload)
-            )
-          ),
-          adminOnly
-        ))
-      .handle("get", ({ path }) =>
-        users.get(path.id).pipe(adminOnly))
-      .handle("update", ({ path, payload }) =>
-        CurrentUser.pipe(
-          Effect.flatMap((caller) =>
-            users.update(path.id, payload, caller)
-          ),
-          adminOnly
-        ))
-      .handle("delete", ({ path }) =>
-        CurrentUser.pipe(
-          Effect.flatMap((caller) => users.delete(path.id, caller)),
-          adminOnly
-        ))
-      .handle("restore", ({ path }) => users.restore(path.id).pipe(adminOnly))
+        Effect.flatMap(CurrentUser, (caller) =>
+          withIdempotency(
+            {
+              key: headers["idempotency-key"],
+              scope: `user:${caller.id}:POST /admin/users`,
+              request: createFingerprint(payload),
+              success: AdminUser,
+              status: 201
+            },
+            users.create(payload)
+          )))
+      .handle("get", ({ path }) => users.get(path.id))
+      .handle(
+        "update",
+        ({ path, payload }) => Effect.flatMap(CurrentUser, (caller) => users.update(path.id, payload, caller))
+      )
+      .handle("delete", ({ path }) => Effect.flatMap(CurrentUser, (caller) => users.delete(path.id, caller)))
+      .handle("restore", ({ path }) => users.restore(path.id))
   }))
