@@ -3,7 +3,7 @@ import { Effect, Option } from "effect"
 
 import { Conflict } from "../../domain/errors.js"
 import type { Graph, GraphEdge, GraphNode, SharePermission, WorkflowShareRef } from "../../domain/Workflow.js"
-import { countedPage, type CountedPageRows, isUniqueViolation } from "../../platform/Database.js"
+import { countedPage, type CountedPageRows, isUniqueViolation, patchColumns } from "../../platform/Database.js"
 
 /** A workflows row as stored. */
 export interface WorkflowRow {
@@ -156,10 +156,8 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
         RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
 
     /** Applies `changes` to a live workflow; Conflict when the new slug is taken. */
-    const update = (id: number, changes: WorkflowChanges) => {
-      const set = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined))
-      return sql<WorkflowRow>`UPDATE workflows
-        SET ${Object.keys(set).length === 0 ? sql.literal("") : sql`${sql.update(set)}, `}updated_at = now()
+    const update = (id: number, changes: WorkflowChanges) =>
+      sql<WorkflowRow>`UPDATE workflows SET ${patchColumns(sql, { ...changes, updated_at: sql`now()` })}
         WHERE id = ${id} AND deleted_at IS NULL
         RETURNING ${sql.literal(COLUMNS)}`.pipe(
         Effect.map(first),
@@ -168,7 +166,6 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
           () => Effect.fail(new Conflict({ detail: `A workflow with slug ${changes.slug} already exists` }))
         )
       )
-    }
 
     /** Soft delete; the default flag goes with it. */
     const softDelete = (id: number) =>

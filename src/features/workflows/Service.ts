@@ -18,7 +18,7 @@ import {
 } from "../../domain/Workflow.js"
 import { Cache } from "../../platform/Cache.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
-import { AuditLog, diffChanges } from "../audit/AuditLog.js"
+import { AuditLog, changedFields, diffChanges } from "../audit/AuditLog.js"
 import { activeKey, CURRENT_KEY } from "./CacheKeys.js"
 import { DEFAULT_GRAPH } from "./DefaultWorkflow.js"
 import { validateGraph } from "./Graph.js"
@@ -230,17 +230,12 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
         const before = yield* sql.withTransaction(
           Effect.gen(function*() {
             const row = yield* policy.require(id, "write", { lock: true })
-            const requested = {
-              ...(input.slug === undefined ? {} : { slug: input.slug }),
-              ...(input.display_name === undefined ? {} : { display_name: input.display_name }),
-              ...(input.description === undefined ? {} : { description: input.description })
-            }
-            const diff = diffChanges(
+            const { changes, diff } = changedFields(
               { slug: row.slug, display_name: row.display_name, description: row.description },
-              requested
+              input
             )
             if (Object.keys(diff).length === 0) return Option.none<WorkflowRow>()
-            yield* repo.update(id, Object.fromEntries(Object.entries(requested).filter(([key]) => key in diff)))
+            yield* repo.update(id, changes)
             yield* audit.record({ action: "workflow.update", resourceType: "workflow", resourceId: id, changes: diff })
             return Option.some(row)
           })
