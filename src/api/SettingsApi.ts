@@ -1,6 +1,7 @@
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
+import { ModelName } from "../domain/Model.js"
 import {
   AccentColor,
   AppearanceSettings,
@@ -8,7 +9,6 @@ import {
   ColorScheme,
   Disclaimer,
   Greeting,
-  ModelName,
   ModelProviderInput,
   Placeholder,
   RadiusStyle,

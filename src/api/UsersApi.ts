@@ -3,14 +3,10 @@ import { Schema } from "effect"
 
 import { ConflictProblem, NotFoundProblem } from "../domain/errors.js"
 import { AdminUser, DisplayName, Email, Password, UserId } from "../domain/User.js"
-import { Page, PageParams, Payload } from "./schemas.js"
+import { IdempotencyHeaders, Page, PageParams, Payload } from "./schemas.js"
 import { AdminAuthentication } from "./Security.js"
 
 const UserIdParam = Schema.Struct({ id: Schema.NumberFromString.pipe(Schema.compose(UserId)) })
-
-export const IdempotencyHeaders = Schema.Struct({
-  "idempotency-key": Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)))
-})
 
 /** Admin user management (API.md section 3). Every endpoint: admin only (AdminAuthentication: 403 otherwise). */
 export class UsersApi extends HttpApiGroup.make("users")

@@ -18,9 +18,8 @@ import {
   WorkflowVersion,
   WorkflowVersionSummary
 } from "../domain/Workflow.js"
-import { Page, PageParams, Payload } from "./schemas.js"
+import { IdempotencyHeaders, Page, PageParams, Payload } from "./schemas.js"
 import { AdminAuthentication, Authentication } from "./Security.js"
-import { IdempotencyHeaders } from "./UsersApi.js"
 
 const Id = Schema.NumberFromString.pipe(Schema.int(), Schema.positive())
 const WorkflowIdParam = Schema.Struct({ id: Id })

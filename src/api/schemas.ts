@@ -47,3 +47,8 @@ export const Page = <A, I, R>(item: Schema.Schema<A, I, R>) =>
     page_size: Schema.Int,
     total_pages: Schema.Int
   })
+
+/** `Idempotency-Key` on a create: a retry with the same key and body gets the first answer again. */
+export const IdempotencyHeaders = Schema.Struct({
+  "idempotency-key": Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)))
+})

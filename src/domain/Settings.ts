@@ -38,7 +38,6 @@ export const AppSettings = Schema.Struct({
 export type AppSettings = typeof AppSettings.Type
 
 export const ThreadTitlePrompt = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(4000))
-export const ModelName = Schema.Trim.pipe(Schema.minLength(1), Schema.maxLength(200))
 
 /** One entry of a PATCH's `model_providers`. */
 export const ModelProviderInput = Schema.Struct({
