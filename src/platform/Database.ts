@@ -1,13 +1,13 @@
 import { mkdirSync } from "node:fs"
 import { resolve } from "node:path"
 
-import { SqlClient, type Statement } from "@effect/sql"
+import { SqlClient, SqlSchema, type Statement } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqlError } from "@effect/sql/SqlError"
 import { PGlite } from "@electric-sql/pglite"
 import { vector } from "@electric-sql/pglite-pgvector"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
-import { type Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { type Duration, Effect, Layer, Option, ParseResult, Redacted, Schedule, type Schema } from "effect"
 import pg from "pg"
 
 import { AppConfig } from "./Config.js"
@@ -208,6 +208,51 @@ export const orDieOnSqlError = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     Exclude<E, SqlError>,
     R
   >
+
+/**
+ * A row that does not decode with its schema is a bug, never the caller's fault: the schema has
+ * drifted from the migrations. It becomes a defect, logged with the parse issue and answered 500.
+ */
+export const orDieOnBadRow = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(self, ParseResult.isParseError, (error) => Effect.die(error)) as Effect.Effect<
+    A,
+    Exclude<E, ParseResult.ParseError>,
+    R
+  >
+
+interface RowQuery<IR, II, IA, AR, AI, A, R, E> {
+  readonly Request: Schema.Schema<IA, II, IR>
+  readonly Result: Schema.Schema<A, AI, AR>
+  readonly execute: (request: II) => Effect.Effect<ReadonlyArray<unknown>, E, R>
+}
+
+/** `SqlSchema.findOne`: the first row decoded with `Result`, `None` when there is none; a bad row dies. */
+export const findOneRow = <IR, II, IA, AR, AI, A, R, E>(options: RowQuery<IR, II, IA, AR, AI, A, R, E>) => {
+  const query = SqlSchema.findOne(options)
+  return (request: IA) => orDieOnBadRow(query(request))
+}
+
+/**
+ * `SqlSchema.single`, for a statement that always returns a row (`INSERT ... RETURNING`): the row
+ * decoded with `Result`; no row, like a bad one, is a defect.
+ */
+export const singleRow = <IR, II, IA, AR, AI, A, R, E>(options: RowQuery<IR, II, IA, AR, AI, A, R, E>) => {
+  const query = SqlSchema.single(options)
+  return (request: IA) =>
+    orDieOnBadRow(query(request)).pipe(
+      Effect.catchTag("NoSuchElementException", () => Effect.dieMessage("the statement returned no row"))
+    )
+}
+
+/** `SqlSchema.findAll`: every row decoded with `Result`; a bad row dies. */
+export const findAllRows = <IR, II, IA, AR, AI, A, R, E>(options: RowQuery<IR, II, IA, AR, AI, A, R, E>) => {
+  const query = SqlSchema.findAll(options)
+  return (request: IA) => orDieOnBadRow(query(request))
+}
+
+/** The select list of a row schema: its field names, so the columns read are the fields decoded. */
+export const columnsOf = (row: { readonly fields: Readonly<Record<string, unknown>> }) =>
+  Object.keys(row.fields).join(", ")
 
 /** The rows of a `SELECT c.total, p.* FROM (count) c LEFT JOIN LATERAL (page) p ON true` query. */
 export type CountedPageRows<Row> = ReadonlyArray<

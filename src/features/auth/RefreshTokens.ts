@@ -2,11 +2,12 @@ import { createHash, randomBytes, randomUUID } from "node:crypto"
 
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Option, Redacted } from "effect"
+import { Effect, Option, Redacted, Schema } from "effect"
 
 import { Unauthorized } from "../../domain/errors.js"
-import type { UserId } from "../../domain/User.js"
+import { UserId } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
+import { findAllRows, findOneRow, singleRow } from "../../platform/Database.js"
 import { RequestInfo } from "../../platform/Http.js"
 import { AuditLog } from "../audit/AuditLog.js"
 
@@ -28,21 +29,30 @@ export interface RotatedRefreshToken extends IssuedRefreshToken {
   readonly userId: UserId
 }
 
-interface TokenRow {
-  readonly id: number
-  readonly user_id: number
-  readonly family_id: string
-  readonly used: boolean
-  readonly revoked: boolean
-  readonly expired: boolean
-  readonly user_live: boolean
-}
+/** A presented token as `rotate` sees it under its row lock (migration 0002, joined to its user). */
+const PresentedToken = Schema.Struct({
+  id: Schema.Int,
+  user_id: UserId,
+  family_id: Schema.String,
+  used: Schema.Boolean,
+  revoked: Schema.Boolean,
+  expired: Schema.Boolean,
+  user_live: Schema.Boolean
+})
+
+const NewToken = Schema.Struct({
+  user_id: UserId,
+  family_id: Schema.String,
+  token_hash: Schema.String,
+  ip: Schema.NullOr(Schema.String),
+  user_agent: Schema.NullOr(Schema.String)
+})
 
 /** What a presented token turned out to be, decided under the row lock. */
 type Rotation =
   | { readonly _tag: "Rotated"; readonly next: RotatedRefreshToken }
   | { readonly _tag: "Invalid" }
-  | { readonly _tag: "Reused"; readonly userId: number; readonly familyId: string; readonly revoked: number }
+  | { readonly _tag: "Reused"; readonly userId: UserId; readonly familyId: string; readonly revoked: number }
 
 /** Deliberately vague: a caller learns nothing about why its token was refused. */
 const invalidRefreshToken = () => new Unauthorized({ detail: "The refresh token is invalid, expired or revoked" })
@@ -63,20 +73,30 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
     const ttlDays = config.refreshTokenTtlDays
     const expiresIn = ttlDays * 86_400
 
+    const insertRow = singleRow({
+      Request: NewToken,
+      Result: Schema.Struct({ id: Schema.Int }),
+      execute: (row) =>
+        sql`INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, ip, user_agent)
+          VALUES (${row.user_id}, ${row.family_id}, ${row.token_hash}, now() + make_interval(days => ${ttlDays}),
+                  ${row.ip}, ${row.user_agent})
+          RETURNING id`
+    })
+
     /** Inserts a new token row; its id is for `replaced_by`, never for the caller. */
     const insert = (userId: UserId, familyId: string) =>
       Effect.gen(function*() {
         const info = yield* Effect.serviceOption(RequestInfo)
         const token = Redacted.make(randomBytes(TOKEN_BYTES).toString("base64url"))
-        const rows = yield* sql<
-          { id: number }
-        >`INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, ip, user_agent)
-          VALUES (${userId}, ${familyId}, ${hashOf(token)}, now() + make_interval(days => ${ttlDays}),
-                  ${Option.getOrNull(Option.map(info, (i) => i.ip))},
-                  ${Option.getOrNull(Option.flatMap(info, (i) => Option.fromNullable(i.userAgent)))})
-          RETURNING id`
+        const { id } = yield* insertRow({
+          user_id: userId,
+          family_id: familyId,
+          token_hash: hashOf(token),
+          ip: Option.getOrNull(Option.map(info, (i) => i.ip)),
+          user_agent: Option.getOrNull(Option.flatMap(info, (i) => Option.fromNullable(i.userAgent)))
+        })
         const issued: IssuedRefreshToken = { token, familyId, expiresIn }
-        return { id: rows[0]?.id ?? null, issued }
+        return { id, issued }
       })
 
     /**
@@ -91,8 +111,37 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
 
     /** Sets revoked_at on every live row of the family; the number of rows it changed. */
     const revokeFamily = (familyId: string) =>
-      sql<{ id: number }>`UPDATE refresh_tokens SET revoked_at = now()
+      sql`UPDATE refresh_tokens SET revoked_at = now()
         WHERE family_id = ${familyId} AND revoked_at IS NULL RETURNING id`.pipe(Effect.map((rows) => rows.length))
+
+    /** The presented token, locked until the transaction ends. */
+    const lockPresented = findOneRow({
+      Request: Schema.String,
+      Result: PresentedToken,
+      execute: (tokenHash) =>
+        sql`SELECT t.id, t.user_id, t.family_id,
+            t.used_at IS NOT NULL AS used, t.revoked_at IS NOT NULL AS revoked,
+            t.expires_at <= now() AS expired, u.deleted_at IS NULL AS user_live
+          FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+          WHERE t.token_hash = ${tokenHash}
+          FOR UPDATE OF t`
+    })
+
+    const findFamilyOf = findOneRow({
+      Request: Schema.String,
+      Result: Schema.Struct({ user_id: UserId, family_id: Schema.String }),
+      execute: (tokenHash) => sql`SELECT user_id, family_id FROM refresh_tokens WHERE token_hash = ${tokenHash}`
+    })
+
+    /** Whether each token it revoked could still have been used (not used, not expired). */
+    const revokeAllRows = findAllRows({
+      Request: UserId,
+      Result: Schema.Struct({ live: Schema.Boolean }),
+      execute: (userId) =>
+        sql`UPDATE refresh_tokens SET revoked_at = now()
+          WHERE user_id = ${userId} AND revoked_at IS NULL
+          RETURNING (used_at IS NULL AND expires_at > now()) AS live`
+    })
 
     /**
      * Consumes `presented` and issues its successor in the same family. One transaction: the row
@@ -108,14 +157,9 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
         const tokenHash = hashOf(presented)
         const outcome = yield* sql.withTransaction(
           Effect.gen(function*() {
-            const rows = yield* sql<TokenRow>`SELECT t.id, t.user_id, t.family_id,
-                t.used_at IS NOT NULL AS used, t.revoked_at IS NOT NULL AS revoked,
-                t.expires_at <= now() AS expired, u.deleted_at IS NULL AS user_live
-              FROM refresh_tokens t JOIN users u ON u.id = t.user_id
-              WHERE t.token_hash = ${tokenHash}
-              FOR UPDATE OF t`
-            const row = rows[0]
-            if (row === undefined) return { _tag: "Invalid" } as Rotation
+            const found = yield* lockPresented(tokenHash)
+            if (Option.isNone(found)) return { _tag: "Invalid" } as Rotation
+            const row = found.value
             if (row.used || row.revoked) {
               const revoked = yield* revokeFamily(row.family_id)
               yield* audit.record({
@@ -133,10 +177,9 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
               return { _tag: "Reused", userId: row.user_id, familyId: row.family_id, revoked } as Rotation
             }
             if (row.expired || !row.user_live) return { _tag: "Invalid" } as Rotation
-            const userId = row.user_id as UserId
-            const next = yield* insert(userId, row.family_id)
+            const next = yield* insert(row.user_id, row.family_id)
             yield* sql`UPDATE refresh_tokens SET used_at = now(), replaced_by = ${next.id} WHERE id = ${row.id}`
-            return { _tag: "Rotated", next: { ...next.issued, userId } } as Rotation
+            return { _tag: "Rotated", next: { ...next.issued, userId: row.user_id } } as Rotation
           })
         )
         switch (outcome._tag) {
@@ -167,14 +210,12 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
       SqlError
     > =>
       Effect.gen(function*() {
-        const rows = yield* sql<{ user_id: number; family_id: string }>`SELECT user_id, family_id FROM refresh_tokens
-          WHERE token_hash = ${hashOf(presented)}`
-        const row = rows[0]
-        if (row === undefined) return Option.none()
-        const revoked = yield* revokeFamily(row.family_id)
+        const found = yield* findFamilyOf(hashOf(presented))
+        if (Option.isNone(found)) return Option.none()
+        const revoked = yield* revokeFamily(found.value.family_id)
         return revoked === 0
           ? Option.none()
-          : Option.some({ userId: row.user_id as UserId, familyId: row.family_id, revoked })
+          : Option.some({ userId: found.value.user_id, familyId: found.value.family_id, revoked })
       }).pipe(Effect.withSpan("RefreshTokens.revokeFamilyOf"))
 
     /**
@@ -182,9 +223,7 @@ export class RefreshTokens extends Effect.Service<RefreshTokens>()("chatkit/Refr
      * number of sessions it ended: tokens that were still usable. Joins the caller's transaction.
      */
     const revokeAllForUser = (userId: UserId, reason: string): Effect.Effect<number, SqlError> =>
-      sql<{ live: boolean }>`UPDATE refresh_tokens SET revoked_at = now()
-        WHERE user_id = ${userId} AND revoked_at IS NULL
-        RETURNING (used_at IS NULL AND expires_at > now()) AS live`.pipe(
+      revokeAllRows(userId).pipe(
         Effect.map((rows) => rows.filter((row) => row.live).length),
         Effect.tap((count) =>
           Effect.logInfo("refresh tokens revoked").pipe(

@@ -1,25 +1,40 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Effect, Schema } from "effect"
 
 import { Conflict } from "../../domain/errors.js"
-import type { Model, ModelId } from "../../domain/Model.js"
-import { countedPage, type CountedPageRows, isUniqueViolation, patchColumns } from "../../platform/Database.js"
+import { Model, ModelId } from "../../domain/Model.js"
+import {
+  columnsOf,
+  countedPage,
+  type CountedPageRows,
+  findOneRow,
+  isUniqueViolation,
+  patchColumns,
+  singleRow
+} from "../../platform/Database.js"
 
-const COLUMNS =
-  "id, name, display_name, description, provider_id, provider_slug, supports_reasoning, supports_streaming, " +
-  "created_at, updated_at"
+/** A models row as stored (migration 0004). */
+const ModelRow = Schema.Struct({
+  ...Model.fields,
+  created_at: Schema.DateFromSelf,
+  updated_at: Schema.DateFromSelf
+})
 
-export interface NewModel {
-  readonly name: string
-  readonly display_name: string
-  readonly description: string | null
-  readonly provider_id: string | null
-  readonly provider_slug: string | null
-  readonly supports_reasoning: boolean
-  readonly supports_streaming: boolean
-}
+const COLUMNS = columnsOf(ModelRow)
 
-export type ModelChanges = Partial<NewModel>
+const NewModel = Schema.Struct({
+  name: Schema.String,
+  display_name: Schema.String,
+  description: Schema.NullOr(Schema.String),
+  provider_id: Schema.NullOr(Schema.String),
+  provider_slug: Schema.NullOr(Schema.String),
+  supports_reasoning: Schema.Boolean,
+  supports_streaming: Schema.Boolean
+})
+export type NewModel = typeof NewModel.Type
+
+const ModelChanges = Schema.partialWith(NewModel, { exact: true })
+export type ModelChanges = typeof ModelChanges.Type
 
 /** another model has the name (ignoring case) */
 const isNameTaken = isUniqueViolation("models_name_key")
@@ -30,7 +45,7 @@ const nameTaken = (name: string) => new Conflict({ detail: `A model named ${name
 export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const first = <A>(rows: ReadonlyArray<A>) => Option.fromNullable(rows[0])
+    const columns = sql.literal(COLUMNS)
 
     /**
      * One page in (display_name, id) order with the total: one statement whatever the page holds
@@ -41,36 +56,46 @@ export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo
         SELECT c.total, m.*
         FROM (SELECT count(*) AS total FROM models) c
         LEFT JOIN LATERAL (
-          SELECT ${sql.literal(COLUMNS)} FROM models ORDER BY display_name, id LIMIT ${limit} OFFSET ${offset}
+          SELECT ${columns} FROM models ORDER BY display_name, id LIMIT ${limit} OFFSET ${offset}
         ) m ON true
         ORDER BY m.display_name, m.id`.pipe(
         Effect.map(countedPage<Model>("id")),
         Effect.withSpan("ModelsRepo.list")
       )
 
-    const lock = (id: ModelId) =>
-      sql<Model>`SELECT ${sql.literal(COLUMNS)} FROM models WHERE id = ${id} FOR UPDATE`.pipe(Effect.map(first))
+    const lock = findOneRow({
+      Request: ModelId,
+      Result: ModelRow,
+      execute: (id) => sql`SELECT ${columns} FROM models WHERE id = ${id} FOR UPDATE`
+    })
+
+    const insertRow = singleRow({
+      Request: NewModel,
+      Result: ModelRow,
+      execute: (model) => sql`INSERT INTO models ${sql.insert({ ...model })} RETURNING ${columns}`
+    })
 
     const insert = (model: NewModel) =>
-      sql<Model>`INSERT INTO models ${sql.insert({ ...model })} RETURNING ${sql.literal(COLUMNS)}`.pipe(
-        Effect.flatMap((rows) =>
-          Option.match(first(rows), {
-            onNone: () => Effect.dieMessage("INSERT returned no row"),
-            onSome: Effect.succeed
-          })
-        ),
-        Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(model.name)))
-      )
+      insertRow(model).pipe(Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(model.name))))
+
+    const updateRow = findOneRow({
+      Request: Schema.Struct({ id: ModelId, changes: ModelChanges }),
+      Result: ModelRow,
+      execute: ({ changes, id }) =>
+        sql`UPDATE models SET ${patchColumns(sql, { ...changes, updated_at: sql`now()` })}
+          WHERE id = ${id} RETURNING ${columns}`
+    })
 
     const update = (id: ModelId, changes: ModelChanges) =>
-      sql<Model>`UPDATE models SET ${patchColumns(sql, { ...changes, updated_at: sql`now()` })}
-        WHERE id = ${id} RETURNING ${sql.literal(COLUMNS)}`.pipe(
-        Effect.map(first),
+      updateRow({ id, changes }).pipe(
         Effect.catchIf(isNameTaken, () => Effect.fail(nameTaken(changes.name ?? "")))
       )
 
-    const remove = (id: ModelId) =>
-      sql<Model>`DELETE FROM models WHERE id = ${id} RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
+    const remove = findOneRow({
+      Request: ModelId,
+      Result: ModelRow,
+      execute: (id) => sql`DELETE FROM models WHERE id = ${id} RETURNING ${columns}`
+    })
 
     return { list, lock, insert, update, delete: remove } as const
   })

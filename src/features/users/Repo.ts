@@ -1,16 +1,28 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Effect, Schema } from "effect"
 
 import { Conflict } from "../../domain/errors.js"
-import type { AdminUser, User, UserId } from "../../domain/User.js"
-import { countedPage, type CountedPageRows, isUniqueViolation, patchColumns } from "../../platform/Database.js"
+import { AdminUser, type User, UserId } from "../../domain/User.js"
+import {
+  columnsOf,
+  countedPage,
+  type CountedPageRows,
+  findOneRow,
+  isUniqueViolation,
+  patchColumns
+} from "../../platform/Database.js"
 
-/** A users row as stored; `password_hash` never leaves the server (see `toUser`). */
-export interface UserRow extends AdminUser {
-  readonly password_hash: string
-}
+/** A users row as stored (migration 0002); `password_hash` never leaves the server (see `toUser`). */
+export const UserRow = Schema.Struct({
+  ...AdminUser.fields,
+  created_at: Schema.DateFromSelf,
+  updated_at: Schema.DateFromSelf,
+  deleted_at: Schema.NullOr(Schema.DateFromSelf),
+  password_hash: Schema.String
+})
+export type UserRow = typeof UserRow.Type
 
-const COLUMNS = "id, email, display_name, password_hash, is_admin, is_lti, created_at, updated_at, deleted_at"
+const COLUMNS = columnsOf(UserRow)
 
 export const toUser = (row: UserRow): User => ({
   id: row.id,
@@ -32,11 +44,19 @@ export interface UserListQuery {
   readonly offset: number
 }
 
-export interface UserChanges {
-  readonly display_name?: string | null
-  readonly is_admin?: boolean
-  readonly password_hash?: string
-}
+export const UserChanges = Schema.Struct({
+  display_name: Schema.optionalWith(Schema.NullOr(Schema.String), { exact: true }),
+  is_admin: Schema.optionalWith(Schema.Boolean, { exact: true }),
+  password_hash: Schema.optionalWith(Schema.String, { exact: true })
+})
+export type UserChanges = typeof UserChanges.Type
+
+const NewUser = Schema.Struct({
+  email: Schema.String,
+  password_hash: Schema.String,
+  display_name: Schema.NullOr(Schema.String),
+  is_admin: Schema.Boolean
+})
 
 /** `q` as an ILIKE pattern that matches it as a plain substring (backslash is the escape character). */
 export const containsPattern = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
@@ -48,39 +68,45 @@ const isEmailTaken = isUniqueViolation("users_email_live_key")
 export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const first = <A>(rows: ReadonlyArray<A>) => Option.fromNullable(rows[0])
+    const columns = sql.literal(COLUMNS)
 
     /** A user whether deleted or not (admin reads). */
-    const findById = (id: UserId) =>
-      sql<UserRow>`SELECT ${sql.literal(COLUMNS)} FROM users WHERE id = ${id}`.pipe(Effect.map(first))
+    const findById = findOneRow({
+      Request: UserId,
+      Result: UserRow,
+      execute: (id) => sql`SELECT ${columns} FROM users WHERE id = ${id}`
+    })
 
     /** A user that is not deleted: what authentication sees. */
-    const findLiveById = (id: UserId) =>
-      sql<UserRow>`SELECT ${sql.literal(COLUMNS)} FROM users WHERE id = ${id} AND deleted_at IS NULL`.pipe(
-        Effect.map(first)
-      )
+    const findLiveById = findOneRow({
+      Request: UserId,
+      Result: UserRow,
+      execute: (id) => sql`SELECT ${columns} FROM users WHERE id = ${id} AND deleted_at IS NULL`
+    })
 
-    const findLiveByEmail = (email: string) =>
-      sql<UserRow>`SELECT ${
-        sql.literal(COLUMNS)
-      } FROM users WHERE email = ${email.toLowerCase()} AND deleted_at IS NULL`
-        .pipe(Effect.map(first))
+    const findLiveByEmail = findOneRow({
+      Request: Schema.String,
+      Result: UserRow,
+      execute: (email) => sql`SELECT ${columns} FROM users WHERE email = ${email.toLowerCase()} AND deleted_at IS NULL`
+    })
 
     /** Locks the row until the transaction ends (self-demotion and delete checks). */
-    const lockById = (id: UserId) =>
-      sql<UserRow>`SELECT ${sql.literal(COLUMNS)} FROM users WHERE id = ${id} FOR UPDATE`.pipe(Effect.map(first))
+    const lockById = findOneRow({
+      Request: UserId,
+      Result: UserRow,
+      execute: (id) => sql`SELECT ${columns} FROM users WHERE id = ${id} FOR UPDATE`
+    })
 
     /** Inserts a user; `None` when a live user already has the email (unique index). */
-    const insert = (user: {
-      readonly email: string
-      readonly password_hash: string
-      readonly display_name: string | null
-      readonly is_admin: boolean
-    }) =>
-      sql<UserRow>`INSERT INTO users (email, password_hash, display_name, is_admin)
-        VALUES (${user.email.toLowerCase()}, ${user.password_hash}, ${user.display_name}, ${user.is_admin})
-        ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING
-        RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
+    const insert = findOneRow({
+      Request: NewUser,
+      Result: UserRow,
+      execute: (user) =>
+        sql`INSERT INTO users (email, password_hash, display_name, is_admin)
+          VALUES (${user.email.toLowerCase()}, ${user.password_hash}, ${user.display_name}, ${user.is_admin})
+          ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING
+          RETURNING ${columns}`
+    })
 
     const updatePasswordHash = (id: UserId, passwordHash: string) =>
       sql`UPDATE users SET password_hash = ${passwordHash}, updated_at = now() WHERE id = ${id}`.pipe(Effect.asVoid)
@@ -105,7 +131,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
         SELECT c.total, u.*
         FROM (SELECT count(*) AS total FROM users WHERE ${where}) c
         LEFT JOIN LATERAL (
-          SELECT ${sql.literal(COLUMNS)} FROM users WHERE ${where}
+          SELECT ${columns} FROM users WHERE ${where}
           ORDER BY id LIMIT ${query.limit} OFFSET ${query.offset}
         ) u ON true
         ORDER BY u.id`.pipe(
@@ -114,17 +140,36 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
       )
     }
 
+    const updateRow = findOneRow({
+      Request: Schema.Struct({ id: UserId, changes: UserChanges }),
+      Result: UserRow,
+      execute: ({ changes, id }) =>
+        sql`UPDATE users SET ${patchColumns(sql, { ...changes, updated_at: sql`now()` })}
+          WHERE id = ${id} AND deleted_at IS NULL
+          RETURNING ${columns}`
+    })
+
     /** Applies `changes` (and bumps updated_at) to a user that is not deleted; `None` otherwise. */
-    const update = (id: UserId, changes: UserChanges) =>
-      sql<UserRow>`UPDATE users SET ${patchColumns(sql, { ...changes, updated_at: sql`now()` })}
-        WHERE id = ${id} AND deleted_at IS NULL
-        RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
+    const update = (id: UserId, changes: UserChanges) => updateRow({ id, changes })
 
     /** Marks a live user deleted; `None` when absent or already deleted. */
-    const softDelete = (id: UserId) =>
-      sql<UserRow>`UPDATE users SET deleted_at = now(), updated_at = now()
-        WHERE id = ${id} AND deleted_at IS NULL
-        RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.map(first))
+    const softDelete = findOneRow({
+      Request: UserId,
+      Result: UserRow,
+      execute: (id) =>
+        sql`UPDATE users SET deleted_at = now(), updated_at = now()
+          WHERE id = ${id} AND deleted_at IS NULL
+          RETURNING ${columns}`
+    })
+
+    const restoreRow = findOneRow({
+      Request: UserId,
+      Result: UserRow,
+      execute: (id) =>
+        sql`UPDATE users SET deleted_at = NULL, updated_at = now()
+          WHERE id = ${id} AND deleted_at IS NOT NULL
+          RETURNING ${columns}`
+    })
 
     /**
      * Clears deleted_at; `None` when the user is absent or not deleted. Fails with Conflict when a
@@ -132,10 +177,7 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
      * failure aborts the surrounding transaction, which must then roll back (it does: it fails).
      */
     const restore = (id: UserId) =>
-      sql<UserRow>`UPDATE users SET deleted_at = NULL, updated_at = now()
-        WHERE id = ${id} AND deleted_at IS NOT NULL
-        RETURNING ${sql.literal(COLUMNS)}`.pipe(
-        Effect.map(first),
+      restoreRow(id).pipe(
         Effect.catchIf(isEmailTaken, () =>
           Effect.fail(
             new Conflict({ detail: `The email of user ${id} now belongs to another user; delete that user first` })
