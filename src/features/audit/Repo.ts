@@ -3,6 +3,9 @@ import { Effect } from "effect"
 
 import type { AuditEntry } from "../../domain/Audit.js"
 import type { PageRequest } from "../../domain/Page.js"
+import { countedPage, type CountedPageRows } from "../../platform/Database.js"
+
+const COLUMNS = "id, user_id, action, resource_type, resource_id, changes, request_id, ip, created_at"
 
 /** The filters of GET /admin/audit-logs; absent ones do not filter. */
 export interface AuditFilters {
@@ -33,20 +36,24 @@ export class AuditRepo extends Effect.Service<AuditRepo>()("chatkit/AuditRepo", 
 
     /**
      * One page, newest first (created_at desc, id desc: the order of every audit_logs index), and
-     * the total matching rows: two queries whatever the filters. A page past the end is empty
-     * with the true total.
+     * the total matching rows: one statement whatever the filters (the lateral join yields one row
+     * of NULLs past the end, so a page past the end is empty with the true total).
      */
-    const list = (filters: AuditFilters, page: PageRequest) =>
-      Effect.gen(function*() {
-        const condition = where(filters)
-        const items = yield* sql<AuditEntry>`
-          SELECT id, user_id, action, resource_type, resource_id, changes, request_id, ip, created_at
-          FROM audit_logs WHERE ${condition}
+    const list = (filters: AuditFilters, page: PageRequest) => {
+      const condition = where(filters)
+      return sql<CountedPageRows<AuditEntry>[number]>`
+        SELECT c.total, a.*
+        FROM (SELECT count(*) AS total FROM audit_logs WHERE ${condition}) c
+        LEFT JOIN LATERAL (
+          SELECT ${sql.literal(COLUMNS)} FROM audit_logs WHERE ${condition}
           ORDER BY created_at DESC, id DESC
-          LIMIT ${page.pageSize} OFFSET ${page.offset}`
-        const [count] = yield* sql<{ total: number }>`SELECT count(*) AS total FROM audit_logs WHERE ${condition}`
-        return { items, total: count?.total ?? 0 }
-      }).pipe(Effect.withSpan("AuditRepo.list"))
+          LIMIT ${page.pageSize} OFFSET ${page.offset}
+        ) a ON true
+        ORDER BY a.created_at DESC, a.id DESC`.pipe(
+        Effect.map(countedPage<AuditEntry>("id")),
+        Effect.withSpan("AuditRepo.list")
+      )
+    }
 
     return { list } as const
   })
