@@ -19,9 +19,10 @@ import {
   TestClock
 } from "effect"
 
-import { Cache, makeMemoryCache, makeRedisCache, redisKeyRoot } from "../src/platform/Cache.js"
+import { Cache, makeMemoryCache, makeRedisCache } from "../src/platform/Cache.js"
 import { testConfig } from "../src/platform/Config.js"
 import { cacheErrorsTotal, cacheRequestsTotal } from "../src/platform/Metrics.js"
+import { redisKeyRoot } from "../src/platform/Redis.js"
 import { makeRedis, OptionalRedis, Redis, RedisError, RedisLive, type RedisService } from "../src/platform/Redis.js"
 import { captureLogs } from "./support/logs.js"
 import { stalledServer } from "./support/network.js"
@@ -359,7 +360,7 @@ const deleteNamespace = (redis: RedisService, namespace: string) =>
   redis.run(async (client) => {
     let cursor = "0"
     do {
-      const [next, keys] = await client.scan(cursor, "MATCH", `${redisKeyRoot({ namespace })}*`, "COUNT", 500)
+      const [next, keys] = await client.scan(cursor, "MATCH", `${redisKeyRoot(namespace)}*`, "COUNT", 500)
       if (keys.length > 0) await client.del(...keys)
       cursor = next
     } while (cursor !== "0")
@@ -367,7 +368,7 @@ const deleteNamespace = (redis: RedisService, namespace: string) =>
 
 /** The physical keys holding `key` in `namespace` (any generation). */
 const physicalKeys = (redis: RedisService, namespace: string, key: string) =>
-  redis.run((client) => client.keys(`${redisKeyRoot({ namespace })}d:${key}#*`))
+  redis.run((client) => client.keys(`${redisKeyRoot(namespace)}d:${key}#*`))
 
 describe.skipIf(Option.isNone(testRedisUrl))("Cache on Redis (TEST_REDIS_URL)", () => {
   const namespace = unique("t-cache-")

@@ -29,12 +29,12 @@ import {
   FALLBACK_WARNING_INTERVAL,
   makeMemoryRateLimiter,
   makeRedisRateLimiter,
+  RATE_LIMIT_KEY_ROOT,
   RateLimiter,
   type RateLimiterService,
   rateLimitKey,
   type RateLimitRule,
-  rateLimitRules,
-  REDIS_KEY_ROOT
+  rateLimitRules
 } from "../src/platform/RateLimiter.js"
 import { makeRedis, OptionalRedis, Redis, type RedisService } from "../src/platform/Redis.js"
 import { captureLogs } from "./support/logs.js"
@@ -227,7 +227,7 @@ layer(Layer.empty)("rate-limit keys and rules", (it) => {
     // a name with ":" cannot make two (name, key) pairs collide
     expect(rateLimitKey("a:b", "c")).not.toBe(rateLimitKey("a", "b:c"))
     expect(rateLimitKey("n".repeat(300), "k".repeat(300)).length).toBeLessThanOrEqual(147)
-    expect(rateLimitKey("n".repeat(64), "k".repeat(64)).length).toBe(REDIS_KEY_ROOT.length + 64 + 1 + 64)
+    expect(rateLimitKey("n".repeat(64), "k".repeat(64)).length).toBe(RATE_LIMIT_KEY_ROOT.length + 64 + 1 + 64)
   })
 
   it.effect("RATE_LIMIT_API_PER_MINUTE: default 300, an integer 1..100000, used by the api rule", () =>
@@ -417,7 +417,7 @@ const deleteRunKeys = (redis: RedisService) =>
   redis.run(async (client) => {
     let cursor = "0"
     do {
-      const [next, keys] = await client.scan(cursor, "MATCH", `${REDIS_KEY_ROOT}${RUN}-*`, "COUNT", 500)
+      const [next, keys] = await client.scan(cursor, "MATCH", `${RATE_LIMIT_KEY_ROOT}${RUN}-*`, "COUNT", 500)
       if (keys.length > 0) await client.del(...keys)
       cursor = next
     } while (cursor !== "0")
@@ -477,7 +477,7 @@ describe.skipIf(Option.isNone(testRedisUrl))("RateLimiter on Redis (TEST_REDIS_U
         yield* hit(r, "203.0.113.7")
         yield* hit(r, "ada@example.com")
         yield* hit(r, "y".repeat(5_000))
-        const keys = yield* redis.run((c) => c.keys(`${REDIS_KEY_ROOT}${r.name}:*`))
+        const keys = yield* redis.run((c) => c.keys(`${RATE_LIMIT_KEY_ROOT}${r.name}:*`))
         expect(keys.sort()).toEqual(
           [
             rateLimitKey(r.name, "203.0.113.7"),

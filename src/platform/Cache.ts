@@ -4,7 +4,7 @@ import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from 
 
 import { AppConfig } from "./Config.js"
 import { cacheErrorsTotal, cacheRequestsTotal } from "./Metrics.js"
-import { OptionalRedis, Redis, type RedisError, type RedisService } from "./Redis.js"
+import { OptionalRedis, Redis, type RedisError, redisKeyRoot, type RedisService } from "./Redis.js"
 
 /**
  * Read-through cache of JSON values. Keys are `:`-separated segments, the first naming the cache
@@ -48,7 +48,7 @@ export interface CacheService {
 }
 
 export interface RedisCacheOptions {
-  /** Extra key segment after `chatkit:` so independent users of one Redis (parallel tests) never collide. */
+  /** Extra key segment after `chatkit:` (see `redisKeyRoot`) so deployments or parallel tests sharing one Redis never collide. */
   readonly namespace?: string
 }
 
@@ -246,19 +246,8 @@ const segmentPrefixes = (key: string) => {
   return ["", ...segments.map((_, i) => segments.slice(0, i + 1).join(":"))]
 }
 
-const validNamespace = (namespace: string) => {
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(namespace)) {
-    throw new Error(`invalid cache namespace "${namespace}": expected 1-64 of [A-Za-z0-9_.-]`)
-  }
-  return namespace
-}
-
-/** The root of every Redis key the cache writes: `chatkit:` or `chatkit:<namespace>:`. */
-export const redisKeyRoot = (options: RedisCacheOptions = {}) =>
-  options.namespace === undefined ? "chatkit:" : `chatkit:${validNamespace(options.namespace)}:`
-
 const makeRedisStore = (redis: RedisService, options: RedisCacheOptions): Store<string> => {
-  const root = redisKeyRoot(options)
+  const root = redisKeyRoot(options.namespace)
   const generationKey = (prefix: string) => `${root}v:${prefix}`
 
   /** The physical keys of `keys` under the current generations: one MGET for all of them. */

@@ -7,7 +7,7 @@ import { RateLimited } from "../domain/errors.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { RequestInfo } from "./Http.js"
 import { rateLimitRejectionsTotal } from "./Metrics.js"
-import { OptionalRedis, RedisError, type RedisService } from "./Redis.js"
+import { OptionalRedis, RedisError, redisKeyRoot, type RedisService } from "./Redis.js"
 
 /**
  * Fixed-window rate limits (API.md section 0), shared by every instance through Redis, per
@@ -54,10 +54,9 @@ export const rateLimitRules = (config: Pick<AppConfigShape, "rateLimitApiPerMinu
 // ---------------------------------------------------------------------------------------------
 
 /** `chatkit:ratelimit:`, or `chatkit:<REDIS_NAMESPACE>:ratelimit:` for a deployment sharing its Redis. */
-export const redisKeyRoot = (namespace?: string) =>
-  namespace === undefined ? "chatkit:ratelimit:" : `chatkit:${namespace}:ratelimit:`
+const rateLimitKeyRoot = (namespace?: string) => `${redisKeyRoot(namespace)}ratelimit:`
 
-export const REDIS_KEY_ROOT = redisKeyRoot()
+export const RATE_LIMIT_KEY_ROOT = rateLimitKeyRoot()
 
 const SAFE_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 /** IPv4/IPv6 addresses, numeric ids and short tokens stay readable in Redis. */
@@ -72,7 +71,7 @@ const digest = (value: string) => `~${createHash("sha256").update(value, "utf8")
  * characters and holds no email address. The name never contains ":", so no two (name, key)
  * pairs share a key.
  */
-export const rateLimitKey = (name: string, key: string, root = REDIS_KEY_ROOT) =>
+export const rateLimitKey = (name: string, key: string, root = RATE_LIMIT_KEY_ROOT) =>
   `${root}${SAFE_NAME.test(name) ? name : digest(name)}:${SAFE_KEY.test(key) ? key : digest(key)}`
 
 // ---------------------------------------------------------------------------------------------
@@ -245,7 +244,7 @@ const writeHeaders = (
   headers[HEADER_RESET] = String(resetSeconds)
 }
 
-const makeService = (store: Store<never>, root = REDIS_KEY_ROOT): RateLimiterService => ({
+const makeService = (store: Store<never>, root = RATE_LIMIT_KEY_ROOT): RateLimiterService => ({
   consume: (rule, key) =>
     Effect.gen(function*() {
       const windowMs = yield* Effect.sync(() => checkRule(rule)) // a bad rule is a bug: a defect
@@ -276,7 +275,10 @@ export const makeRedisRateLimiter = (
   options: MemoryRateLimiterOptions & { readonly namespace?: string | undefined } = {}
 ): Effect.Effect<RateLimiterService> =>
   Effect.sync(() =>
-    makeService(withMemoryFallback(makeRedisStore(redis), makeMemoryStore(options)), redisKeyRoot(options.namespace))
+    makeService(
+      withMemoryFallback(makeRedisStore(redis), makeMemoryStore(options)),
+      rateLimitKeyRoot(options.namespace)
+    )
   )
 
 export class RateLimiter extends Context.Tag("chatkit/RateLimiter")<RateLimiter, RateLimiterService>() {

@@ -227,6 +227,18 @@ export const makeRedis = (
  * `Some(redis)` when REDIS_URL is set, `None` otherwise. Features that can run without Redis
  * (cache, rate limiter, job queue) depend on this and pick their in-memory variant on `None`.
  */
+/**
+ * The root of every key this deployment writes (cache, rate limits): `chatkit:`, or
+ * `chatkit:<namespace>:` when deployments or parallel tests share one Redis.
+ */
+export const redisKeyRoot = (namespace?: string) => {
+  if (namespace === undefined) return "chatkit:"
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(namespace)) {
+    throw new Error(`invalid Redis namespace "${namespace}": expected 1-64 of [A-Za-z0-9_.-]`)
+  }
+  return `chatkit:${namespace}:`
+}
+
 export class OptionalRedis extends Context.Tag("chatkit/OptionalRedis")<OptionalRedis, Option.Option<RedisService>>() {}
 
 export class Redis extends Context.Tag("chatkit/Redis")<Redis, RedisService>() {
