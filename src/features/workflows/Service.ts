@@ -523,7 +523,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       Effect.withSpan("WorkflowsService.current")
     )
 
-    /** Admin (the endpoint's middleware checks it): makes `workflowId` the default workflow. */
+    /** Makes `workflowId` the default workflow (admin only: the endpoint carries AdminAuthentication). */
     const setDefault = (workflowId: number): Effect.Effect<WorkflowSummary, NotFound> =>
       Effect.gen(function*() {
         const changed = yield* sql.withTransaction(
