@@ -4,16 +4,16 @@ import type { AddressInfo } from "node:net"
 import { afterEach, describe, expect, it, vi } from "@effect/vitest"
 import { Cause, Effect, Layer, Logger, Metric, MetricBoundaries, MetricLabel, Option, Redacted } from "effect"
 
+import { METRICS_CONTENT_TYPE } from "../src/api/OperationsApi.js"
 import { testConfig } from "../src/platform/Config.js"
 import { httpRequestDurationSeconds, httpRequestsTotal } from "../src/platform/Metrics.js"
+import { prometheusText } from "../src/platform/Prometheus.js"
+import { redact } from "../src/platform/Redaction.js"
 import {
   LoggerLive,
   makeJsonLogger,
   makeLoggerLayer,
   makeTracingLayer,
-  METRICS_CONTENT_TYPE,
-  prometheusText,
-  redact,
   TracingLive
 } from "../src/platform/Telemetry.js"
 

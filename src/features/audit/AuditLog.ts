@@ -3,7 +3,7 @@ import { Effect, Option } from "effect"
 
 import { CurrentUser } from "../../api/Security.js"
 import { RequestInfo } from "../../platform/Http.js"
-import { redact } from "../../platform/Telemetry.js"
+import { redact } from "../../platform/Redaction.js"
 
 export interface AuditEvent {
   /** e.g. "user.create", "auth.login.failed" */

@@ -2,7 +2,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
-import { prometheusText } from "../../platform/Telemetry.js"
+import { prometheusText } from "../../platform/Prometheus.js"
 import { ReadinessChecks } from "./Readiness.js"
 
 /** Operational endpoints; /metrics' METRICS_TOKEN is checked by MetricsAuthentication (api/OperationsApi.ts). */
