@@ -6,6 +6,7 @@ import { Forbidden, NotFound } from "../src/domain/errors.js"
 import type { User, UserId } from "../src/domain/User.js"
 import { type Access, WorkflowsPolicy } from "../src/features/workflows/Policy.js"
 import { type LockOptions, WorkflowsRepo, type WorkflowWithShareRow } from "../src/features/workflows/Repo.js"
+import { makeTestLayer } from "./support/fakes.js"
 
 /** WorkflowsPolicy alone, on a fake repo: no database, so every branch of the rules is cheap to check. */
 
@@ -41,14 +42,14 @@ const workflow = (fields: Partial<WorkflowWithShareRow> = {}): WorkflowWithShare
 /** What the policy asked the repo, and the row the repo answers (None: no live workflow). */
 const setup = (found: Option.Option<WorkflowWithShareRow>) => {
   const calls: Array<{ readonly id: number; readonly userId: number; readonly options: LockOptions | undefined }> = []
-  const repo = {
-    findWithShare: (id: number, userId: number, options?: LockOptions) =>
+  const repo = makeTestLayer(WorkflowsRepo)({
+    findWithShare: (id, userId, options) =>
       Effect.sync(() => {
         calls.push({ id, userId, options })
         return found
       })
-  } as unknown as WorkflowsRepo
-  const layer = WorkflowsPolicy.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(WorkflowsRepo, repo)))
+  })
+  const layer = WorkflowsPolicy.DefaultWithoutDependencies.pipe(Layer.provide(repo))
   return { calls, layer }
 }
 
