@@ -1,9 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
 
-import type { AppearanceSettings } from "../../domain/Settings.js"
-import { ProviderKind } from "../../domain/Settings.js"
-import { patchColumns } from "../../platform/Database.js"
+import { AppearanceSettings, ProviderKind } from "../../domain/Settings.js"
+import { columnsOf, findOneRow, patchColumns } from "../../platform/Database.js"
 
 /** One entry of `app_settings.model_providers` as stored: the key only sealed, its hint apart. */
 export const StoredProvider = Schema.Struct({
@@ -20,91 +19,104 @@ export type StoredProvider = typeof StoredProvider.Type
 
 const StoredProviders = Schema.Array(StoredProvider)
 
-/** The settings row with its providers decoded. */
-export interface SettingsRow extends AppearanceSettings {
-  readonly thread_title_prompt: string
-  readonly thread_title_model: string
-  readonly default_model: string
-  readonly model_providers: ReadonlyArray<StoredProvider>
-  readonly updated_at: Date
-}
+/** The app_settings row (migration 0003) with its providers decoded. */
+const SettingsRow = Schema.Struct({
+  thread_title_prompt: Schema.String,
+  thread_title_model: Schema.String,
+  default_model: Schema.String,
+  // jsonb arrives parsed; should a driver hand it over as text, it still decodes
+  model_providers: Schema.Union(StoredProviders, Schema.parseJson(StoredProviders)),
+  ...AppearanceSettings.fields,
+  updated_at: Schema.DateFromSelf
+})
+export type SettingsRow = typeof SettingsRow.Type
 
-export interface AppSettingsChanges {
-  readonly thread_title_prompt?: string
-  readonly thread_title_model?: string
-  readonly default_model?: string
-  readonly model_providers?: ReadonlyArray<StoredProvider>
-}
+const AppSettingsChanges = Schema.Struct({
+  thread_title_prompt: Schema.optionalWith(Schema.String, { exact: true }),
+  thread_title_model: Schema.optionalWith(Schema.String, { exact: true }),
+  default_model: Schema.optionalWith(Schema.String, { exact: true }),
+  model_providers: Schema.optionalWith(StoredProviders, { exact: true })
+})
+export type AppSettingsChanges = typeof AppSettingsChanges.Type
 
-export type AppearanceChanges = { readonly [K in keyof AppearanceSettings]?: AppearanceSettings[K] | undefined }
+const AppearanceChanges = Schema.partial(AppearanceSettings)
+export type AppearanceChanges = typeof AppearanceChanges.Type
 
-const COLUMNS =
-  "thread_title_prompt, thread_title_model, default_model, model_providers, color_scheme, accent_color, " +
-  "radius_style, greeting, placeholder, disclaimer, updated_at"
+const COLUMNS = columnsOf(SettingsRow)
 
-const APPEARANCE_COLUMNS = "color_scheme, accent_color, radius_style, greeting, placeholder, disclaimer"
+const APPEARANCE_COLUMNS = columnsOf(AppearanceSettings)
+
+/** The one row: migration 0003 inserts it, so its absence is a broken database. */
+const theRow = <A, E, R>(query: Effect.Effect<Option.Option<A>, E, R>) =>
+  Effect.flatMap(
+    query,
+    Option.match({
+      onNone: () => Effect.dieMessage("app_settings has no row: run the migrations"),
+      onSome: Effect.succeed
+    })
+  )
 
 /** SQL of the single app_settings row (created by migration 0003, so it always exists). */
 export class SettingsRepo extends Effect.Service<SettingsRepo>()("chatkit/SettingsRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const decodeRow = (rows: ReadonlyArray<Record<string, unknown>>) =>
-      Effect.gen(function*() {
-        const row = rows[0]
-        if (row === undefined) return yield* Effect.dieMessage("app_settings has no row: run the migrations")
-        const raw = typeof row.model_providers === "string" ? JSON.parse(row.model_providers) : row.model_providers
-        const model_providers = yield* Effect.orDie(Schema.decodeUnknown(StoredProviders)(raw))
-        return { ...row, model_providers } as unknown as SettingsRow
-      })
+    const columns = sql.literal(COLUMNS)
+    const appearanceColumns = sql.literal(APPEARANCE_COLUMNS)
 
-    const load = sql<Record<string, unknown>>`SELECT ${sql.literal(COLUMNS)} FROM app_settings WHERE id = 1`.pipe(
-      Effect.flatMap(decodeRow),
-      Effect.withSpan("SettingsRepo.load")
-    )
+    const selectRow = findOneRow({
+      Request: Schema.Void,
+      Result: SettingsRow,
+      execute: () => sql`SELECT ${columns} FROM app_settings WHERE id = 1`
+    })
+
+    const load = theRow(selectRow(undefined)).pipe(Effect.withSpan("SettingsRepo.load"))
+
+    const lockRow = findOneRow({
+      Request: Schema.Void,
+      Result: SettingsRow,
+      execute: () => sql`SELECT ${columns} FROM app_settings WHERE id = 1 FOR UPDATE`
+    })
 
     /** The row, locked until the transaction ends (a PATCH reads, merges and writes under it). */
-    const lock = sql<Record<string, unknown>>`SELECT ${sql.literal(COLUMNS)} FROM app_settings WHERE id = 1 FOR UPDATE`
-      .pipe(
-        Effect.flatMap(decodeRow)
-      )
+    const lock = theRow(lockRow(undefined))
 
-    const loadAppearance = sql<AppearanceSettings>`SELECT ${
-      sql.literal(APPEARANCE_COLUMNS)
-    } FROM app_settings WHERE id = 1`
-      .pipe(
-        Effect.flatMap((rows) =>
-          Option.match(Option.fromNullable(rows[0]), {
-            onNone: () => Effect.dieMessage("app_settings has no row: run the migrations"),
-            onSome: (row) => Effect.succeed<AppearanceSettings>(row)
+    const selectAppearance = findOneRow({
+      Request: Schema.Void,
+      Result: AppearanceSettings,
+      execute: () => sql`SELECT ${appearanceColumns} FROM app_settings WHERE id = 1`
+    })
+
+    const loadAppearance = theRow(selectAppearance(undefined)).pipe(Effect.withSpan("SettingsRepo.loadAppearance"))
+
+    const updateAppRow = findOneRow({
+      Request: AppSettingsChanges,
+      Result: SettingsRow,
+      execute: ({ model_providers, ...plain }) =>
+        sql`UPDATE app_settings SET ${
+          patchColumns(sql, {
+            ...plain,
+            model_providers: model_providers === undefined
+              ? undefined
+              : sql`${JSON.stringify(model_providers)}::jsonb`,
+            updated_at: sql`now()`
           })
-        ),
-        Effect.withSpan("SettingsRepo.loadAppearance")
-      )
+        }
+          WHERE id = 1 RETURNING ${columns}`
+    })
 
     /** Writes the app settings fields and bumps updated_at. */
-    const updateApp = (changes: AppSettingsChanges) => {
-      const { model_providers, ...plain } = changes
-      const set = patchColumns(sql, {
-        ...plain,
-        model_providers: model_providers === undefined ? undefined : sql`${JSON.stringify(model_providers)}::jsonb`,
-        updated_at: sql`now()`
-      })
-      return sql<Record<string, unknown>>`UPDATE app_settings SET ${set}
-        WHERE id = 1 RETURNING ${sql.literal(COLUMNS)}`.pipe(Effect.flatMap(decodeRow))
-    }
+    const updateApp = (changes: AppSettingsChanges) => theRow(updateAppRow(changes))
+
+    const updateAppearanceRow = findOneRow({
+      Request: AppearanceChanges,
+      Result: AppearanceSettings,
+      execute: (changes) =>
+        sql`UPDATE app_settings SET ${patchColumns(sql, changes)} WHERE id = 1 RETURNING ${appearanceColumns}`
+    })
 
     /** Writes appearance fields; updated_at belongs to the app settings and is left alone. */
-    const updateAppearance = (changes: AppearanceChanges) =>
-      sql<AppearanceSettings>`UPDATE app_settings SET ${patchColumns(sql, changes)} WHERE id = 1
-        RETURNING ${sql.literal(APPEARANCE_COLUMNS)}`.pipe(
-        Effect.flatMap((rows) =>
-          Option.match(Option.fromNullable(rows[0]), {
-            onNone: () => Effect.dieMessage("app_settings has no row: run the migrations"),
-            onSome: (row) => Effect.succeed<AppearanceSettings>(row)
-          })
-        )
-      )
+    const updateAppearance = (changes: AppearanceChanges) => theRow(updateAppearanceRow(changes))
 
     return { load, lock, loadAppearance, updateApp, updateAppearance } as const
   })
