@@ -29,6 +29,7 @@ import { UserLookup } from "./features/users/UserLookup.js"
 import { BootstrapDefaultWorkflow } from "./features/workflows/DefaultWorkflow.js"
 import { WorkflowsLive } from "./features/workflows/Http.js"
 import { WorkflowsService } from "./features/workflows/Service.js"
+import { WorkflowShares } from "./features/workflows/Shares.js"
 import { AppConfig } from "./platform/Config.js"
 import { ProblemResponsesLive, requestPipeline } from "./platform/Http.js"
 import { migrateUp } from "./platform/Migrations.js"
@@ -72,7 +73,7 @@ export const ApiLive = HttpApiBuilder.api(ChatkitApi).pipe(
   Layer.provide(UsersLive.pipe(Layer.provide(UsersService.Default))),
   Layer.provide(SettingsLive.pipe(Layer.provide(SettingsService.Default))),
   Layer.provide(ModelsLive.pipe(Layer.provide(ModelsService.Default))),
-  Layer.provide(WorkflowsLive.pipe(Layer.provide(WorkflowsService.Default))),
+  Layer.provide(WorkflowsLive.pipe(Layer.provide([WorkflowsService.Default, WorkflowShares.Default]))),
   Layer.provide(ReadinessChecks.Default),
   // below every group: the bearer middleware and the shared services are for all of them
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, MetricsAuthenticationLive, ClientIpLimitsLive]),

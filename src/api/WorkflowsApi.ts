@@ -7,12 +7,12 @@ import {
   CurrentWorkflow,
   GraphInput,
   JSON_FIELD_LIMITS,
-  Share,
   SharePermission,
   Workflow,
   WorkflowDescription,
   WorkflowExport,
   WorkflowName,
+  WorkflowShare,
   WorkflowSlug,
   WorkflowSummary,
   WorkflowVersion,
@@ -208,7 +208,7 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
     HttpApiEndpoint.get("listShares", "/workflows/:id/shares")
       .setPath(WorkflowIdParam)
       .setUrlParams(Schema.Struct(PageParams))
-      .addSuccess(Page(Share))
+      .addSuccess(Page(WorkflowShare))
       .addError(NotFoundProblem)
       .annotate(OpenApi.Summary, "List shares")
       .annotate(OpenApi.Description, "Anyone who can read the workflow. Ordered by user id.")
@@ -217,7 +217,7 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
     HttpApiEndpoint.post("createShare", "/workflows/:id/shares")
       .setPath(WorkflowIdParam)
       .setPayload(Payload({ user_email: Email, permission: SharePermission }))
-      .addSuccess(Share, { status: 201 })
+      .addSuccess(WorkflowShare, { status: 201 })
       .addError(NotFoundProblem)
       .addError(ConflictProblem)
       .annotate(OpenApi.Summary, "Share a workflow")
@@ -230,7 +230,7 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
     HttpApiEndpoint.patch("updateShare", "/workflows/:id/shares/:user_id")
       .setPath(ShareParams)
       .setPayload(Payload({ permission: SharePermission }))
-      .addSuccess(Share)
+      .addSuccess(WorkflowShare)
       .addError(NotFoundProblem)
       .annotate(OpenApi.Summary, "Change a share's permission (owner or admin)")
       .annotate(OpenApi.Description, "`permission` is read or write; 404 when the user has no share on this workflow.")

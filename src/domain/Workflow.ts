@@ -368,9 +368,6 @@ export const WorkflowShare = Schema.Struct({
 }).annotations({ identifier: "WorkflowShare" })
 export type WorkflowShare = typeof WorkflowShare.Type
 
-/** @deprecated The old name of `WorkflowShare`, until src/api/WorkflowsApi.ts imports that. */
-export const Share = WorkflowShare
-
 /** GET .../versions/{vid}/export: what POST /workflows/import accepts back (its `graph`, `slug`, `display_name`). */
 export const WorkflowExport = Schema.Struct({
   format: Schema.Literal("chatkit.workflow"),

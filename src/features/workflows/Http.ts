@@ -1,5 +1,5 @@
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Layer, type Schema } from "effect"
+import { Effect, type Schema } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
 import { CurrentUser } from "../../api/Security.js"
@@ -66,4 +66,4 @@ export const WorkflowsLive = HttpApiBuilder.group(ChatkitApi, "workflows", (hand
       .handle("createShare", ({ path, payload }) => shares.create(path.id, payload))
       .handle("updateShare", ({ path, payload }) => shares.update(path.id, path.user_id, payload.permission))
       .handle("deleteShare", ({ path }) => shares.delete(path.id, path.user_id))
-  })).pipe(Layer.provide(WorkflowShares.Default))
+  }))
