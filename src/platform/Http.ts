@@ -289,7 +289,8 @@ const classify = (error: unknown, request: HttpServerRequest.HttpServerRequest):
 }
 
 /**
- * Api-level middleware: every failure and defect becomes a problem+json response. Unexpected
+ * Api-level middleware: every failure and defect becomes a problem+json response (but the errors
+ * an endpoint declares with their own schema, like NotReady, which HttpApiBuilder encodes). Unexpected
  * ones are logged once, with their cause, and answered with a body that leaks nothing.
  */
 export const ProblemResponsesLive = HttpApiBuilder.middleware((app) =>
@@ -304,6 +305,8 @@ export const ProblemResponsesLive = HttpApiBuilder.middleware((app) =>
       const error = Cause.squash(cause)
       const problem = classify(error, request)
       if (problem !== undefined) return yield* problemResponse(problem, requestId)
+      // any other typed failure is an error the endpoint declares (NotReady): its own schema encodes it
+      if (Cause.isFailType(cause)) return yield* Effect.failCause(cause)
       yield* Effect.logError("unhandled error while serving a request", cause)
       return yield* problemResponse(
         new InternalError({ detail: `An unexpected error occurred; quote request id ${requestId} when reporting it` }),

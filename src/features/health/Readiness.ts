@@ -1,8 +1,7 @@
-import { HttpServerResponse } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Option } from "effect"
 
-import type { DependencyCheck, Readiness } from "../../api/OperationsApi.js"
+import type { DependencyCheck, NotReady, Readiness } from "../../api/OperationsApi.js"
 import { OptionalRedis } from "../../platform/Redis.js"
 
 const CHECK_TIMEOUT = "1 second"
@@ -29,7 +28,8 @@ export class ReadinessChecks extends Effect.Service<ReadinessChecks>()("chatkit/
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const redis = yield* OptionalRedis
-    const run = Effect.gen(function*() {
+    /** The readiness document when every check passes; failing with it (`NotReady`, 503) otherwise. */
+    const run: Effect.Effect<typeof Readiness.Type, typeof NotReady.Type> = Effect.gen(function*() {
       const [database, redisCheck] = yield* Effect.all(
         [
           timed(sql`SELECT 1`),
@@ -40,7 +40,8 @@ export class ReadinessChecks extends Effect.Service<ReadinessChecks>()("chatkit/
       const checks = { database, ...(redisCheck === undefined ? {} : { redis: redisCheck }) }
       const status = database.status === "error" ? "unavailable" : redisCheck?.status === "error" ? "degraded" : "ok"
       const body: typeof Readiness.Type = { status, checks }
-      return status === "ok" ? body : HttpServerResponse.unsafeJson(body, { status: 503 })
+      if (status !== "ok") return yield* Effect.fail<typeof NotReady.Type>(body)
+      return body
     })
     return { run } as const
   })
