@@ -3,7 +3,7 @@ import { Effect, Layer } from "effect"
 
 import { ChatkitApi } from "./api/Api.js"
 import { AuditLog } from "./features/audit/AuditLog.js"
-import { AuditLive } from "./features/audit/Http.js"
+import { AuditHandlers } from "./features/audit/Http.js"
 import { AuditRepo } from "./features/audit/Repo.js"
 import {
   AdminAuthenticationLive,
@@ -11,23 +11,23 @@ import {
   ClientIpLimitsLive,
   MetricsAuthenticationLive
 } from "./features/auth/Authentication.js"
-import { AuthLive } from "./features/auth/Http.js"
+import { AuthHandlers } from "./features/auth/Http.js"
 import { RefreshTokens } from "./features/auth/RefreshTokens.js"
 import { AuthService } from "./features/auth/Service.js"
 import { AccessTokens } from "./features/auth/Tokens.js"
-import { OperationsLive } from "./features/health/Http.js"
+import { OperationsHandlers } from "./features/health/Http.js"
 import { ReadinessChecks } from "./features/health/Readiness.js"
-import { ModelsLive } from "./features/models/Http.js"
+import { ModelsHandlers } from "./features/models/Http.js"
 import { ModelsService } from "./features/models/Service.js"
-import { SettingsLive } from "./features/settings/Http.js"
+import { SettingsHandlers } from "./features/settings/Http.js"
 import { SettingsService } from "./features/settings/Service.js"
 import { BootstrapAdmin } from "./features/users/Bootstrap.js"
-import { UsersLive } from "./features/users/Http.js"
+import { UsersHandlers } from "./features/users/Http.js"
 import { UsersRepo } from "./features/users/Repo.js"
 import { UsersService } from "./features/users/Service.js"
 import { UserLookup } from "./features/users/UserLookup.js"
 import { BootstrapDefaultWorkflow } from "./features/workflows/DefaultWorkflow.js"
-import { WorkflowsLive } from "./features/workflows/Http.js"
+import { WorkflowsHandlers } from "./features/workflows/Http.js"
 import { WorkflowsService } from "./features/workflows/Service.js"
 import { WorkflowShares } from "./features/workflows/Shares.js"
 import { AppConfig } from "./platform/Config.js"
@@ -56,7 +56,7 @@ export const PrepareToServe = BootstrapDefaultWorkflow.pipe(
  * Services that several groups share. Layers are memoized by reference, so each is built once.
  * Passwords is left to the caller: `Passwords.layer()` in main.ts, cheap parameters in tests.
  */
-export const SharedServicesLive = Layer.mergeAll(
+export const SharedServices = Layer.mergeAll(
   UsersRepo.Default,
   UserLookup.Default,
   AuditLog.Default,
@@ -66,18 +66,18 @@ export const SharedServicesLive = Layer.mergeAll(
 ).pipe(Layer.provideMerge(RateLimiter.layer))
 
 /** Every group of the Api with its handlers; a feature adds one line here. */
-export const ApiLive = HttpApiBuilder.api(ChatkitApi).pipe(
-  Layer.provide(OperationsLive),
-  Layer.provide(AuthLive),
-  Layer.provide(AuditLive.pipe(Layer.provide(AuditRepo.Default))),
-  Layer.provide(UsersLive.pipe(Layer.provide(UsersService.Default))),
-  Layer.provide(SettingsLive.pipe(Layer.provide(SettingsService.Default))),
-  Layer.provide(ModelsLive.pipe(Layer.provide(ModelsService.Default))),
-  Layer.provide(WorkflowsLive.pipe(Layer.provide([WorkflowsService.Default, WorkflowShares.Default]))),
+export const ApiHandlers = HttpApiBuilder.api(ChatkitApi).pipe(
+  Layer.provide(OperationsHandlers),
+  Layer.provide(AuthHandlers),
+  Layer.provide(AuditHandlers.pipe(Layer.provide(AuditRepo.Default))),
+  Layer.provide(UsersHandlers.pipe(Layer.provide(UsersService.Default))),
+  Layer.provide(SettingsHandlers.pipe(Layer.provide(SettingsService.Default))),
+  Layer.provide(ModelsHandlers.pipe(Layer.provide(ModelsService.Default))),
+  Layer.provide(WorkflowsHandlers.pipe(Layer.provide([WorkflowsService.Default, WorkflowShares.Default]))),
   Layer.provide(ReadinessChecks.Default),
   // below every group: the bearer middleware and the shared services are for all of them
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, MetricsAuthenticationLive, ClientIpLimitsLive]),
-  Layer.provide(SharedServicesLive)
+  Layer.provide(SharedServices)
 )
 
 /**
@@ -85,12 +85,12 @@ export const ApiLive = HttpApiBuilder.api(ChatkitApi).pipe(
  * (Swagger UI at /docs, Scalar at /redoc). Needs an HttpServer and the infrastructure layers; build
  * `PrepareToServe` before either.
  */
-export const HttpAppLive = Layer.unwrapEffect(
+export const ServedApi = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) => HttpApiBuilder.serve(requestPipeline(config)))
 ).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
   Layer.provide(HttpApiScalar.layer({ path: "/redoc" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ProblemResponsesLive),
-  Layer.provide(ApiLive)
+  Layer.provide(ApiHandlers)
 )

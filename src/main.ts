@@ -1,7 +1,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 
-import { HttpAppLive, PrepareToServe } from "./App.js"
+import { PrepareToServe, ServedApi } from "./App.js"
 import { Passwords } from "./features/auth/Passwords.js"
 import { Cache } from "./platform/Cache.js"
 import { AppConfig, AppConfigLive } from "./platform/Config.js"
@@ -20,29 +20,29 @@ const WarnOnGeneratedSecret = Layer.effectDiscard(
 )
 
 /** Infrastructure every feature may use: one database pool, one Redis client, the cache, argon2id at API.md's cost. */
-const InfrastructureLive = Layer.mergeAll(DatabaseLive, Redis.layerOptional, Cache.layer, Passwords.layer()).pipe(
+const Infrastructure = Layer.mergeAll(DatabaseLive, Redis.layerOptional, Cache.layer, Passwords.layer()).pipe(
   Layer.provideMerge(Redis.layerOptional)
 )
 
-const MainLive = Layer.unwrapEffect(
+const Application = Layer.unwrapEffect(
   Effect.map(makeServer, ({ GracefulShutdown, LogAddress, ServerLive }) =>
     // Built outermost first: migrations and bootstrap, then the port opens, then the Api serves;
     // GracefulShutdown is built last so that, at shutdown, it drains requests first.
     Layer.mergeAll(GracefulShutdown, LogAddress).pipe(
-      Layer.provide(HttpAppLive),
+      Layer.provide(ServedApi),
       Layer.provide(ServerLive),
       Layer.provide(PrepareToServe)
     ))
 ).pipe(
   Layer.provide(WarnOnGeneratedSecret),
-  Layer.provide(InfrastructureLive),
+  Layer.provide(Infrastructure),
   Layer.provide(TracingLive),
   Layer.provide(LoggerLive),
   Layer.provide(AppConfigLive)
 )
 
 /** Start-up failures (bad configuration, unreachable database) print one clear message and exit 1. */
-const program = Layer.launch(MainLive).pipe(
+const program = Layer.launch(Application).pipe(
   Effect.catchAll((error) =>
     Effect.sync(() => {
       process.stderr.write(`chatkit-backend failed to start: ${error.message}\n`)

@@ -1,7 +1,7 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Option } from "effect"
 
-import { HttpAppLive, PrepareToServe } from "../../src/App.js"
+import { PrepareToServe, ServedApi } from "../../src/App.js"
 import { makeChatkitClient } from "../../src/client/Client.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
 import { Cache } from "../../src/platform/Cache.js"
@@ -41,7 +41,7 @@ export const TestApp = (
     onSome: (url) => ({ REDIS_URL: url, REDIS_NAMESPACE: uniqueSchema(name) })
   })
   const config = testConfig({ ...redis, ...env })
-  return HttpAppLive.pipe(
+  return ServedApi.pipe(
     Layer.provide(PrepareToServe),
     Layer.provideMerge(options.passwords ?? Passwords.layerTest),
     Layer.provide(env.REDIS_URL === undefined ? RequireTestRedis : Layer.empty),

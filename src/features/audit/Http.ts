@@ -6,7 +6,7 @@ import { pageRequest, toPage } from "../../domain/Page.js"
 import { AuditRepo } from "./Repo.js"
 
 /** The audit trail (API.md section 10), admin only through AdminAuthentication (api/AuditApi.ts). */
-export const AuditLive = HttpApiBuilder.group(ChatkitApi, "audit", (handlers) =>
+export const AuditHandlers = HttpApiBuilder.group(ChatkitApi, "audit", (handlers) =>
   Effect.gen(function*() {
     const repo = yield* AuditRepo
     return handlers.handle("list", ({ urlParams: { page, page_size, ...filters } }) => {

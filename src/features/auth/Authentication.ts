@@ -34,7 +34,7 @@ const bearerUser = Effect.gen(function*() {
         Effect.tapError((e) => Effect.logDebug("access token refused").pipe(Effect.annotateLogs({ reason: e.reason }))),
         Effect.mapError(toUnauthorized)
       )
-      const found = yield* users.findActive(userId).pipe(
+      const found = yield* users.findLive(userId).pipe(
         // a database outage is the platform's 503 (a defect classified there), never a 401
         Effect.orDie
       )

@@ -5,7 +5,7 @@ import { ChatkitApi } from "../../api/Api.js"
 import { CurrentUser } from "../../api/Security.js"
 import { AuthService } from "./Service.js"
 
-export const AuthLive = HttpApiBuilder.group(ChatkitApi, "auth", (handlers) =>
+export const AuthHandlers = HttpApiBuilder.group(ChatkitApi, "auth", (handlers) =>
   Effect.gen(function*() {
     const auth = yield* AuthService
     return handlers

@@ -106,7 +106,7 @@ export class AuthService extends Effect.Service<AuthService>()("chatkit/AuthServ
       Effect.gen(function*() {
         // the per-IP limit is counted by the endpoint's RefreshRateLimit middleware
         const next = yield* refreshTokens.rotate(presented)
-        const user = yield* lookup.findActive(next.userId)
+        const user = yield* lookup.findLive(next.userId)
         if (Option.isNone(user)) {
           return yield* new Unauthorized({ detail: "The refresh token is invalid, expired or revoked" })
         }

@@ -6,7 +6,7 @@ import { prometheusText } from "../../platform/Prometheus.js"
 import { ReadinessChecks } from "./Readiness.js"
 
 /** Operational endpoints; /metrics' METRICS_TOKEN is checked by MetricsAuthentication (api/OperationsApi.ts). */
-export const OperationsLive = HttpApiBuilder.group(ChatkitApi, "operations", (handlers) =>
+export const OperationsHandlers = HttpApiBuilder.group(ChatkitApi, "operations", (handlers) =>
   Effect.gen(function*() {
     const readiness = yield* ReadinessChecks
     return handlers

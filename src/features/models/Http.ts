@@ -10,7 +10,7 @@ import { ModelsService } from "./Service.js"
  * The model catalog (API.md section 5): the list for every user, the rest admin only through
  * AdminAuthentication (api/ModelsApi.ts).
  */
-export const ModelsLive = HttpApiBuilder.group(ChatkitApi, "models", (handlers) =>
+export const ModelsHandlers = HttpApiBuilder.group(ChatkitApi, "models", (handlers) =>
   Effect.gen(function*() {
     const models = yield* ModelsService
     return handlers

@@ -8,7 +8,7 @@ import { SettingsService } from "./Service.js"
  * Application and appearance settings (API.md section 4); only getAppearance is public, the rest
  * are admin only through AdminAuthentication (api/SettingsApi.ts).
  */
-export const SettingsLive = HttpApiBuilder.group(ChatkitApi, "settings", (handlers) =>
+export const SettingsHandlers = HttpApiBuilder.group(ChatkitApi, "settings", (handlers) =>
   Effect.gen(function*() {
     const settings = yield* SettingsService
     return handlers

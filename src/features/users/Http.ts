@@ -20,7 +20,7 @@ const createFingerprint = (payload: CreateUserInput) => ({
 })
 
 /** Admin user management (API.md section 3); every endpoint is admin only through AdminAuthentication. */
-export const UsersLive = HttpApiBuilder.group(ChatkitApi, "users", (handlers) =>
+export const UsersHandlers = HttpApiBuilder.group(ChatkitApi, "users", (handlers) =>
   Effect.gen(function*() {
     const users = yield* UsersService
     return handlers

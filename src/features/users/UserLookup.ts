@@ -20,17 +20,17 @@ export class UserLookup extends Effect.Service<UserLookup>()("chatkit/UserLookup
     const cache = yield* Cache
     const repo = yield* UsersRepo
 
-    /** The user if it exists and is not deleted. */
-    const findActive = (id: UserId) =>
+    /** The user if it is live (exists and is not soft-deleted). */
+    const findLive = (id: UserId) =>
       cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL)
         .pipe(
-          Effect.withSpan("UserLookup.findActive")
+          Effect.withSpan("UserLookup.findLive")
         )
 
     // by prefix: unlike a plain delete, it also stops a read that overlaps the write from caching the old row
     const invalidate = (id: UserId) => cache.invalidatePrefix(cacheKey(id))
 
-    return { findActive, invalidate } as const
+    return { findLive, invalidate } as const
   }),
   dependencies: [UsersRepo.Default]
 }) {}

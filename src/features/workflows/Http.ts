@@ -30,7 +30,7 @@ const idempotent = <A, I>(
  * Workflows (API.md section 6): one call per handler. The services act for the request's
  * `CurrentUser` and `WorkflowsPolicy` decides what they may do.
  */
-export const WorkflowsLive = HttpApiBuilder.group(ChatkitApi, "workflows", (handlers) =>
+export const WorkflowsHandlers = HttpApiBuilder.group(ChatkitApi, "workflows", (handlers) =>
   Effect.gen(function*() {
     const workflows = yield* WorkflowsService
     const shares = yield* WorkflowShares
