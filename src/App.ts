@@ -5,6 +5,7 @@ import { ChatkitApi } from "./api/Api.js"
 import { AuditLog } from "./features/audit/AuditLog.js"
 import { AuditHandlers } from "./features/audit/Http.js"
 import { AuditRepo } from "./features/audit/Repo.js"
+import { AccessTokens } from "./features/auth/AccessTokens.js"
 import {
   AdminAuthenticationLive,
   AuthenticationLive,
@@ -14,7 +15,6 @@ import {
 import { AuthHandlers } from "./features/auth/Http.js"
 import { RefreshTokens } from "./features/auth/RefreshTokens.js"
 import { AuthService } from "./features/auth/Service.js"
-import { AccessTokens } from "./features/auth/Tokens.js"
 import { OperationsHandlers } from "./features/health/Http.js"
 import { ReadinessChecks } from "./features/health/Readiness.js"
 import { ModelsHandlers } from "./features/models/Http.js"

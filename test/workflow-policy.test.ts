@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 
-import { CurrentUser } from "../src/api/Security.js"
 import { Forbidden, NotFound } from "../src/domain/errors.js"
+import { CurrentUser } from "../src/domain/User.js"
 import type { User, UserId } from "../src/domain/User.js"
 import { type Access, WorkflowsPolicy } from "../src/features/workflows/Policy.js"
 import { type LockOptions, WorkflowsRepo, type WorkflowWithShareRow } from "../src/features/workflows/Repo.js"

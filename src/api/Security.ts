@@ -1,11 +1,8 @@
 import { HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
-import { Context, Schema } from "effect"
+import { Schema } from "effect"
 
 import { ForbiddenProblem, RateLimitedProblem, UnauthorizedProblem } from "../domain/errors.js"
-import type { User } from "../domain/User.js"
-
-/** The authenticated caller, re-read from the database on every request (short cache). */
-export class CurrentUser extends Context.Tag("chatkit/CurrentUser")<CurrentUser, User>() {}
+import { CurrentUser } from "../domain/User.js"
 
 /** The access token scheme, shared by `Authentication` and `AdminAuthentication` (one OpenAPI scheme). */
 const accessToken = HttpApiSecurity.bearer.pipe(

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import { Context, Schema } from "effect"
 
 export const UserId = Schema.Int.pipe(Schema.positive(), Schema.brand("UserId"))
 export type UserId = typeof UserId.Type
@@ -49,3 +49,6 @@ export const AdminUser = Schema.Struct({
   deleted_at: Schema.NullOr(Schema.Date)
 }).annotations({ identifier: "AdminUser" })
 export type AdminUser = typeof AdminUser.Type
+
+/** The authenticated caller, re-read from the database on every request (short cache). */
+export class CurrentUser extends Context.Tag("chatkit/CurrentUser")<CurrentUser, User>() {}

@@ -6,6 +6,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Exit, Option, Schema } from "effect"
 
 import { Conflict } from "../domain/errors.js"
+import { CurrentUser } from "../domain/User.js"
 
 /**
  * The Idempotency-Key mechanism of API.md section 0, over the `idempotency_keys` table: a repeat
@@ -160,3 +161,21 @@ export const withIdempotency = <A, I, E, R>(
     return yield* new Conflict({ detail: "a request with this Idempotency-Key is still in progress" })
   }).pipe(Effect.withSpan("Idempotency.run", { attributes: { "idempotency.scope": scope } }))
 }
+
+/**
+ * A creating POST under its Idempotency-Key (if any), scoped to the current user and the route:
+ * `workflows.create(payload).pipe(idempotentCreate("POST /workflows", headers, payload, Workflow))`.
+ * `request` is what a repeat must match (see `withIdempotency`: no plain secret in it).
+ */
+export const idempotentCreate = <A, I>(
+  route: string,
+  headers: { readonly "idempotency-key"?: string | undefined },
+  request: unknown,
+  success: Schema.Schema<A, I>
+) =>
+<E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(CurrentUser, (user) =>
+    withIdempotency(
+      { key: headers["idempotency-key"], scope: `user:${user.id}:${route}`, request, success, status: 201 },
+      effect
+    ))

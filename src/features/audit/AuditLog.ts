@@ -1,7 +1,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Option } from "effect"
 
-import { CurrentUser } from "../../api/Security.js"
+import { CurrentUser } from "../../domain/User.js"
 import { RequestInfo } from "../../platform/Http.js"
 import { redact } from "../../platform/Redaction.js"
 

@@ -15,7 +15,7 @@ import { AppConfig } from "../../platform/Config.js"
 import { RequestInfo } from "../../platform/Http.js"
 import { RateLimiter, type RateLimitRule, rateLimitRules } from "../../platform/RateLimiter.js"
 import { UserLookup } from "../users/UserLookup.js"
-import { AccessTokens, InvalidAccessToken, toUnauthorized } from "./Tokens.js"
+import { AccessTokens, InvalidAccessToken, toUnauthorized } from "./AccessTokens.js"
 
 /**
  * The user behind a bearer access token: a valid token of a user that still exists (re-read

@@ -2,7 +2,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
-import { CurrentUser } from "../../api/Security.js"
+import { CurrentUser } from "../../domain/User.js"
 import { AuthService } from "./Service.js"
 
 export const AuthHandlers = HttpApiBuilder.group(ChatkitApi, "auth", (handlers) =>

@@ -2,8 +2,8 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Option, Redacted } from "effect"
 
 import type { TokenPair } from "../../api/AuthApi.js"
-import { CurrentUser } from "../../api/Security.js"
 import { type RateLimited, Unauthorized } from "../../domain/errors.js"
+import { CurrentUser } from "../../domain/User.js"
 import type { User, UserId } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
@@ -11,9 +11,9 @@ import { RateLimiter, rateLimitRules } from "../../platform/RateLimiter.js"
 import { AuditLog } from "../audit/AuditLog.js"
 import { toUser, UsersRepo } from "../users/Repo.js"
 import { UserLookup } from "../users/UserLookup.js"
+import { AccessTokens, type SignedAccessToken } from "./AccessTokens.js"
 import { Passwords } from "./Passwords.js"
 import { type IssuedRefreshToken, RefreshTokens } from "./RefreshTokens.js"
-import { AccessTokens, type SignedAccessToken } from "./Tokens.js"
 
 /** The same body for an unknown email and a wrong password. */
 const badCredentials = () => new Unauthorized({ detail: "The email or password is incorrect" })

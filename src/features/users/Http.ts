@@ -4,10 +4,9 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Redacted } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
-import { CurrentUser } from "../../api/Security.js"
 import { pageRequest } from "../../domain/Page.js"
 import { AdminUser } from "../../domain/User.js"
-import { withIdempotency } from "../../platform/Idempotency.js"
+import { idempotentCreate } from "../../platform/Idempotency.js"
 import { type CreateUserInput, UsersService } from "./Service.js"
 
 /**
@@ -31,22 +30,11 @@ export const UsersHandlers = HttpApiBuilder.group(ChatkitApi, "users", (handlers
           includeDeleted: urlParams.include_deleted ?? false
         }))
       .handle("create", ({ headers, payload }) =>
-        Effect.flatMap(CurrentUser, (caller) =>
-          withIdempotency(
-            {
-              key: headers["idempotency-key"],
-              scope: `user:${caller.id}:POST /admin/users`,
-              request: createFingerprint(payload),
-              success: AdminUser,
-              status: 201
-            },
-            users.create(payload)
-          )))
+        users.create(payload).pipe(
+          idempotentCreate("POST /admin/users", headers, createFingerprint(payload), AdminUser)
+        ))
       .handle("get", ({ path }) => users.get(path.id))
-      .handle(
-        "update",
-        ({ path, payload }) => Effect.flatMap(CurrentUser, (caller) => users.update(path.id, payload, caller))
-      )
-      .handle("delete", ({ path }) => Effect.flatMap(CurrentUser, (caller) => users.delete(path.id, caller)))
+      .handle("update", ({ path, payload }) => users.update(path.id, payload))
+      .handle("delete", ({ path }) => users.delete(path.id))
       .handle("restore", ({ path }) => users.restore(path.id))
   }))

@@ -3,7 +3,7 @@ import { Effect, Option, type Redacted } from "effect"
 
 import { Conflict, NotFound } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
-import type { AdminUser, User, UserId } from "../../domain/User.js"
+import { type AdminUser, CurrentUser, type UserId } from "../../domain/User.js"
 import { commitThen, orDieOnSqlError } from "../../platform/Database.js"
 import { AuditLog, changedFields, diffChanges } from "../audit/AuditLog.js"
 import { Passwords } from "../auth/Passwords.js"
@@ -30,9 +30,6 @@ export interface ListUsersInput {
   readonly q?: string | undefined
   readonly includeDeleted: boolean
 }
-
-/** The caller of an admin operation (self-deletion and self-demotion are refused). */
-export type Actor = Pick<User, "id">
 
 /** The audit trail's `changes` for a password: never the value, only that it changed. */
 const PASSWORD_CHANGED = { password: "***" } as const
@@ -111,8 +108,9 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
      * PATCH semantics: absent fields stay as they are. A new password revokes every refresh token
      * of the user. A request that changes nothing writes nothing (and no audit row).
      */
-    const update = (id: UserId, input: UpdateUserInput, actor: Actor): Effect.Effect<AdminUser, NotFound | Conflict> =>
+    const update = (id: UserId, input: UpdateUserInput): Effect.Effect<AdminUser, NotFound | Conflict, CurrentUser> =>
       Effect.gen(function*() {
+        const actor = yield* CurrentUser
         if (id === actor.id && input.is_admin === false) {
           return yield* new Conflict({ detail: "You cannot remove your own administrator rights" })
         }
@@ -147,8 +145,9 @@ export class UsersService extends Effect.Service<UsersService>()("chatkit/UsersS
       }).pipe(orDieOnSqlError, Effect.withSpan("UsersService.update", { attributes: { "user.id": id } }))
 
     /** Soft delete: the row stays (restorable), every refresh token of the user is revoked. */
-    const remove = (id: UserId, actor: Actor): Effect.Effect<void, NotFound | Conflict> =>
+    const remove = (id: UserId): Effect.Effect<void, NotFound | Conflict, CurrentUser> =>
       Effect.gen(function*() {
+        const actor = yield* CurrentUser
         if (id === actor.id) return yield* new Conflict({ detail: "You cannot delete your own account" })
         yield* mutate(
           Effect.gen(function*() {

@@ -1,30 +1,12 @@
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, type Schema } from "effect"
+import { Effect } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
-import { CurrentUser } from "../../api/Security.js"
 import { pageRequest } from "../../domain/Page.js"
 import { Workflow, WorkflowVersion } from "../../domain/Workflow.js"
-import { withIdempotency } from "../../platform/Idempotency.js"
+import { idempotentCreate } from "../../platform/Idempotency.js"
 import { WorkflowsService } from "./Service.js"
 import { WorkflowShares } from "./Shares.js"
-
-/**
- * Runs a creating POST under its Idempotency-Key (if any), scoped to the current user and the
- * route: `workflows.create(payload).pipe(idempotent("POST /workflows", headers, payload, Workflow))`.
- */
-const idempotent = <A, I>(
-  route: string,
-  headers: { readonly "idempotency-key"?: string | undefined },
-  request: unknown,
-  success: Schema.Schema<A, I>
-) =>
-<E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.flatMap(CurrentUser, (user) =>
-    withIdempotency(
-      { key: headers["idempotency-key"], scope: `user:${user.id}:${route}`, request, success, status: 201 },
-      effect
-    ))
 
 /**
  * Workflows (API.md section 6): one call per handler. The services act for the request's
@@ -37,13 +19,13 @@ export const WorkflowsHandlers = HttpApiBuilder.group(ChatkitApi, "workflows", (
     return handlers
       .handle("list", ({ urlParams }) => workflows.list(pageRequest(urlParams)))
       .handle("create", ({ headers, payload }) =>
-        workflows.create(payload).pipe(idempotent("POST /workflows", headers, payload, Workflow)))
+        workflows.create(payload).pipe(idempotentCreate("POST /workflows", headers, payload, Workflow)))
       .handle("current", () =>
         workflows.current)
       .handle("setDefault", ({ payload }) =>
         workflows.setDefault(payload.workflow_id))
       .handle("import", ({ headers, payload }) =>
-        workflows.import(payload).pipe(idempotent("POST /workflows/import", headers, payload, Workflow)))
+        workflows.import(payload).pipe(idempotentCreate("POST /workflows/import", headers, payload, Workflow)))
       .handle("get", ({ path }) =>
         workflows.get(path.id))
       .handle("update", ({ path, payload }) =>
@@ -52,12 +34,12 @@ export const WorkflowsHandlers = HttpApiBuilder.group(ChatkitApi, "workflows", (
         workflows.delete(path.id))
       .handle("duplicate", ({ headers, path, payload }) =>
         workflows.duplicate(path.id, payload).pipe(
-          idempotent(`POST /workflows/${path.id}/duplicate`, headers, payload, Workflow)
+          idempotentCreate(`POST /workflows/${path.id}/duplicate`, headers, payload, Workflow)
         ))
       .handle("listVersions", ({ path, urlParams }) => workflows.listVersions(path.id, pageRequest(urlParams)))
       .handle("createVersion", ({ headers, path, payload }) =>
         workflows.createVersion(path.id, payload).pipe(
-          idempotent(`POST /workflows/${path.id}/versions`, headers, payload, WorkflowVersion)
+          idempotentCreate(`POST /workflows/${path.id}/versions`, headers, payload, WorkflowVersion)
         ))
       .handle("getVersion", ({ path }) => workflows.getVersion(path.id, path.version_id))
       .handle("exportVersion", ({ path }) => workflows.exportVersion(path.id, path.version_id))

@@ -1,8 +1,8 @@
 import { type SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 
-import { CurrentUser } from "../../api/Security.js"
 import { Forbidden, NotFound } from "../../domain/errors.js"
+import { CurrentUser } from "../../domain/User.js"
 import type { User } from "../../domain/User.js"
 import { type LockOptions, WorkflowsRepo, type WorkflowWithShareRow } from "./Repo.js"
 

@@ -2,9 +2,9 @@ import { SqlClient } from "@effect/sql"
 import { type SqlError } from "@effect/sql/SqlError"
 import { DateTime, Effect, Option, Schema } from "effect"
 
-import { CurrentUser } from "../../api/Security.js"
 import { Conflict, type Forbidden, NotFound, ValidationError } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
+import { CurrentUser } from "../../domain/User.js"
 import {
   CurrentWorkflow,
   type Graph,
