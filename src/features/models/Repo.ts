@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Schema } from "effect"
+import { Effect, Schema, Struct } from "effect"
 
 import { Conflict } from "../../domain/errors.js"
 import { Model, ModelId } from "../../domain/Model.js"
@@ -22,15 +22,8 @@ const ModelRow = Schema.Struct({
 
 const COLUMNS = columnsOf(ModelRow)
 
-const NewModel = Schema.Struct({
-  name: Schema.String,
-  display_name: Schema.String,
-  description: Schema.NullOr(Schema.String),
-  provider_id: Schema.NullOr(Schema.String),
-  provider_slug: Schema.NullOr(Schema.String),
-  supports_reasoning: Schema.Boolean,
-  supports_streaming: Schema.Boolean
-})
+/** What an insert writes: every column but those the database fills in. */
+const NewModel = Schema.Struct(Struct.omit(Model.fields, "id", "created_at", "updated_at"))
 export type NewModel = typeof NewModel.Type
 
 const ModelChanges = Schema.partialWith(NewModel, { exact: true })
