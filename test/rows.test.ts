@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Option, ParseResult, Schema } from "effect"
 
 import { changedFields } from "../src/features/audit/AuditLog.js"
-import { findOneRow, singleRow } from "../src/platform/Database.js"
+import { decodedCountedPage, findOneRow, singleRow } from "../src/platform/Database.js"
 
 const Row = Schema.Struct({ id: Schema.Int, is_admin: Schema.Boolean, created_at: Schema.DateFromSelf })
 
@@ -32,6 +32,17 @@ describe("rows decoded with their schema", () => {
     Effect.gen(function*() {
       const exit = yield* Effect.exit(singleRow(returning([]))(1))
       expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+    }))
+
+  it.effect("decodedCountedPage decodes the items, drops the row of NULLs past the end, and dies on a bad item", () =>
+    Effect.gen(function*() {
+      const page = decodedCountedPage(Row, "id")
+      const row = { id: 1, is_admin: false, created_at: new Date(0) }
+      expect(yield* page([{ total: 3, ...row }])).toEqual({ total: 3, items: [row] })
+      expect(yield* page([{ total: "3", id: null, is_admin: null, created_at: null }])).toEqual({ total: 3, items: [] })
+      const exit = yield* Effect.exit(page([{ total: 1, ...row, is_admin: "no" }]))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      if (Exit.isFailure(exit)) expect(ParseResult.isParseError(Cause.squash(exit.cause))).toBe(true)
     }))
 })
 

@@ -7,7 +7,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { PGlite } from "@electric-sql/pglite"
 import { vector } from "@electric-sql/pglite-pgvector"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
-import { type Duration, Effect, Layer, Option, ParseResult, Redacted, Schedule, type Schema } from "effect"
+import { type Duration, Effect, Layer, Option, ParseResult, Redacted, Schedule, Schema } from "effect"
 import pg from "pg"
 
 import { AppConfig } from "./Config.js"
@@ -268,6 +268,18 @@ export const countedPage = <Row>(key: keyof Row) => (rows: CountedPageRows<Row>)
   total: Number(rows[0]?.total ?? 0),
   items: rows.filter((row) => row[key] !== null).map(({ total: _, ...row }) => row) as unknown as ReadonlyArray<Row>
 })
+
+/**
+ * `countedPage` with the items decoded by `Row` (the row of NULLs past the end is dropped first, so
+ * it is never decoded); an item that does not decode dies, as a bad row of `findOneRow` does.
+ */
+export const decodedCountedPage = <A, I, R>(Row: Schema.Schema<A, I, R>, key: keyof I) => {
+  const decodeItems = Schema.decodeUnknown(Schema.Array(Row))
+  return (rows: ReadonlyArray<unknown>) => {
+    const page = countedPage<I>(key)(rows as CountedPageRows<I>)
+    return orDieOnBadRow(Effect.map(decodeItems(page.items), (items) => ({ total: page.total, items })))
+  }
+}
 
 /**
  * The SET list of a PATCH: `column = value` for each field of `changes` whose value is defined, in
