@@ -1,8 +1,12 @@
+import { layer } from "@effect/vitest"
+import { Effect } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 
 import { type GraphEdgeInput, type GraphNodeInput, NODE_KINDS, normalizeGraph } from "../src/domain/Workflow.js"
 import { MAX_EDGES, MAX_NODES, validateGraph } from "../src/features/workflows/Graph.js"
+import { TestApp } from "./support/app.js"
+import { raw, session } from "./support/session.js"
 
 const graph = (nodes: ReadonlyArray<GraphNodeInput>, edges: ReadonlyArray<GraphEdgeInput> = []) =>
   normalizeGraph({ nodes, edges })
@@ -163,6 +167,94 @@ describe("validateGraph", () => {
     )
   })
 
+  it("checks every expression and template the runtime reads, naming its path", () => {
+    const g = graph(
+      [
+        { slug: "start", kind: "start" },
+        { slug: "check", kind: "condition", parameters: { expression: "state.x >" } },
+        { slug: "agent", kind: "agent", parameters: { instructions: "Hi {{ state.name" } },
+        { slug: "say", kind: "assistant_message", parameters: { text: "{{ process.env }}" } },
+        {
+          slug: "set",
+          kind: "state",
+          parameters: {
+            assignments: { "state.ok": "input.user_message", "input.x": "1", "state.y": "state.__proto__" }
+          }
+        },
+        { slug: "set2", kind: "state", parameters: { assignments: ["state.x"] } },
+        { slug: "off", kind: "agent", is_enabled: false, parameters: { instructions: 3 } },
+        { slug: "end", kind: "end" }
+      ],
+      [
+        { source: "start", target: "check" },
+        { source: "check", target: "agent", condition: "\"approved\"" },
+        { source: "check", target: "say", condition: "state.__proto__ == 1" },
+        { source: "check", target: "set", condition: "yes" },
+        { source: "check", target: "set2", condition: null },
+        { source: "agent", target: "end" },
+        { source: "say", target: "end" },
+        { source: "set", target: "end" },
+        { source: "set2", target: "end" }
+      ]
+    )
+    const issues = validateGraph(g)
+    expect(issues.map((issue) => issue.path).sort()).toEqual(
+      [
+        "edges[2].condition",
+        "edges[3].condition",
+        "nodes[1].parameters.expression",
+        "nodes[2].parameters.instructions",
+        "nodes[3].parameters.text",
+        "nodes[4].parameters.assignments[\"input.x\"]",
+        "nodes[4].parameters.assignments[\"state.y\"]",
+        "nodes[5].parameters.assignments",
+        "nodes[6].parameters.instructions"
+      ].sort()
+    )
+    const message = (path: string) => issues.find((issue) => issue.path === path)?.message
+    expect(message("edges[2].condition")).toBe("the property \"__proto__\" is not allowed at position 6")
+    expect(message("edges[3].condition")).toContain("unknown name \"yes\"")
+    expect(message("nodes[1].parameters.expression")).toContain("unexpected end of expression")
+    expect(message("nodes[2].parameters.instructions")).toContain("unclosed \"{{\"")
+    expect(message("nodes[3].parameters.text")).toContain("expressions read only input.* and state.*")
+    expect(message("nodes[4].parameters.assignments[\"input.x\"]")).toContain("target:")
+    expect(message("nodes[6].parameters.instructions")).toBe("must be a string (a template)")
+    // a long or unusual key is not echoed in the path
+    const odd = graph([{ slug: "start", kind: "start" }, {
+      slug: "s",
+      kind: "state",
+      parameters: { assignments: { ["k".repeat(100)]: "1" } }
+    }], [{ source: "start", target: "s" }])
+    expect(paths(odd)).toEqual(["nodes[1].parameters.assignments[(key)]"])
+  })
+
+  it("accepts plain text and valid templates, conditions and assignments", () => {
+    const g = graph(
+      [
+        { slug: "start", kind: "start" },
+        { slug: "check", kind: "condition", parameters: { expression: "\"help\" in input.user_message" } },
+        { slug: "agent", kind: "agent", parameters: { instructions: "You are a helpful assistant." } },
+        { slug: "say", kind: "assistant_message", parameters: { text: "Hello {{ state.name }}, {{ state.n > 1 }}" } },
+        {
+          slug: "set",
+          kind: "state",
+          parameters: { assignments: { "state.seen": "true", "state.a[\"b\"]": "[1, \"a\"]" } }
+        },
+        { slug: "end", kind: "end" }
+      ],
+      [
+        { source: "start", target: "check" },
+        { source: "check", target: "agent", condition: "true" },
+        { source: "check", target: "say", condition: "false" },
+        { source: "check", target: "set", condition: null },
+        { source: "agent", target: "end" },
+        { source: "say", target: "end" },
+        { source: "set", target: "end" }
+      ]
+    )
+    expect(validateGraph(g)).toEqual([])
+  })
+
   it("never throws and only reports paths into the graph (property)", () => {
     const slug = fc.constantFrom("a", "b", "c", "d", "start", "end")
     const node = fc.record({
@@ -190,4 +282,42 @@ describe("validateGraph", () => {
       })
     )
   })
+})
+
+layer(TestApp("workflow-graph"), { timeout: 120_000 })("expressions through the API", (it) => {
+  it.effect("a condition reaching for __proto__ is a 400 naming the edge's condition", () =>
+    Effect.gen(function*() {
+      const { token } = yield* session("expression-owner")
+      const graph = {
+        nodes: [
+          { slug: "start", kind: "start" },
+          { slug: "check", kind: "condition", parameters: { expression: "state.x" } },
+          { slug: "end", kind: "end" }
+        ],
+        edges: [
+          { source: "start", target: "check" },
+          { source: "check", target: "end", condition: "state.__proto__ == 1" }
+        ]
+      }
+      const answer = yield* raw("POST", "/api/v1/workflows", {
+        token,
+        body: { slug: "proto-condition", display_name: "Proto", graph }
+      })
+      expect(answer.status).toBe(400)
+      const errors = answer.body.errors as ReadonlyArray<{ readonly path: string; readonly message: string }>
+      expect(errors).toHaveLength(1)
+      expect(errors[0]?.path).toMatch(/^(graph\.)?edges\[1\]\.condition$/)
+      expect(errors[0]?.message).toBe("the property \"__proto__\" is not allowed at position 6")
+
+      // the same graph with a plain condition is saved
+      const ok = yield* raw("POST", "/api/v1/workflows", {
+        token,
+        body: {
+          slug: "plain-condition",
+          display_name: "Plain",
+          graph: { ...graph, edges: [graph.edges[0], { source: "check", target: "end", condition: "state.x == 1" }] }
+        }
+      })
+      expect(ok.status).toBe(201)
+    }))
 })

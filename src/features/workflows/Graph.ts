@@ -1,6 +1,9 @@
+import type { Either } from "effect"
+
 import type { FieldIssue } from "../../domain/errors.js"
 import { utf8Length } from "../../domain/Text.js"
 import { type Graph, NODE_KINDS } from "../../domain/Workflow.js"
+import { type ExpressionError, parseAssignmentTarget, parseExpression, parseTemplate } from "./Expressions.js"
 
 /**
  * Graph validation (API.md section 6), pure. Returns every problem found, each with the path of
@@ -31,6 +34,61 @@ const graphBytes = (graph: Graph): number | undefined => {
 
 const SUPPORTED = NODE_KINDS.join(", ")
 const isKnownKind = (kind: string): boolean => (NODE_KINDS as ReadonlyArray<string>).includes(kind)
+
+/** A key as an issue path may name it: short and plain, else "(key)" (a key is never echoed in full). */
+const keyPath = (key: string) => /^[A-Za-z0-9_.$-]{1,64}$/.test(key) ? `[${JSON.stringify(key)}]` : "[(key)]"
+
+/**
+ * The expressions and templates of the graph the runtime reads (see Expressions.ts for the
+ * grammar and why these): every edge `condition`; a condition node's `parameters.expression`; a
+ * state node's `parameters.assignments` (`{"state.x": "<expression>"}`); the templates
+ * `agent.parameters.instructions` and `assistant_message.parameters.text`. Each must parse; disabled
+ * nodes too, so enabling one later never meets a broken expression.
+ */
+const expressionIssues = (graph: Graph, issue: (path: string, message: string) => void) => {
+  graph.edges.forEach((edge, k) => {
+    if (edge.condition === null) return
+    const parsed = parseExpression(edge.condition)
+    if (parsed._tag === "Left") issue(`edges[${k}].condition`, parsed.left.message)
+  })
+  graph.nodes.forEach((node, i) => {
+    const params = node.parameters
+    const at = (name: string) => `nodes[${i}].parameters.${name}`
+    const check = (name: string, parse: (text: string) => Either.Either<unknown, ExpressionError>, what: string) => {
+      if (!Object.hasOwn(params, name)) return
+      const value = params[name]
+      if (typeof value !== "string") return issue(at(name), `must be a string (${what})`)
+      const parsed = parse(value)
+      if (parsed._tag === "Left") issue(at(name), parsed.left.message)
+    }
+    switch (node.kind) {
+      case "condition":
+        return check("expression", parseExpression, "an expression")
+      case "agent":
+        return check("instructions", parseTemplate, "a template")
+      case "assistant_message":
+        return check("text", parseTemplate, "a template")
+      case "state": {
+        if (!Object.hasOwn(params, "assignments")) return
+        const assignments = params.assignments
+        if (typeof assignments !== "object" || assignments === null || Array.isArray(assignments)) {
+          return issue(at("assignments"), "must be an object of \"state.x\": \"<expression>\" pairs")
+        }
+        for (const [target, expression] of Object.entries(assignments)) {
+          const path = `${at("assignments")}${keyPath(target)}`
+          const parsedTarget = parseAssignmentTarget(target)
+          if (parsedTarget._tag === "Left") issue(path, `target: ${parsedTarget.left.message}`)
+          if (typeof expression !== "string") issue(path, "must be a string (an expression)")
+          else {
+            const parsed = parseExpression(expression)
+            if (parsed._tag === "Left") issue(path, parsed.left.message)
+          }
+        }
+        return
+      }
+    }
+  })
+}
 
 export const validateGraph = (graph: Graph): ReadonlyArray<FieldIssue> => {
   const issues: Array<FieldIssue> = []
@@ -149,6 +207,8 @@ export const validateGraph = (graph: Graph): ReadonlyArray<FieldIssue> => {
     }
     for (const slug of chain) state.set(slug, "done")
   })
+
+  expressionIssues(graph, issue)
 
   return issues
 }
