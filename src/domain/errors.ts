@@ -185,3 +185,15 @@ export const UpstreamUnavailableProblem = asProblem(
   UpstreamUnavailable,
   "An upstream provider is failing; retry later."
 )
+
+/**
+ * Schema messages name the value they got (`Expected string, actual "hunter2"`, `Unable to decode
+ * "x" into a number`); the value may be a password, so only the expectation is kept.
+ */
+export const withoutActualValue = (message: string) => {
+  const expected = /^Expected ([\s\S]+?), actual /.exec(message)?.[1]
+  if (expected !== undefined) return `Expected ${expected}`.slice(0, 300)
+  const decoded = /^Unable to decode [\s\S]* into (an? [\w .]+?)\.?$/.exec(message.split(". ")[0] ?? "")
+  if (message.startsWith("Unable to decode ")) return `Expected ${decoded?.[1] ?? "a value of another form"}`
+  return message.slice(0, 300)
+}

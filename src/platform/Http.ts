@@ -21,7 +21,8 @@ import {
   type ProblemError,
   problemKindOf,
   ServiceUnavailable,
-  ValidationError
+  ValidationError,
+  withoutActualValue
 } from "../domain/errors.js"
 import { pathKey } from "../domain/Text.js"
 import type { AppConfigShape } from "./Config.js"
@@ -227,18 +228,6 @@ export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default
 const issuePath = (path: ReadonlyArray<PropertyKey>) =>
   path.map((key) => typeof key === "number" ? String(key) : pathKey(String(key))).join(".") || "body"
 
-/**
- * Schema messages name the value they got (`Expected string, actual "hunter2"`, `Unable to decode
- * "x" into a number`); the value may be a password, so only the expectation is kept.
- */
-const issueMessage = (message: string) => {
-  const expected = /^Expected ([\s\S]+?), actual /.exec(message)?.[1]
-  if (expected !== undefined) return `Expected ${expected}`.slice(0, 300)
-  const decoded = /^Unable to decode [\s\S]* into (an? [\w .]+?)\.?$/.exec(message.split(". ")[0] ?? "")
-  if (message.startsWith("Unable to decode ")) return `Expected ${decoded?.[1] ?? "a value of another form"}`
-  return message.slice(0, 300)
-}
-
 /** PostgreSQL class 22 (data exception): a value it cannot store or compare, i.e. bad input that got past the schemas. */
 const isDataException = (error: SqlError) => {
   const code = (error.cause as { code?: unknown } | undefined)?.code
@@ -260,7 +249,7 @@ const classify = (error: unknown, request: HttpServerRequest.HttpServerRequest):
   if (error instanceof HttpApiError.HttpApiDecodeError) {
     return new ValidationError({
       detail: "The request does not match the expected schema",
-      errors: error.issues.map((issue) => ({ path: issuePath(issue.path), message: issueMessage(issue.message) }))
+      errors: error.issues.map((issue) => ({ path: issuePath(issue.path), message: withoutActualValue(issue.message) }))
     })
   }
   if (HttpServerError.isServerError(error)) {
