@@ -1,0 +1,229 @@
+import { Data, Effect, Either, Option, Stream } from "effect"
+
+import type { Graph, GraphEdge, GraphNode } from "../../domain/Workflow.js"
+import { type ChatMessage, type LlmError, type LlmProviderService } from "../../platform/LlmProvider.js"
+import {
+  evaluate,
+  jsonEquals,
+  type JsonValue,
+  parseAssignmentTarget,
+  parseExpression,
+  renderTemplate,
+  type Scope
+} from "../workflows/Expressions.js"
+
+/**
+ * One turn of a thread's workflow (API.md section 6): from where the thread stands (its start, or
+ * the node after the `wait_for_user_input` it paused at) to an `end` or the next pause, one node at
+ * a time. Assistant text comes out as events as it is produced; the new runtime state comes last,
+ * so the caller stores it with the turn and a paused workflow resumes on any instance.
+ */
+
+/** What a thread keeps between turns: where to resume and the workflow's `state.*`. */
+export interface RuntimeState {
+  readonly resume_at?: string | undefined
+  readonly state: { readonly [key: string]: JsonValue }
+}
+
+export const INITIAL_RUNTIME_STATE: RuntimeState = { state: {} }
+
+/** Nodes one turn may visit at most: a loop in a graph ends with an error instead of running forever. */
+export const DEFAULT_STEP_LIMIT = 100
+
+export type TurnEvent =
+  /** an assistant message begins (from an `agent` or an `assistant_message` node) */
+  | { readonly _tag: "MessageStarted"; readonly node: string }
+  | { readonly _tag: "TextDelta"; readonly text: string }
+  | { readonly _tag: "MessageDone"; readonly text: string }
+  /** the turn is over (an `end`, or a pause): the state to store */
+  | { readonly _tag: "TurnEnded"; readonly runtime: RuntimeState; readonly paused: boolean }
+
+/** Why a turn stopped early; `message` is safe to show the user. */
+export class TurnFailed extends Data.TaggedError("TurnFailed")<{
+  readonly reason: "graph" | "expression" | "step_limit" | "llm"
+  readonly message: string
+  readonly llm?: LlmError
+}> {}
+
+export interface TurnInput {
+  readonly graph: Graph
+  readonly runtime: RuntimeState
+  readonly userMessage: string
+  /** the conversation before this message, oldest first */
+  readonly history: ReadonlyArray<ChatMessage>
+  /** the provider and model of an agent node (its `model` parameter, if any) */
+  readonly llmFor: (
+    model: string | undefined
+  ) => Effect.Effect<{ readonly provider: LlmProviderService; readonly model: string }>
+  readonly stepLimit?: number
+}
+
+const textParameter = (node: GraphNode, key: string): string | undefined => {
+  const value = node.parameters[key]
+  return typeof value === "string" ? value : undefined
+}
+
+const graphError = (message: string) => new TurnFailed({ reason: "graph", message })
+
+const expressionError = (node: GraphNode, message: string) =>
+  new TurnFailed({ reason: "expression", message: `Node "${node.slug}": ${message}` })
+
+/** Sets `segments` under `state`, copying only the path it changes. */
+const assign = (
+  state: { readonly [key: string]: JsonValue },
+  segments: ReadonlyArray<string | number>,
+  value: JsonValue
+): { readonly [key: string]: JsonValue } => {
+  const [head, ...rest] = segments
+  const key = String(head)
+  const current = Object.hasOwn(state, key) ? state[key] : undefined
+  const child = typeof current === "object" && current !== null && !Array.isArray(current) ? current : {}
+  return {
+    ...state,
+    [key]: rest.length === 0 ? value : assign(child as { readonly [key: string]: JsonValue }, rest, value)
+  }
+}
+
+/**
+ * Runs one turn. Disabled nodes are passed through; a node with several plain edges follows the
+ * first; a `condition` node follows the edge whose condition equals its expression's value, else
+ * its edge without a condition.
+ */
+export const runTurn = (input: TurnInput): Stream.Stream<TurnEvent, TurnFailed> => {
+  const nodes = new Map(input.graph.nodes.map((node) => [node.slug, node]))
+  const outgoing = (slug: string) => input.graph.edges.filter((edge) => edge.source === slug)
+  const limit = input.stepLimit ?? DEFAULT_STEP_LIMIT
+  const conversation: Array<ChatMessage> = [...input.history, { role: "user", content: input.userMessage }]
+  let state = input.runtime.state
+  const scope = (): Scope => ({ input: { user_message: input.userMessage }, state })
+
+  const plainNext = (node: GraphNode): Either.Either<string | undefined, TurnFailed> => {
+    const edge = outgoing(node.slug).find((e) => e.condition === null) ?? outgoing(node.slug)[0]
+    return Either.right(edge?.target)
+  }
+
+  const conditionNext = (node: GraphNode): Either.Either<string | undefined, TurnFailed> => {
+    const expression = textParameter(node, "expression") ?? "null"
+    const value = Either.flatMap(parseExpression(expression), (expr) => evaluate(expr, scope()))
+    if (Either.isLeft(value)) return Either.left(expressionError(node, value.left.message))
+    const edges = outgoing(node.slug)
+    let chosen: GraphEdge | undefined
+    for (const edge of edges) {
+      if (edge.condition === null) continue
+      const expected = Either.flatMap(parseExpression(edge.condition), (expr) => evaluate(expr, scope()))
+      if (Either.isLeft(expected)) return Either.left(expressionError(node, expected.left.message))
+      if (jsonEquals(expected.right, value.right)) {
+        chosen = edge
+        break
+      }
+    }
+    chosen ??= edges.find((edge) => edge.condition === null)
+    if (chosen === undefined) return Either.left(graphError(`Node "${node.slug}": no edge matches its value`))
+    return Either.right(chosen.target)
+  }
+
+  const applyAssignments = (node: GraphNode): Either.Either<void, TurnFailed> => {
+    const assignments = node.parameters["assignments"]
+    if (typeof assignments !== "object" || assignments === null || Array.isArray(assignments)) {
+      return Either.right(undefined)
+    }
+    for (const [target, expression] of Object.entries(assignments)) {
+      if (typeof expression !== "string") {
+        return Either.left(expressionError(node, "an assignment is not an expression"))
+      }
+      const segments = parseAssignmentTarget(target)
+      if (Either.isLeft(segments)) return Either.left(expressionError(node, segments.left.message))
+      const value = Either.flatMap(parseExpression(expression), (expr) => evaluate(expr, scope()))
+      if (Either.isLeft(value)) return Either.left(expressionError(node, value.left.message))
+      state = assign(state, segments.right, value.right)
+    }
+    return Either.right(undefined)
+  }
+
+  const render = (node: GraphNode, key: string) => {
+    const text = renderTemplate(textParameter(node, key) ?? "", scope())
+    return Either.mapLeft(text, (error) => expressionError(node, error.message))
+  }
+
+  /** An assistant message whose text streams from the node's model. */
+  const agentMessage = (node: GraphNode): Stream.Stream<TurnEvent, TurnFailed> =>
+    Stream.unwrap(Effect.gen(function*() {
+      const instructions = yield* render(node, "instructions")
+      const { model, provider } = yield* input.llmFor(textParameter(node, "model"))
+      const messages: ReadonlyArray<ChatMessage> = instructions.trim() === ""
+        ? conversation
+        : [{ role: "system", content: instructions }, ...conversation]
+      let text = ""
+      const deltas = provider.stream({ model, messages }).pipe(
+        Stream.mapError((llm) => new TurnFailed({ reason: "llm", message: "The model could not answer", llm })),
+        Stream.map((delta): TurnEvent => {
+          text += delta
+          return { _tag: "TextDelta", text: delta }
+        })
+      )
+      const done = Stream.suspend(() => {
+        conversation.push({ role: "assistant", content: text })
+        return Stream.make<Array<TurnEvent>>({ _tag: "MessageDone", text })
+      })
+      return Stream.make<Array<TurnEvent>>({ _tag: "MessageStarted", node: node.slug }).pipe(
+        Stream.concat(deltas),
+        Stream.concat(done)
+      )
+    }))
+
+  const fixedMessage = (node: GraphNode, text: string): Stream.Stream<TurnEvent> => {
+    conversation.push({ role: "assistant", content: text })
+    return Stream.make<Array<TurnEvent>>(
+      { _tag: "MessageStarted", node: node.slug },
+      { _tag: "TextDelta", text },
+      { _tag: "MessageDone", text }
+    )
+  }
+
+  const ended = (resumeAt: string | undefined, paused: boolean): Stream.Stream<TurnEvent> =>
+    Stream.suspend(() =>
+      Stream.make<Array<TurnEvent>>({ _tag: "TurnEnded", runtime: { resume_at: resumeAt, state }, paused })
+    )
+
+  /** The events from node `slug` on; `steps` counts the nodes this turn visited. */
+  const from = (slug: string | undefined, steps: number): Stream.Stream<TurnEvent, TurnFailed> =>
+    Stream.suspend(() => {
+      if (slug === undefined) return ended(undefined, false)
+      if (steps >= limit) {
+        return Stream.fail(
+          new TurnFailed({ reason: "step_limit", message: `The workflow ran more than ${limit} steps in one turn` })
+        )
+      }
+      const node = nodes.get(slug)
+      if (node === undefined) return Stream.fail(graphError(`The workflow has no node "${slug}"`))
+      const next = (target: Either.Either<string | undefined, TurnFailed>) =>
+        Either.match(target, { onLeft: Stream.fail, onRight: (to) => from(to, steps + 1) })
+      if (!node.is_enabled) return next(plainNext(node))
+      switch (node.kind) {
+        case "end":
+          return ended(undefined, false)
+        case "wait_for_user_input":
+          return Either.match(plainNext(node), { onLeft: Stream.fail, onRight: (to) => ended(to, true) })
+        case "condition":
+          return next(conditionNext(node))
+        case "state":
+          return Either.match(applyAssignments(node), { onLeft: Stream.fail, onRight: () => next(plainNext(node)) })
+        case "assistant_message":
+          return Either.match(render(node, "text"), {
+            onLeft: Stream.fail,
+            onRight: (text) => Stream.concat(fixedMessage(node, text), next(plainNext(node)))
+          })
+        case "agent":
+          return Stream.concat(agentMessage(node), next(plainNext(node)))
+        default:
+          return next(plainNext(node))
+      }
+    })
+
+  const start = input.runtime.resume_at ??
+    input.graph.nodes.find((node) => node.kind === "start" && node.is_enabled)?.slug
+  return Option.match(Option.fromNullable(start), {
+    onNone: () => Stream.fail(graphError("The workflow has no enabled start node")),
+    onSome: (slug) => from(slug, 0)
+  })
+}
