@@ -1,0 +1,72 @@
+import { createServer, request } from "node:http"
+
+import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { expect, layer } from "@effect/vitest"
+import { Effect, Layer, Schedule, Stream } from "effect"
+
+import { AppConfig, testConfig } from "../src/platform/Config.js"
+import { requestPipeline } from "../src/platform/Http.js"
+import { sseData, sseResponse } from "../src/platform/Sse.js"
+import { LiveClock } from "./support/database.js"
+
+/** Three events 150 ms apart, pings every 200 ms, through the platform's request pipeline on a real port. */
+const events = Stream.fromSchedule(Schedule.spaced("150 millis")).pipe(
+  Stream.take(3),
+  Stream.map((n) => ({ type: "tick", n, title: null, nested: { keep: [1, null], drop: null } }))
+)
+const Router = HttpRouter.empty.pipe(
+  HttpRouter.get("/events", Effect.sync(() => sseResponse(events, { pingEvery: "200 millis" }))),
+  Effect.catchTag("RouteNotFound", () => HttpServerResponse.empty({ status: 404 }))
+)
+const Served = Layer.unwrapEffect(Effect.map(AppConfig, (config) => HttpServer.serve(Router, requestPipeline(config))))
+  .pipe(
+    Layer.provide(testConfig()),
+    Layer.provideMerge(NodeHttpServer.layer(() => createServer(), { port: 0, host: "127.0.0.1" })),
+    Layer.provide(LiveClock)
+  )
+
+interface Chunk {
+  readonly at: number
+  readonly text: string
+}
+
+/** Reads the raw socket: every chunk with the time it arrived. */
+const readStream = (port: number) =>
+  Effect.promise(() =>
+    new Promise<{ headers: Record<string, unknown>; chunks: Array<Chunk> }>((resolve, reject) => {
+      const started = Date.now()
+      const chunks: Array<Chunk> = []
+      request({ host: "127.0.0.1", port, path: "/events" }, (response) => {
+        response.setEncoding("utf8")
+        response.on("data", (text: string) => chunks.push({ at: Date.now() - started, text }))
+        response.on("end", () => resolve({ headers: response.headers, chunks }))
+      }).on("error", reject).end()
+    })
+  )
+
+layer(Served)("server-sent events", (it) => {
+  it.effect("sends each event as one compact data line as it is produced, nulls left out, pings between", () =>
+    Effect.gen(function*() {
+      const address = (yield* HttpServer.HttpServer).address
+      const { chunks, headers } = yield* readStream(address._tag === "TcpAddress" ? address.port : 0)
+      expect(headers["content-type"]).toBe("text/event-stream")
+      expect(headers["cache-control"]).toBe("no-store")
+      expect(headers["x-accel-buffering"]).toBe("no")
+      expect(headers["x-request-id"]).toBeDefined()
+      const text = chunks.map((c) => c.text).join("")
+      const data = text.split("\n\n").filter((block) => block.startsWith("data: "))
+      expect(data).toEqual([0, 1, 2].map((n) => `data: {"type":"tick","n":${n},"nested":{"keep":[1,null]}}`))
+      expect(text).toContain(": ping\n\n")
+      // flushed as produced: the first event arrived long before the last
+      const firstAt = chunks.find((c) => c.text.includes("\"n\":0"))?.at ?? Infinity
+      const lastAt = chunks.find((c) => c.text.includes("\"n\":2"))?.at ?? 0
+      expect(lastAt - firstAt).toBeGreaterThanOrEqual(250)
+    }))
+
+  it.effect("sseData leaves out null keys at any depth", () =>
+    Effect.sync(() => {
+      expect(sseData({ type: "error", code: "stream.error", message: null, allow_retry: true }))
+        .toBe("data: {\"type\":\"error\",\"code\":\"stream.error\",\"allow_retry\":true}\n\n")
+    }))
+})
