@@ -1,10 +1,11 @@
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Fiber, Logger, LogLevel, Redacted, Schedule, Stream } from "effect"
+import { Chunk, Effect, Either, Fiber, Logger, LogLevel, Redacted, Schedule, Stream, TestClock } from "effect"
 import fc from "fast-check"
 
-import { type CompletionRequest, type LlmProviderService } from "../src/platform/LlmProvider.js"
+import { type CompletionRequest, LlmError, type LlmProviderService } from "../src/platform/LlmProvider.js"
 import { type LlmUsage, makeOpenAiLlm, retryAfterMs, sseData } from "../src/platform/OpenAiLlm.js"
+import { type LlmCircuitBreaker, resilient } from "../src/platform/ResilientLlm.js"
 import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
 import { captureLogs } from "./support/logs.js"
 import { freePort } from "./support/network.js"
@@ -210,5 +211,205 @@ describe("the OpenAI-compatible provider", () => {
       yield* Effect.promise(() => fake.requests[0]!.closed).pipe(Effect.timeout("2 seconds"))
       expect(fake.requests[0]!.closedEarly).toBe(true)
       expect(seen.length).toBeLessThan(100)
+    }))
+})
+
+/** A provider whose n-th call (from 0) streams `script(n)`; it counts its calls. */
+const scripted = (script: (call: number) => Stream.Stream<string, LlmError>) => {
+  let calls = 0
+  const llm: LlmProviderService = { name: "scripted", stream: () => Stream.suspend(() => script(calls++)) }
+  return { llm, calls: () => calls }
+}
+
+const failure = (reason: LlmError["reason"], extra: { status?: number; retryAfterMs?: number } = {}) =>
+  new LlmError({ provider: "scripted", reason, ...extra })
+
+const answer = Stream.fromIterable(["an ", "answer"])
+
+describe("resilient (TestClock)", () => {
+  it.effect("a 429 with Retry-After 1 waits at least that second before the next attempt", () =>
+    Effect.gen(function*() {
+      const { calls, llm } = scripted((n) =>
+        n === 0 ? Stream.fail(failure("http", { status: 429, retryAfterMs: 1000 })) : answer
+      )
+      const fiber = yield* Effect.fork(deltasOf(resilient(llm)))
+      yield* TestClock.adjust("999 millis")
+      expect(calls()).toBe(1)
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(fiber)).toEqual(["an ", "answer"])
+      expect(calls()).toBe(2)
+    }))
+
+  it.effect("backs off exponentially from 200 ms (jittered) and gives up after 3 attempts in all", () =>
+    Effect.gen(function*() {
+      const { calls, llm } = scripted(() => Stream.fail(failure("connection")))
+      const fiber = yield* Effect.fork(Effect.flip(deltasOf(resilient(llm))))
+      yield* TestClock.adjust("159 millis")
+      expect(calls()).toBe(1)
+      yield* TestClock.adjust("81 millis") // 240 ms: the first retry (160-240 ms) has run
+      expect(calls()).toBe(2)
+      // The second delay is 320-480 ms after the first retry: not before 480 ms, by 720 ms at the latest.
+      yield* TestClock.adjust("239 millis")
+      expect(calls()).toBe(2)
+      yield* TestClock.adjust("241 millis")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ reason: "connection" })
+      expect(calls()).toBe(3)
+    }))
+
+  it.effect("no first delta within firstTokenTimeout is a timeout, retried", () =>
+    Effect.gen(function*() {
+      const { calls, llm } = scripted((n) => n === 0 ? Stream.never : answer)
+      const fiber = yield* Effect.fork(deltasOf(resilient(llm)))
+      yield* TestClock.adjust("29999 millis")
+      expect(calls()).toBe(1)
+      yield* TestClock.adjust("1 millis")
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toEqual(["an ", "answer"])
+      expect(calls()).toBe(2)
+
+      const once = scripted(() => Stream.never)
+      const alone = yield* Effect.fork(Effect.flip(deltasOf(resilient(once.llm, { attempts: 1 }))))
+      yield* TestClock.adjust("30 seconds")
+      expect(yield* Fiber.join(alone)).toMatchObject({ _tag: "LlmError", provider: "scripted", reason: "timeout" })
+    }))
+
+  it.effect("the total timeout ends an attempt that stalls after its first delta, without retry", () =>
+    Effect.gen(function*() {
+      const { calls, llm } = scripted(() => Stream.concat(Stream.make("partial"), Stream.never))
+      const fiber = yield* Effect.fork(outcome(resilient(llm, { totalTimeout: "120 seconds" })))
+      yield* TestClock.adjust("119 seconds")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 second")
+      const { delivered, error } = yield* Fiber.join(fiber)
+      expect(delivered).toEqual(["partial"])
+      expect(error).toMatchObject({ reason: "timeout" })
+      expect(calls()).toBe(1)
+    }))
+
+  it.effect("does not retry after a delta, a Retry-After above 10 s, or a non-transient answer", () =>
+    Effect.gen(function*() {
+      const afterDelta = scripted(() => Stream.concat(Stream.make("shown"), Stream.fail(failure("connection"))))
+      const first = yield* outcome(resilient(afterDelta.llm))
+      expect(first.delivered).toEqual(["shown"])
+      expect(first.error).toMatchObject({ reason: "connection" })
+      expect(afterDelta.calls()).toBe(1)
+
+      const longWait = scripted(() => Stream.fail(failure("http", { status: 429, retryAfterMs: 30_000 })))
+      expect((yield* outcome(resilient(longWait.llm))).error).toMatchObject({ status: 429, retryAfterMs: 30_000 })
+      expect(longWait.calls()).toBe(1)
+
+      for (const error of [failure("http", { status: 400 }), failure("http", { status: 401 }), failure("malformed")]) {
+        const refused = scripted(() => Stream.fail(error))
+        expect((yield* outcome(resilient(refused.llm))).error).toBe(error)
+        expect(refused.calls()).toBe(1)
+      }
+    }))
+
+  it.effect("each attempt runs through the breaker; an open breaker is circuit_open, not retried, no call made", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const counting: LlmCircuitBreaker = { run: (effect) => Effect.suspend(() => (runs++, effect)) }
+      const { calls, llm } = scripted((n) => n === 0 ? Stream.fail(failure("http", { status: 503 })) : answer)
+      const fiber = yield* Effect.fork(deltasOf(resilient(llm, { breaker: counting })))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toEqual(["an ", "answer"])
+      expect([runs, calls()]).toEqual([2, 2])
+
+      const open: LlmCircuitBreaker = {
+        run: () => Effect.fail({ _tag: "CircuitOpen" as const, retryAfterMs: 12_000 })
+      }
+      const idle = scripted(() => answer)
+      const error = yield* Effect.flip(deltasOf(resilient(idle.llm, { breaker: open })))
+      expect(error).toMatchObject({
+        _tag: "LlmError",
+        provider: "scripted",
+        reason: "circuit_open",
+        retryAfterMs: 12_000
+      })
+      expect(error.message).toBe("scripted: circuit_open")
+    }))
+})
+
+describe("resilient over HTTP (the fake server)", () => {
+  const over = (fake: FakeOpenAi, options: Parameters<typeof resilient>[1] = {}) =>
+    Effect.map(provider(fake), (llm) => resilient(llm, options))
+
+  it.scopedLive("500 then OK: the full answer, in exactly 2 requests", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({ type: "status", status: 500 }, { type: "stream", tokens: TOKENS })
+      expect(yield* deltasOf(yield* over(fake))).toEqual(TOKENS)
+      expect(fake.requests).toHaveLength(2)
+    }))
+
+  it.scopedLive("retries exhausted: the last error after 3 requests", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({ type: "status", status: 502 })
+      const { delivered, error } = yield* outcome(yield* over(fake))
+      expect(delivered).toEqual([])
+      expect(error).toMatchObject({ reason: "http", status: 502 })
+      expect(fake.requests).toHaveLength(3)
+    }))
+
+  it.scopedLive("429 with Retry-After 1 is honoured", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({ type: "status", status: 429, retryAfter: "1" }, {
+        type: "stream",
+        tokens: TOKENS
+      })
+      const started = Date.now()
+      expect(yield* deltasOf(yield* over(fake))).toEqual(TOKENS)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1000)
+      expect(fake.requests).toHaveLength(2)
+    }))
+
+  it.scopedLive("429 with Retry-After 30 is not retried", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({ type: "status", status: 429, retryAfter: "30" }, {
+        type: "stream",
+        tokens: TOKENS
+      })
+      const { error } = yield* outcome(yield* over(fake))
+      expect(error).toMatchObject({ reason: "http", status: 429, retryAfterMs: 30_000 })
+      expect(fake.requests).toHaveLength(1)
+    }))
+
+  it.scopedLive("a stall before the first token times out, closes that request and retries", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({ type: "stream", tokens: TOKENS, firstTokenDelayMs: 5_000 }, {
+        type: "stream",
+        tokens: TOKENS
+      })
+      expect(yield* deltasOf(yield* over(fake, { firstTokenTimeout: "300 millis" }))).toEqual(TOKENS)
+      expect(fake.requests).toHaveLength(2)
+      yield* Effect.promise(() => fake.requests[0]!.closed).pipe(Effect.timeout("2 seconds"))
+      expect(fake.requests[0]!.closedEarly).toBe(true)
+    }))
+
+  it.scopedLive("a drop after a delta reached the reader ends the stream with the error, no retry", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({ type: "stream", tokens: TOKENS, dropAfterTokens: 2 }, {
+        type: "stream",
+        tokens: TOKENS
+      })
+      const { delivered, error } = yield* outcome(yield* over(fake))
+      expect(delivered).toEqual(TOKENS.slice(0, 2))
+      expect(error).toMatchObject({ reason: "connection" })
+      expect(fake.requests).toHaveLength(1)
+    }))
+
+  it.scopedLive("a reader that stops early closes the upstream request through the wrapper", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({
+        type: "stream",
+        tokens: Array.from({ length: 100 }, (_, i) => `t${i} `),
+        tokenDelayMs: 20
+      })
+      const llm = yield* over(fake)
+      expect(Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(llm.stream(request), 2)))).toEqual([
+        "t0 ",
+        "t1 "
+      ])
+      yield* Effect.promise(() => fake.requests[0]!.closed).pipe(Effect.timeout("2 seconds"))
+      expect(fake.requests[0]!.closedEarly).toBe(true)
     }))
 })

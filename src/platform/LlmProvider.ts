@@ -16,10 +16,13 @@ export interface CompletionRequest {
   readonly messages: ReadonlyArray<ChatMessage>
 }
 
-/** Why a call failed; `retryAfterMs` is the provider's `Retry-After`, when it sent one. */
+/**
+ * Why a call failed; `retryAfterMs` is the provider's `Retry-After`, when it sent one (for
+ * `circuit_open`, the breaker's remaining cool-down: the call was not made).
+ */
 export class LlmError extends Data.TaggedError("LlmError")<{
   readonly provider: string
-  readonly reason: "http" | "connection" | "timeout" | "malformed"
+  readonly reason: "http" | "connection" | "timeout" | "malformed" | "circuit_open"
   readonly status?: number
   readonly retryAfterMs?: number
 }> {
