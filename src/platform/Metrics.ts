@@ -32,3 +32,8 @@ export const rateLimitRejectionsTotal = Metric.counter("rate_limit_rejections_to
   description: "Requests refused with 429, by limit (the rate-limit rule's name)",
   incremental: true
 })
+
+export const circuitBreakerState = Metric.gauge("circuit_breaker_state", {
+  description:
+    "Circuit breaker state by provider: 0 closed, 1 half-open (cool-down over, until the trial's result), 2 open"
+})
