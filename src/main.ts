@@ -6,6 +6,7 @@ import { Passwords } from "./features/auth/Passwords.js"
 import { Cache } from "./platform/Cache.js"
 import { AppConfig, AppConfigLive } from "./platform/Config.js"
 import { DatabaseLive } from "./platform/Database.js"
+import { LlmProviderLive } from "./platform/LlmProviderLive.js"
 import { Redis } from "./platform/Redis.js"
 import { makeServer } from "./platform/Server.js"
 import { LoggerLive, TracingLive } from "./platform/Telemetry.js"
@@ -19,8 +20,17 @@ const WarnOnGeneratedSecret = Layer.effectDiscard(
       : Effect.void)
 )
 
-/** Infrastructure every feature may use: one database pool, one Redis client, the cache, argon2id at API.md's cost. */
-const Infrastructure = Layer.mergeAll(DatabaseLive, Redis.layerOptional, Cache.layer, Passwords.layer()).pipe(
+/**
+ * Infrastructure every feature may use: one database pool, one Redis client, the cache, argon2id
+ * at API.md's cost, the language model.
+ */
+const Infrastructure = Layer.mergeAll(
+  DatabaseLive,
+  Redis.layerOptional,
+  Cache.layer,
+  Passwords.layer(),
+  LlmProviderLive
+).pipe(
   Layer.provideMerge(Redis.layerOptional)
 )
 

@@ -9,6 +9,7 @@ import {
 } from "../domain/errors.js"
 import { AuditApi } from "./AuditApi.js"
 import { AuthApi } from "./AuthApi.js"
+import { ConversationsApi } from "./ConversationsApi.js"
 import { ModelsApi } from "./ModelsApi.js"
 import { OperationsApi } from "./OperationsApi.js"
 import { SettingsApi } from "./SettingsApi.js"
@@ -27,6 +28,7 @@ export class ChatkitApi extends HttpApi.make("chatkit")
   .add(SettingsApi)
   .add(ModelsApi)
   .add(WorkflowsApi)
+  .add(ConversationsApi)
   .prefix("/api/v1")
   .add(OperationsApi)
   .addError(ValidationErrorProblem)

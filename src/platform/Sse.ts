@@ -12,8 +12,11 @@ export const SSE_PING_INTERVAL = Duration.seconds(15)
 
 const withoutNulls = (_key: string, value: unknown) => (value === null ? undefined : value)
 
-/** `data: {...}\n\n` for one event; arrays keep their nulls (JSON.stringify writes them as null). */
-export const sseData = (event: unknown): string => `data: ${JSON.stringify(event, withoutNulls)}\n\n`
+/** Compact JSON without null-valued keys, as the protocol's JSON answers and events are; arrays keep their nulls. */
+export const protocolJson = (value: unknown): string => JSON.stringify(value, withoutNulls)
+
+/** `data: {...}\n\n` for one event. */
+export const sseData = (event: unknown): string => `data: ${protocolJson(event)}\n\n`
 
 const encoder = new TextEncoder()
 

@@ -6,6 +6,7 @@ import { makeChatkitClient } from "../../src/client/Client.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
 import { Cache } from "../../src/platform/Cache.js"
 import { testConfig } from "../../src/platform/Config.js"
+import { type LlmProvider, LocalLlmLive } from "../../src/platform/LlmProvider.js"
 import { OptionalRedis, Redis } from "../../src/platform/Redis.js"
 import { LiveClock, testDatabaseLayer, uniqueSchema } from "./database.js"
 import { testRedisUrl } from "./redis.js"
@@ -33,6 +34,8 @@ export const TestApp = (
   options: {
     /** argon2 cost: cheap by default; `Passwords.layer()` for the API.md parameters */
     readonly passwords?: Layer.Layer<Passwords>
+    /** the language model: the local one by default */
+    readonly llm?: Layer.Layer<LlmProvider>
   } = {}
 ) => {
   // its own Redis key space: every file's schema numbers rows from 1, and limits must not add up across files
@@ -47,6 +50,7 @@ export const TestApp = (
     Layer.provide(env.REDIS_URL === undefined ? RequireTestRedis : Layer.empty),
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Cache.layer),
+    Layer.provideMerge(options.llm ?? LocalLlmLive()),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
     Layer.provideMerge(config),

@@ -1,0 +1,291 @@
+import type { HttpServerResponse } from "@effect/platform"
+import { DateTime, Effect, Either, Option, Stream } from "effect"
+
+import {
+  type ChatkitRequest,
+  decodeChatkitRequest,
+  isStreamingRequest,
+  type JsonRequest,
+  type StreamingRequest,
+  type UserMessageInput
+} from "../../domain/ChatkitRequest.js"
+import { NotFound, ValidationError } from "../../domain/errors.js"
+import { HIDDEN_ITEM_TYPES, type InvalidCursor, type ThreadItem } from "../../domain/Thread.js"
+import { CurrentUser } from "../../domain/User.js"
+import { orDieOnSqlError } from "../../platform/Database.js"
+import { renderedJsonResponse } from "../../platform/Http.js"
+import { type ChatMessage, LlmProvider } from "../../platform/LlmProvider.js"
+import { protocolJson, sseResponse } from "../../platform/Sse.js"
+import { WorkflowsPolicy } from "../workflows/Policy.js"
+import { WorkflowsRepo } from "../workflows/Repo.js"
+import { ThreadsPolicy } from "./Policy.js"
+import { newItemId, type ThreadRow, ThreadsRepo, toThreadItem, toThreadMetadata } from "./Repo.js"
+import { INITIAL_RUNTIME_STATE, type RuntimeState, runTurn, type TurnEvent } from "./Runtime.js"
+
+/**
+ * `POST /api/v1/chatkit` (API.md section 7): the JSON requests answer a document, the streaming
+ * ones a turn of the thread's workflow as server-sent events. Everything that can be refused is
+ * refused before the stream starts (400, 404); what fails after is an `error` event.
+ */
+
+const visible = (items: ReadonlyArray<ThreadItem>) => items.filter((item) => !HIDDEN_ITEM_TYPES.has(item.type))
+
+const emptyItems = { data: [], has_more: false }
+
+const invalidCursor = (error: InvalidCursor) =>
+  new ValidationError({
+    detail: error.detail,
+    errors: [{ path: "params.after", message: "is not a cursor of this list" }]
+  })
+
+/** The text of a stored item for the model: user and assistant messages only. */
+const asChatMessage = (item: ThreadItem): ReadonlyArray<ChatMessage> => {
+  const content = Array.isArray(item["content"]) ? item["content"] as ReadonlyArray<{ readonly text?: unknown }> : []
+  const text = content.map((part) => (typeof part.text === "string" ? part.text : "")).join("")
+  if (item.type === "user_message") return [{ role: "user", content: text }]
+  if (item.type === "assistant_message") return [{ role: "assistant", content: text }]
+  return []
+}
+
+const userText = (input: UserMessageInput) => input.content.map((part) => part.text).join("")
+
+const userMessagePayload = (input: UserMessageInput) => ({
+  content: input.content,
+  attachments: [],
+  ...(input.quoted_text === undefined || input.quoted_text === null ? {} : { quoted_text: input.quoted_text }),
+  inference_options: input.inference_options
+})
+
+const runtimeOf = (row: ThreadRow): RuntimeState => {
+  const state = row.runtime_state["state"]
+  const resumeAt = row.runtime_state["resume_at"]
+  return {
+    resume_at: typeof resumeAt === "string" ? resumeAt : undefined,
+    state: typeof state === "object" && state !== null && !Array.isArray(state) ? state as RuntimeState["state"] : {}
+  }
+}
+
+const errorEvent = (message: string, allowRetry: boolean) => ({
+  type: "error",
+  code: "stream.error",
+  message,
+  allow_retry: allowRetry
+})
+
+export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/ThreadsService", {
+  effect: Effect.gen(function*() {
+    const repo = yield* ThreadsRepo
+    const policy = yield* ThreadsPolicy
+    const workflows = yield* WorkflowsRepo
+    const workflowsPolicy = yield* WorkflowsPolicy
+    const llm = yield* LlmProvider
+
+    const thread = (row: ThreadRow) =>
+      Effect.map(repo.latestItems(row.id), (page) => ({
+        ...toThreadMetadata(row),
+        items: { ...page, data: visible(page.data.map(toThreadItem)) }
+      }))
+
+    const json = (value: unknown) => renderedJsonResponse(protocolJson(value))
+
+    const answerJson = (request: JsonRequest) =>
+      Effect.gen(function*() {
+        const user = yield* CurrentUser
+        switch (request.type) {
+          case "threads.get_by_id":
+            return json(yield* thread(yield* policy.require(request.params.thread_id, "read")))
+          case "threads.list": {
+            const page = yield* repo.listThreads(user.id, {
+              limit: request.params.limit ?? undefined,
+              order: request.params.order,
+              after: request.params.after
+            }).pipe(Effect.catchTag("InvalidCursor", (error) => Effect.fail(invalidCursor(error))))
+            return json({ ...page, data: page.data.map((row) => ({ ...toThreadMetadata(row), items: emptyItems })) })
+          }
+          case "items.list": {
+            yield* policy.require(request.params.thread_id, "read")
+            const page = yield* repo.listItems(request.params.thread_id, {
+              limit: request.params.limit ?? undefined,
+              order: request.params.order,
+              after: request.params.after
+            }).pipe(Effect.catchTag("InvalidCursor", (error) => Effect.fail(invalidCursor(error))))
+            return json({ ...page, data: visible(page.data.map(toThreadItem)) })
+          }
+          case "threads.update": {
+            yield* policy.require(request.params.thread_id, "read")
+            const row = yield* repo.updateTitle(request.params.thread_id, request.params.title)
+            return json({ ...toThreadMetadata(Option.getOrThrow(row)), items: emptyItems })
+          }
+          case "threads.delete":
+            yield* policy.require(request.params.thread_id, "read")
+            yield* repo.softDelete(request.params.thread_id)
+            return json({})
+          case "items.feedback":
+            yield* policy.require(request.params.thread_id, "read")
+            yield* repo.upsertFeedback(request.params.thread_id, user.id, request.params.item_ids, request.params.kind)
+            return json({})
+        }
+      })
+
+    /** The workflow a new thread runs: `metadata.workflow_id` when the user may read it, else the default. */
+    const workflowFor = (metadata: Record<string, unknown>) =>
+      Effect.gen(function*() {
+        const requested = metadata["workflow_id"]
+        if (typeof requested === "number") return yield* workflowsPolicy.require(requested, "read")
+        const found = yield* workflows.findDefault
+        if (Option.isNone(found)) return yield* new NotFound({ detail: "There is no default workflow" })
+        return found.value
+      })
+
+    /** A turn as protocol events: the assistant items are stored as they complete, the runtime state at the end. */
+    const turnEvents = (row: ThreadRow, text: string, history: ReadonlyArray<ChatMessage>) =>
+      Stream.unwrap(
+        Effect.gen(function*() {
+          if (row.workflow_version_id === null) {
+            return Stream.make(errorEvent("This conversation's workflow has no active version any more", false))
+          }
+          const graph = yield* workflows.loadGraph(row.workflow_version_id)
+          let current: { readonly id: string; readonly created_at: string } | undefined
+          const item = (text: string) => ({
+            id: current?.id,
+            thread_id: row.id,
+            created_at: current?.created_at,
+            type: "assistant_message",
+            content: [{ type: "output_text", text, annotations: [] }]
+          })
+          const toEvents = (event: TurnEvent): Effect.Effect<ReadonlyArray<unknown>> =>
+            Effect.gen(function*() {
+              switch (event._tag) {
+                case "MessageStarted": {
+                  current = { id: newItemId("assistant_message"), created_at: DateTime.formatIso(yield* DateTime.now) }
+                  return [{ type: "thread.item.added", item: item("") }]
+                }
+                case "TextDelta":
+                  return [{
+                    type: "thread.item.updated",
+                    item_id: current?.id,
+                    update: { type: "assistant_message.content_part.text_delta", content_index: 0, delta: event.text }
+                  }]
+                case "MessageDone": {
+                  const [stored] = yield* repo.appendItems(row.id, [{
+                    id: current?.id as never,
+                    type: "assistant_message",
+                    payload: { content: [{ type: "output_text", text: event.text, annotations: [] }] }
+                  }])
+                  return [{
+                    type: "thread.item.done",
+                    item: stored === undefined ? item(event.text) : toThreadItem(stored)
+                  }]
+                }
+                case "TurnEnded":
+                  yield* repo.update(row.id, {
+                    runtime_state: { ...event.runtime, resume_at: event.runtime.resume_at ?? null }
+                  })
+                  return []
+              }
+            }).pipe(orDieOnSqlError)
+          return runTurn({
+            graph,
+            runtime: runtimeOf(row),
+            userMessage: text,
+            history,
+            llmFor: (model) => Effect.succeed({ provider: llm, model: model ?? "default" })
+          }).pipe(
+            Stream.mapEffect(toEvents),
+            Stream.flatMap((events) => Stream.fromIterable(events)),
+            Stream.catchAll((error) => Stream.make(errorEvent(error.message, error.reason === "llm")))
+          )
+        }).pipe(orDieOnSqlError)
+      )
+
+    const historyOf = (row: ThreadRow) =>
+      Effect.map(repo.latestItems(row.id), (page) => page.data.map(toThreadItem).flatMap(asChatMessage))
+
+    /** Stores the user message, then the events of the turn it starts. */
+    const userTurn = (row: ThreadRow, input: UserMessageInput, opening: ReadonlyArray<unknown>) =>
+      Effect.gen(function*() {
+        const history = yield* historyOf(row)
+        const [stored] = yield* repo.appendItems(row.id, [{ type: "user_message", payload: userMessagePayload(input) }])
+        const start = [
+          ...opening,
+          ...(stored === undefined ? [] : [{ type: "thread.item.done", item: toThreadItem(stored) }])
+        ]
+        return Stream.concat(Stream.fromIterable(start), turnEvents(row, userText(input), history))
+      })
+
+    const STREAM_OPTIONS = { type: "stream_options", stream_options: { allow_cancel: true } }
+
+    /** The thread to write to, or why it takes no message (a locked or closed thread: an error event, not a 4xx). */
+    const requireWritable = (id: string) =>
+      policy.require(id, "write").pipe(
+        Effect.map((row) => Either.right(row)),
+        Effect.catchTag("ThreadNotWritable", (error) => Effect.succeed(Either.left(error)))
+      )
+
+    /** What is refused before the stream (404, 400), then the stream; a thread that takes no message is an error event. */
+    const answerStream = (request: StreamingRequest) =>
+      Effect.gen(function*() {
+        const user = yield* CurrentUser
+        switch (request.type) {
+          case "threads.create": {
+            const workflow = yield* workflowFor(request.metadata)
+            const row = yield* repo.create({
+              ownerId: user.id,
+              workflowId: workflow.id,
+              workflowVersionId: workflow.active_version_id,
+              runtimeState: { ...INITIAL_RUNTIME_STATE }
+            })
+            return yield* userTurn(row, request.params.input, [
+              STREAM_OPTIONS,
+              { type: "thread.created", thread: { ...toThreadMetadata(row), items: emptyItems } }
+            ])
+          }
+          case "threads.add_user_message": {
+            const writable = yield* requireWritable(request.params.thread_id)
+            if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
+            return yield* userTurn(writable.right, request.params.input, [STREAM_OPTIONS])
+          }
+          case "threads.retry_after_item": {
+            const writable = yield* requireWritable(request.params.thread_id)
+            if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
+            const row = writable.right
+            const target = yield* repo.findItem(row.id, request.params.item_id)
+            if (Option.isNone(target) || target.value.type !== "user_message") {
+              return yield* new ValidationError({
+                detail: "retry_after_item names a user message of this thread",
+                errors: [{ path: "params.item_id", message: "is not a user message of this thread" }]
+              })
+            }
+            yield* repo.deleteItemsAfter(row.id, target.value.id)
+            const history = (yield* historyOf(row)).slice(0, -1)
+            const text = asChatMessage(toThreadItem(target.value))[0]?.content ?? ""
+            return Stream.concat(Stream.make(STREAM_OPTIONS), turnEvents(row, text, history))
+          }
+        }
+      })
+
+    /** The answer to one ChatKit request body (already checked by the platform for size, depth and text). */
+    const handle = (
+      body: unknown
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse, ValidationError | NotFound, CurrentUser> =>
+      Effect.gen(function*() {
+        const request: ChatkitRequest = yield* Either.match(decodeChatkitRequest(body), {
+          onLeft: Effect.fail,
+          onRight: Effect.succeed
+        })
+        if (!isStreamingRequest(request)) return yield* answerJson(request)
+        return sseResponse(yield* answerStream(request))
+      }).pipe(
+        // reads never meet these: a visible workflow is readable, a readable thread needs no write access
+        Effect.catchTags({
+          Forbidden: (error) => Effect.fail(new NotFound({ detail: error.detail })),
+          ThreadNotWritable: (error) => Effect.die(error)
+        }),
+        orDieOnSqlError,
+        Effect.withSpan("ThreadsService.handle")
+      )
+
+    return { handle } as const
+  }),
+  dependencies: [ThreadsRepo.Default, ThreadsPolicy.Default, WorkflowsRepo.Default, WorkflowsPolicy.Default]
+}) {}

@@ -1,0 +1,235 @@
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+
+import { TestApp } from "./support/app.js"
+import { randomIp, session } from "./support/session.js"
+
+/*
+ * A ChatKit client's session through POST /api/v1/chatkit, over a real socket, on the default
+ * workflow (start -> agent -> end) and the local model. Streams are parsed from the raw body.
+ */
+
+interface Answer {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly text: string
+}
+
+const chatkit = (token: string, body: unknown) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const response = yield* client.execute(
+      HttpClientRequest.post("/api/v1/chatkit").pipe(
+        HttpClientRequest.setHeader("x-forwarded-for", randomIp()),
+        HttpClientRequest.bearerToken(token),
+        HttpClientRequest.bodyText(JSON.stringify(body), "application/json")
+      )
+    )
+    return { status: response.status, headers: response.headers, text: yield* response.text } satisfies Answer
+  })
+
+/** The parts of protocol events and items these tests read. */
+interface Item {
+  readonly id: string
+  readonly type: string
+  readonly thread_id?: string
+  readonly content: ReadonlyArray<{ readonly text: string }>
+}
+interface Event {
+  readonly type: string
+  readonly thread: { readonly id: string }
+  readonly item: Item
+  readonly update: { readonly delta: string }
+  readonly code?: string
+  readonly allow_retry?: boolean
+  readonly message?: unknown
+}
+interface Page<A> {
+  readonly data: ReadonlyArray<A>
+  readonly has_more: boolean
+  readonly after?: string
+}
+interface JsonAnswer extends Page<Item> {
+  readonly items: Page<Item>
+  readonly title?: string
+}
+
+/** The events of an SSE body: one `data:` line each, comments (pings) skipped. */
+const eventsOf = (answer: Answer): ReadonlyArray<Event> => {
+  expect(answer.status).toBe(200)
+  expect(answer.headers["content-type"]).toBe("text/event-stream")
+  return answer.text.split("\n\n").filter((block) => block.startsWith("data: ")).map((block) =>
+    JSON.parse(block.slice(6))
+  )
+}
+
+const json = (answer: Answer) => {
+  expect(answer.status).toBe(200)
+  return JSON.parse(answer.text) as JsonAnswer
+}
+
+const say = (text: string) => ({ content: [{ type: "input_text", text }] })
+
+/** The assistant text of a turn's events, from its deltas, checked against the stored item. */
+const answerOf = (events: ReadonlyArray<Event>) => {
+  const deltas = events.filter((e) => e.type === "thread.item.updated").map((e) => e.update.delta).join("")
+  const done = events.filter((e) => e.type === "thread.item.done" && e.item.type === "assistant_message")
+  expect(done).toHaveLength(1)
+  expect(done[0]?.item.content[0]?.text).toBe(deltas)
+  return deltas
+}
+
+layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the ChatKit protocol", (it) => {
+  it.effect("create, stream, read, list, continue, retry, rename, feedback, delete", () =>
+    Effect.gen(function*() {
+      const { token } = yield* session("talker")
+      const created = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("Hello there") } }))
+      expect(created[0]).toEqual({ type: "stream_options", stream_options: { allow_cancel: true } })
+      expect(created[1]?.type).toBe("thread.created")
+      const threadId = created[1]?.thread.id as string
+      expect(threadId).toMatch(/^thr_[0-9a-f]{16}$/)
+      expect(created[2]).toMatchObject({
+        type: "thread.item.done",
+        item: { type: "user_message", thread_id: threadId }
+      })
+      expect(created[3]).toMatchObject({ type: "thread.item.added", item: { type: "assistant_message" } })
+      expect(answerOf(created)).toContain("Hello there")
+
+      const thread = json(yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }))
+      expect(thread.items.data.map((item) => item.type)).toEqual(["user_message", "assistant_message"])
+      expect(thread.items.has_more).toBe(false)
+      expect(thread.items).not.toHaveProperty("after")
+      expect(thread).not.toHaveProperty("title")
+
+      const listed = json(yield* chatkit(token, { type: "threads.list", params: {} }))
+      expect(listed.data.map((t) => t.id)).toContain(threadId)
+
+      const second = eventsOf(
+        yield* chatkit(token, {
+          type: "threads.add_user_message",
+          params: { thread_id: threadId, input: say("And again") }
+        })
+      )
+      expect(second[0]?.type).toBe("stream_options")
+      expect(answerOf(second)).toContain("turn 2")
+      const secondUser = second.find((e) => e.type === "thread.item.done" && e.item.type === "user_message")?.item
+        .id as string
+
+      const items = json(
+        yield* chatkit(token, { type: "items.list", params: { thread_id: threadId, order: "asc", limit: 3 } })
+      )
+      expect(items.data).toHaveLength(3)
+      expect(items.has_more).toBe(true)
+      const rest = json(
+        yield* chatkit(token, { type: "items.list", params: { thread_id: threadId, order: "asc", after: items.after } })
+      )
+      expect(rest.data).toHaveLength(1)
+
+      const retried = eventsOf(
+        yield* chatkit(token, {
+          type: "threads.retry_after_item",
+          params: { thread_id: threadId, item_id: secondUser }
+        })
+      )
+      expect(answerOf(retried)).toContain("And again")
+      const afterRetry = json(yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }))
+      expect(afterRetry.items.data.map((item) => item.type)).toEqual([
+        "user_message",
+        "assistant_message",
+        "user_message",
+        "assistant_message"
+      ])
+
+      const renamed = json(
+        yield* chatkit(token, { type: "threads.update", params: { thread_id: threadId, title: "  Greetings " } })
+      )
+      expect(renamed.title).toBe("Greetings")
+      const assistantIds = afterRetry.items.data.filter((i) => i.type === "assistant_message").map((i) => i.id)
+      expect(
+        json(
+          yield* chatkit(token, {
+            type: "items.feedback",
+            params: { thread_id: threadId, item_ids: assistantIds, kind: "positive" }
+          })
+        )
+      ).toEqual({})
+      const sql = yield* SqlClient.SqlClient
+      const feedback = yield* sql<
+        { n: number }
+      >`SELECT count(*)::int AS n FROM chat_item_feedback WHERE thread_id = ${threadId}`
+      expect(feedback[0]?.n).toBe(2)
+
+      expect(json(yield* chatkit(token, { type: "threads.delete", params: { thread_id: threadId } }))).toEqual({})
+      expect((yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } })).status).toBe(404)
+    }))
+
+  describe("bad input gets a clear answer before any stream", () => {
+    it.effect("another user's thread is a 404 that leaks nothing and adds nothing", () =>
+      Effect.gen(function*() {
+        const owner = yield* session("owner")
+        const other = yield* session("intruder")
+        const threadId = eventsOf(
+          yield* chatkit(owner.token, { type: "threads.create", params: { input: say("mine") } })
+        )[1]?.thread.id
+        for (
+          const body of [
+            { type: "threads.get_by_id", params: { thread_id: threadId } },
+            { type: "threads.add_user_message", params: { thread_id: threadId, input: say("hi") } },
+            { type: "items.list", params: { thread_id: threadId } },
+            { type: "threads.delete", params: { thread_id: threadId } }
+          ]
+        ) {
+          const answer = yield* chatkit(other.token, body)
+          expect(answer.status).toBe(404)
+          expect(answer.headers["content-type"]).toContain("application/problem+json")
+          expect(answer.text).not.toContain("mine")
+        }
+        const sql = yield* SqlClient.SqlClient
+        const items = yield* sql<
+          { n: number }
+        >`SELECT count(*)::int AS n FROM chat_thread_items WHERE thread_id = ${threadId}`
+        expect(items[0]?.n).toBe(2)
+      }))
+
+    it.effect("unknown and unsupported types, empty and over-long messages, forged cursors and bad retries are 400s", () =>
+      Effect.gen(function*() {
+        const { token } = yield* session("careless")
+        const threadId = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("first") } }))[1]
+          ?.thread.id
+        const assistant = json(yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }))
+          .items.data[1]?.id
+        for (
+          const body of [
+            { type: "threads.explode", params: {} },
+            { type: "attachments.create", params: { name: "a", size: 1, mime_type: "text/plain" } },
+            { type: "threads.create", params: { input: say("   ") } },
+            { type: "threads.create", params: { input: say("x".repeat(32_001)) } },
+            { type: "threads.create", params: {} },
+            { type: "threads.list", params: { after: "thr_ffffffffffffffff" } },
+            { type: "threads.retry_after_item", params: { thread_id: threadId, item_id: assistant } }
+          ]
+        ) {
+          const answer = yield* chatkit(token, body)
+          expect(answer.status, JSON.stringify(body).slice(0, 80)).toBe(400)
+          expect(JSON.parse(answer.text)).toMatchObject({ error: "validation_error" })
+        }
+      }))
+
+    it.effect("a locked thread refuses new messages with an error event", () =>
+      Effect.gen(function*() {
+        const { token } = yield* session("locked")
+        const threadId = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("first") } }))[1]
+          ?.thread.id
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`UPDATE chat_threads SET status = '{"type":"locked","reason":"Archived by an administrator"}' WHERE id = ${threadId}`
+        const events = eventsOf(
+          yield* chatkit(token, { type: "threads.add_user_message", params: { thread_id: threadId, input: say("hi") } })
+        )
+        expect(events.map((e) => e.type)).toEqual(["stream_options", "error"])
+        expect(events[1]).toMatchObject({ code: "stream.error", allow_retry: false })
+        expect(typeof events[1]?.message).toBe("string")
+      }))
+  })
+})
