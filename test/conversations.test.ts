@@ -1,85 +1,15 @@
-import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 
 import { TestApp } from "./support/app.js"
-import { randomIp, session } from "./support/session.js"
+import { answerOf, chatkit, eventsOf, json, say } from "./support/chatkit.js"
+import { session } from "./support/session.js"
 
 /*
  * A ChatKit client's session through POST /api/v1/chatkit, over a real socket, on the default
  * workflow (start -> agent -> end) and the local model. Streams are parsed from the raw body.
  */
-
-interface Answer {
-  readonly status: number
-  readonly headers: Readonly<Record<string, string>>
-  readonly text: string
-}
-
-const chatkit = (token: string, body: unknown) =>
-  Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
-    const response = yield* client.execute(
-      HttpClientRequest.post("/api/v1/chatkit").pipe(
-        HttpClientRequest.setHeader("x-forwarded-for", randomIp()),
-        HttpClientRequest.bearerToken(token),
-        HttpClientRequest.bodyText(JSON.stringify(body), "application/json")
-      )
-    )
-    return { status: response.status, headers: response.headers, text: yield* response.text } satisfies Answer
-  })
-
-/** The parts of protocol events and items these tests read. */
-interface Item {
-  readonly id: string
-  readonly type: string
-  readonly thread_id?: string
-  readonly content: ReadonlyArray<{ readonly text: string }>
-}
-interface Event {
-  readonly type: string
-  readonly thread: { readonly id: string }
-  readonly item: Item
-  readonly update: { readonly delta: string }
-  readonly code?: string
-  readonly allow_retry?: boolean
-  readonly message?: unknown
-}
-interface Page<A> {
-  readonly data: ReadonlyArray<A>
-  readonly has_more: boolean
-  readonly after?: string
-}
-interface JsonAnswer extends Page<Item> {
-  readonly items: Page<Item>
-  readonly title?: string
-}
-
-/** The events of an SSE body: one `data:` line each, comments (pings) skipped. */
-const eventsOf = (answer: Answer): ReadonlyArray<Event> => {
-  expect(answer.status).toBe(200)
-  expect(answer.headers["content-type"]).toBe("text/event-stream")
-  return answer.text.split("\n\n").filter((block) => block.startsWith("data: ")).map((block) =>
-    JSON.parse(block.slice(6))
-  )
-}
-
-const json = (answer: Answer) => {
-  expect(answer.status).toBe(200)
-  return JSON.parse(answer.text) as JsonAnswer
-}
-
-const say = (text: string) => ({ content: [{ type: "input_text", text }] })
-
-/** The assistant text of a turn's events, from its deltas, checked against the stored item. */
-const answerOf = (events: ReadonlyArray<Event>) => {
-  const deltas = events.filter((e) => e.type === "thread.item.updated").map((e) => e.update.delta).join("")
-  const done = events.filter((e) => e.type === "thread.item.done" && e.item.type === "assistant_message")
-  expect(done).toHaveLength(1)
-  expect(done[0]?.item.content[0]?.text).toBe(deltas)
-  return deltas
-}
 
 layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the ChatKit protocol", (it) => {
   it.effect("create, stream, read, list, continue, retry, rename, feedback, delete", () =>

@@ -5,7 +5,7 @@ import { PrepareToServe, ServedApi } from "../../src/App.js"
 import { makeChatkitClient } from "../../src/client/Client.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
 import { Cache } from "../../src/platform/Cache.js"
-import { testConfig } from "../../src/platform/Config.js"
+import { type AppConfig, testConfig } from "../../src/platform/Config.js"
 import { type LlmProvider, LocalLlmLive } from "../../src/platform/LlmProvider.js"
 import { OptionalRedis, Redis } from "../../src/platform/Redis.js"
 import { LiveClock, testDatabaseLayer, uniqueSchema } from "./database.js"
@@ -35,7 +35,7 @@ export const TestApp = (
     /** argon2 cost: cheap by default; `Passwords.layer()` for the API.md parameters */
     readonly passwords?: Layer.Layer<Passwords>
     /** the language model: the local one by default */
-    readonly llm?: Layer.Layer<LlmProvider>
+    readonly llm?: Layer.Layer<LlmProvider, never, AppConfig>
   } = {}
 ) => {
   // its own Redis key space: every file's schema numbers rows from 1, and limits must not add up across files

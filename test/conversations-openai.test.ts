@@ -1,0 +1,63 @@
+import { expect, layer } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+
+import { LlmProviderLive } from "../src/platform/LlmProviderLive.js"
+import { TestApp } from "./support/app.js"
+import { answerOf, chatkit, eventsOf, say } from "./support/chatkit.js"
+import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
+import { session } from "./support/session.js"
+
+/* A conversation against an OpenAI-compatible server (a real one on 127.0.0.1, scripted), as LLM_PROVIDER=openai configures it. */
+
+class Fake extends Context.Tag("test/FakeOpenAi")<Fake, FakeOpenAi>() {}
+
+const API_KEY = "sk-test-0123456789abcdef"
+
+const App = Layer.unwrapScoped(
+  Effect.map(fakeOpenAi(), (fake) =>
+    Layer.merge(
+      TestApp("conversations_openai", {
+        TRUST_PROXY: "1",
+        LLM_PROVIDER: "openai",
+        OPENAI_API_KEY: API_KEY,
+        OPENAI_BASE_URL: fake.baseUrl
+      }, { llm: LlmProviderLive }),
+      Layer.succeed(Fake, fake)
+    ))
+)
+
+layer(App)("conversations on an OpenAI-compatible server", (it) => {
+  it.effect("streams the server's tokens into the stored answer, sending the key, the instructions and the message", () =>
+    Effect.gen(function*() {
+      const fake = yield* Fake
+      fake.script({ type: "stream", tokens: ["Bonjour", " le", " monde"], tokenDelayMs: 5 })
+      const { token } = yield* session("openai-talker")
+      const events = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("Salut") } }))
+      expect(answerOf(events)).toBe("Bonjour le monde")
+      const request = fake.requests.at(-1)
+      expect(request?.headers.authorization).toBe(`Bearer ${API_KEY}`)
+      expect(request?.body).toMatchObject({
+        stream: true,
+        messages: [{ role: "system", content: "You are a helpful assistant." }, { role: "user", content: "Salut" }]
+      })
+    }))
+
+  it.effect("retries a 500 before the first token; when retries run out the stream ends with an error event, no provider text", () =>
+    Effect.gen(function*() {
+      const fake = yield* Fake
+      const { token } = yield* session("openai-retry")
+      fake.script({ type: "status", status: 500 }, { type: "stream", tokens: ["after", " retry"] })
+      const before = fake.requests.length
+      expect(answerOf(eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("one") } })))).toBe(
+        "after retry"
+      )
+      expect(fake.requests.length - before).toBe(2)
+
+      fake.script({ type: "status", status: 503, body: `{"error":{"message":"bad key ${API_KEY}"}}` })
+      const failed = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("two") } }))
+      const error = failed.at(-1)
+      expect(error).toMatchObject({ type: "error", code: "stream.error", allow_retry: true })
+      expect(typeof error?.message).toBe("string")
+      expect(JSON.stringify(failed)).not.toContain(API_KEY)
+    }))
+})
