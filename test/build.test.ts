@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { execFile, spawn } from "node:child_process"
 import {
   cpSync,
   existsSync,
@@ -18,6 +18,7 @@ import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
 
 import { freePort } from "./support/network.js"
+import { collect } from "./support/process.js"
 
 /**
  * `npm start`, `npm run migrate` and `npm run cli` run the compiled dist/ through
@@ -44,14 +45,6 @@ const run = (command: string, args: ReadonlyArray<string>, cwd: string) =>
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
     })
   })
-
-const collect = (child: ChildProcess) => {
-  const output = { stdout: "", stderr: "" }
-  child.stdout?.on("data", (chunk) => (output.stdout += String(chunk)))
-  child.stderr?.on("data", (chunk) => (output.stderr += String(chunk)))
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { output, exited }
-}
 
 const waitFor = async (predicate: () => boolean, timeoutMs: number, what: string) => {
   const deadline = Date.now() + timeoutMs

@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 
 import { describe, expect, it } from "vitest"
 
 import { freePort } from "./support/network.js"
+import { collect } from "./support/process.js"
 
 /** Runs `src/main.ts` as `npm start` would, with only the given environment. */
 const startServer = (env: Record<string, string>) =>
@@ -10,14 +11,6 @@ const startServer = (env: Record<string, string>) =>
     env: { PATH: process.env.PATH ?? "", NODE_ENV: "test", CHATKIT_DATA_DIR: "memory://", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
-
-const collect = (child: ChildProcess) => {
-  const output = { stdout: "", stderr: "" }
-  child.stdout?.on("data", (chunk) => (output.stdout += String(chunk)))
-  child.stderr?.on("data", (chunk) => (output.stderr += String(chunk)))
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { output, exited }
-}
 
 const waitFor = async (predicate: () => boolean, timeoutMs: number) => {
   const deadline = Date.now() + timeoutMs

@@ -26,7 +26,7 @@ import {
 } from "../src/features/threads/Repo.js"
 import { migrateUp } from "../src/platform/Migrations.js"
 import { testDatabaseLayer } from "./support/database.js"
-import { makeTestLayer } from "./support/fakes.js"
+import { fakeUser, makeTestLayer } from "./support/fakes.js"
 import { countQueries } from "./support/queries.js"
 
 /** The chat store (migration 0006, ThreadsRepo) on the real database layer, and ThreadsPolicy on a fake repo. */
@@ -416,7 +416,7 @@ layer(StoreLayer, { timeout: 120_000 })("ThreadsRepo", (it) => {
           Layer.provide(Layer.succeed(ThreadsRepo, repo))
         )
       )
-      const asAlice = Effect.provideService(CurrentUser, userOf(f.alice))
+      const asAlice = Effect.provideService(CurrentUser, fakeUser(f.alice))
       expect((yield* asAlice(policy.require(thread.id, "write", { lock: true }))).id).toBe(thread.id)
       yield* repo.softDelete(thread.id)
       const deleted = yield* Effect.flip(asAlice(policy.require(thread.id, "read")))
@@ -433,16 +433,6 @@ const OWNER = 1
 const OTHER = 2
 const ADMIN = 3
 const ID = "thr_00000000000000a7" as ThreadId
-
-const userOf = (id: number, is_admin = false): User => ({
-  id: id as UserId,
-  email: `user${id}@example.com`,
-  display_name: null,
-  is_admin,
-  is_lti: false,
-  created_at: new Date(0),
-  updated_at: new Date(0)
-})
 
 const threadRow = (fields: Partial<ThreadRow> = {}): ThreadRow => ({
   id: ID,
@@ -488,22 +478,22 @@ describe("ThreadsPolicy", () => {
   it.effect("the owner reads and writes; anyone else, administrators included, gets a 404", () =>
     Effect.gen(function*() {
       const active = Option.some(threadRow())
-      expect(yield* grants(active, userOf(OWNER))).toEqual(["ok", "ok"])
-      expect(yield* grants(active, userOf(OTHER))).toEqual(["NotFound", "NotFound"])
-      expect(yield* grants(active, userOf(ADMIN, true))).toEqual(["NotFound", "NotFound"])
+      expect(yield* grants(active, fakeUser(OWNER))).toEqual(["ok", "ok"])
+      expect(yield* grants(active, fakeUser(OTHER))).toEqual(["NotFound", "NotFound"])
+      expect(yield* grants(active, fakeUser(ADMIN, true))).toEqual(["NotFound", "NotFound"])
       // the repo answers None for a missing or deleted thread
-      expect(yield* grants(Option.none(), userOf(OWNER))).toEqual(["NotFound", "NotFound"])
-      expect(yield* grants(Option.none(), userOf(ADMIN, true))).toEqual(["NotFound", "NotFound"])
+      expect(yield* grants(Option.none(), fakeUser(OWNER))).toEqual(["NotFound", "NotFound"])
+      expect(yield* grants(Option.none(), fakeUser(ADMIN, true))).toEqual(["NotFound", "NotFound"])
     }))
 
   it.effect("a locked or closed thread is readable by its owner; writing is ThreadNotWritable", () =>
     Effect.gen(function*() {
       for (const status of [{ type: "locked", reason: "moderation" }, { type: "closed" }] as const) {
         const row = Option.some(threadRow({ status }))
-        expect(yield* grants(row, userOf(OWNER))).toEqual(["ok", "ThreadNotWritable"])
-        expect(yield* grants(row, userOf(OTHER))).toEqual(["NotFound", "NotFound"])
-        expect(yield* grants(row, userOf(ADMIN, true))).toEqual(["NotFound", "NotFound"])
-        const refused = yield* decide(row, userOf(OWNER), "write")
+        expect(yield* grants(row, fakeUser(OWNER))).toEqual(["ok", "ThreadNotWritable"])
+        expect(yield* grants(row, fakeUser(OTHER))).toEqual(["NotFound", "NotFound"])
+        expect(yield* grants(row, fakeUser(ADMIN, true))).toEqual(["NotFound", "NotFound"])
+        const refused = yield* decide(row, fakeUser(OWNER), "write")
         expect(refused._tag === "Left" && refused.left).toBeInstanceOf(ThreadNotWritable)
         if (refused._tag === "Left" && refused.left instanceof ThreadNotWritable) {
           expect(refused.left.status).toEqual(status)
@@ -514,14 +504,14 @@ describe("ThreadsPolicy", () => {
 
   it.effect("a 404 does not reveal the thread: another user's, a missing and a malformed id look alike", () =>
     Effect.gen(function*() {
-      const foreign = yield* decide(Option.some(threadRow()), userOf(OTHER), "read")
-      const missing = yield* decide(Option.none(), userOf(OTHER), "read")
+      const foreign = yield* decide(Option.some(threadRow()), fakeUser(OTHER), "read")
+      const missing = yield* decide(Option.none(), fakeUser(OTHER), "read")
       expect(foreign).toEqual(missing)
       expect(foreign._tag === "Left" && foreign.left).toBeInstanceOf(NotFound)
       const { calls, layer } = setup(Option.some(threadRow()))
       const malformed = yield* Effect.flatMap(ThreadsPolicy, (policy) => policy.require("thr_NOPE", "read")).pipe(
         Effect.provide(layer),
-        Effect.provideService(CurrentUser, userOf(OWNER)),
+        Effect.provideService(CurrentUser, fakeUser(OWNER)),
         Effect.flip
       )
       expect(malformed).toBeInstanceOf(NotFound)
@@ -532,7 +522,7 @@ describe("ThreadsPolicy", () => {
     Effect.gen(function*() {
       const { calls, layer } = setup(Option.some(threadRow()))
       const policy = yield* Effect.provide(ThreadsPolicy, layer)
-      const asOwner = Effect.provideService(CurrentUser, userOf(OWNER))
+      const asOwner = Effect.provideService(CurrentUser, fakeUser(OWNER))
       expect(yield* asOwner(policy.require(ID, "read"))).toEqual(threadRow())
       yield* asOwner(policy.require(ID, "write", { lock: true }))
       expect(calls).toEqual([{ id: ID, options: undefined }, { id: ID, options: { lock: true } }])

@@ -3,26 +3,16 @@ import { Effect, Layer, Option } from "effect"
 
 import { Forbidden, NotFound } from "../src/domain/errors.js"
 import { CurrentUser } from "../src/domain/User.js"
-import type { User, UserId } from "../src/domain/User.js"
+import type { User } from "../src/domain/User.js"
 import { type Access, WorkflowsPolicy } from "../src/features/workflows/Policy.js"
 import { type LockOptions, WorkflowsRepo, type WorkflowWithShareRow } from "../src/features/workflows/Repo.js"
-import { makeTestLayer } from "./support/fakes.js"
+import { fakeUser, makeTestLayer } from "./support/fakes.js"
 
 /** WorkflowsPolicy alone, on a fake repo: no database, so every branch of the rules is cheap to check. */
 
 const OWNER = 1
 const OTHER = 2
 const ADMIN = 3
-
-const userOf = (id: number, is_admin = false): User => ({
-  id: id as UserId,
-  email: `user${id}@example.com`,
-  display_name: null,
-  is_admin,
-  is_lti: false,
-  created_at: new Date(0),
-  updated_at: new Date(0)
-})
 
 const workflow = (fields: Partial<WorkflowWithShareRow> = {}): WorkflowWithShareRow => ({
   id: 7,
@@ -77,33 +67,33 @@ describe("WorkflowsPolicy", () => {
   it.effect("the owner and administrators manage; shares read or write; anyone else gets a 404", () =>
     Effect.gen(function*() {
       const owned = Option.some(workflow())
-      expect(yield* grants(owned, userOf(OWNER))).toEqual(["ok", "ok", "ok"])
-      expect(yield* grants(owned, userOf(ADMIN, true))).toEqual(["ok", "ok", "ok"])
-      expect(yield* grants(Option.some(workflow({ share_permission: "write" })), userOf(OTHER))).toEqual([
+      expect(yield* grants(owned, fakeUser(OWNER))).toEqual(["ok", "ok", "ok"])
+      expect(yield* grants(owned, fakeUser(ADMIN, true))).toEqual(["ok", "ok", "ok"])
+      expect(yield* grants(Option.some(workflow({ share_permission: "write" })), fakeUser(OTHER))).toEqual([
         "ok",
         "ok",
         "Forbidden"
       ])
-      expect(yield* grants(Option.some(workflow({ share_permission: "read" })), userOf(OTHER))).toEqual([
+      expect(yield* grants(Option.some(workflow({ share_permission: "read" })), fakeUser(OTHER))).toEqual([
         "ok",
         "Forbidden",
         "Forbidden"
       ])
-      expect(yield* grants(owned, userOf(OTHER))).toEqual(["NotFound", "NotFound", "NotFound"])
+      expect(yield* grants(owned, fakeUser(OTHER))).toEqual(["NotFound", "NotFound", "NotFound"])
       // a workflow nobody owns (the bootstrap default) is the administrators'
       const unowned = Option.some(workflow({ owner_id: null }))
-      expect(yield* grants(unowned, userOf(OTHER))).toEqual(["NotFound", "NotFound", "NotFound"])
-      expect(yield* grants(unowned, userOf(ADMIN, true))).toEqual(["ok", "ok", "ok"])
-      expect(yield* grants(Option.none(), userOf(ADMIN, true))).toEqual(["NotFound", "NotFound", "NotFound"])
+      expect(yield* grants(unowned, fakeUser(OTHER))).toEqual(["NotFound", "NotFound", "NotFound"])
+      expect(yield* grants(unowned, fakeUser(ADMIN, true))).toEqual(["ok", "ok", "ok"])
+      expect(yield* grants(Option.none(), fakeUser(ADMIN, true))).toEqual(["NotFound", "NotFound", "NotFound"])
     }))
 
   it.effect("a 404 does not reveal the workflow, a 403 says what is missing", () =>
     Effect.gen(function*() {
-      const invisible = yield* decide(Option.some(workflow()), userOf(OTHER), "read")
-      const missing = yield* decide(Option.none(), userOf(OTHER), "read")
+      const invisible = yield* decide(Option.some(workflow()), fakeUser(OTHER), "read")
+      const missing = yield* decide(Option.none(), fakeUser(OTHER), "read")
       expect(invisible).toEqual(missing)
       expect(invisible._tag === "Left" && invisible.left).toBeInstanceOf(NotFound)
-      const reader = yield* decide(Option.some(workflow({ share_permission: "read" })), userOf(OTHER), "write")
+      const reader = yield* decide(Option.some(workflow({ share_permission: "read" })), fakeUser(OTHER), "write")
       expect(reader._tag === "Left" && reader.left).toBeInstanceOf(Forbidden)
       expect(reader._tag === "Left" && reader.left instanceof Forbidden && reader.left.detail).toBe(
         "This needs write access to workflow 7; you have read access"
@@ -114,8 +104,8 @@ describe("WorkflowsPolicy", () => {
     Effect.gen(function*() {
       const { calls, layer } = setup(Option.some(workflow()))
       const policy = yield* Effect.provide(WorkflowsPolicy, layer)
-      const row = yield* policy.require(7, "read").pipe(Effect.provideService(CurrentUser, userOf(OWNER)))
-      yield* policy.require(7, "write", { lock: true }).pipe(Effect.provideService(CurrentUser, userOf(OTHER, true)))
+      const row = yield* policy.require(7, "read").pipe(Effect.provideService(CurrentUser, fakeUser(OWNER)))
+      yield* policy.require(7, "write", { lock: true }).pipe(Effect.provideService(CurrentUser, fakeUser(OTHER, true)))
       expect(row).toEqual(workflow())
       expect(calls).toEqual([
         { id: 7, userId: OWNER, options: undefined },
