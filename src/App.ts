@@ -21,7 +21,7 @@ import { ModelsHandlers } from "./features/models/Http.js"
 import { ModelsService } from "./features/models/Service.js"
 import { SettingsHandlers } from "./features/settings/Http.js"
 import { SettingsService } from "./features/settings/Service.js"
-import { ConversationsHandlers } from "./features/threads/Http.js"
+import { ConversationsHandlers, ThreadsAdminHandlers } from "./features/threads/Http.js"
 import { ThreadsService } from "./features/threads/Service.js"
 import { BootstrapAdmin } from "./features/users/Bootstrap.js"
 import { UsersHandlers } from "./features/users/Http.js"
@@ -76,7 +76,9 @@ export const ApiHandlers = HttpApiBuilder.api(ChatkitApi).pipe(
   Layer.provide(SettingsHandlers.pipe(Layer.provide(SettingsService.Default))),
   Layer.provide(ModelsHandlers.pipe(Layer.provide(ModelsService.Default))),
   Layer.provide(WorkflowsHandlers.pipe(Layer.provide([WorkflowsService.Default, WorkflowShares.Default]))),
-  Layer.provide(ConversationsHandlers.pipe(Layer.provide(ThreadsService.Default))),
+  Layer.provide(
+    Layer.mergeAll(ConversationsHandlers, ThreadsAdminHandlers).pipe(Layer.provide(ThreadsService.Default))
+  ),
   Layer.provide(ReadinessChecks.Default),
   // below every group: the bearer middleware and the shared services are for all of them
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, MetricsAuthenticationLive, ClientIpLimitsLive]),

@@ -121,7 +121,7 @@ layer(
             )
             .map(([method, operation]) => [`${method} ${path}`, operation] as const)
         )
-        expect(admin.length).toBe(6 + 4 + 4 + 1 + 2) // users, models, settings, audit, workflows
+        expect(admin.length).toBe(6 + 4 + 4 + 1 + 2 + 2) // users, models, settings, audit, workflows, threads
         for (const [name, operation] of admin) {
           expect(Object.keys(operation.responses), name).toEqual(expect.arrayContaining(["400", "401", "403", "429"]))
           expect(operation.security, name).toEqual([{ bearer: [] }])

@@ -1,3 +1,4 @@
+import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -10,6 +11,12 @@ import { session } from "./support/session.js"
  * A ChatKit client's session through POST /api/v1/chatkit, over a real socket, on the default
  * workflow (start -> agent -> end) and the local model. Streams are parsed from the raw body.
  */
+
+/** The parts of an admin page these tests read. */
+interface AdminPage {
+  readonly total: number
+  readonly items: ReadonlyArray<{ readonly id: string; readonly type: string; readonly owner_id: number }>
+}
 
 layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the ChatKit protocol", (it) => {
   it.effect("create, stream, read, list, continue, retry, rename, feedback, delete", () =>
@@ -93,6 +100,30 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
 
       expect(json(yield* chatkit(token, { type: "threads.delete", params: { thread_id: threadId } }))).toEqual({})
       expect((yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } })).status).toBe(404)
+    }))
+
+  it.effect("administrators review every user's threads and their items through standard pages", () =>
+    Effect.gen(function*() {
+      const admin = yield* session("reviewer", { isAdmin: true })
+      const user = yield* session("reviewed")
+      const threadId = eventsOf(
+        yield* chatkit(user.token, { type: "threads.create", params: { input: say("review me") } })
+      )[1]
+        ?.thread.id
+      const http = yield* HttpClient.HttpClient
+      const get = (path: string, token: string) =>
+        http.execute(HttpClientRequest.get(path).pipe(HttpClientRequest.bearerToken(token))).pipe(
+          Effect.flatMap((r) => Effect.map(r.json, (body) => ({ status: r.status, body: body as AdminPage })))
+        )
+      const listed = yield* get(`/api/v1/admin/threads?user_id=${user.user.id}`, admin.token)
+      expect(listed.status).toBe(200)
+      expect(listed.body).toMatchObject({ total: 1, page: 1, page_size: 20 })
+      expect(listed.body.items[0]).toMatchObject({ id: threadId, owner_id: user.user.id })
+      const items = yield* get(`/api/v1/admin/threads/${threadId}/items?page_size=1`, admin.token)
+      expect(items.body).toMatchObject({ total: 2, total_pages: 2 })
+      expect(items.body.items[0]?.type).toBe("user_message")
+      expect((yield* get(`/api/v1/admin/threads/thr_ffffffffffffffff/items`, admin.token)).status).toBe(404)
+      expect((yield* get(`/api/v1/admin/threads`, user.token)).status).toBe(403)
     }))
 
   describe("bad input gets a clear answer before any stream", () => {

@@ -9,7 +9,7 @@ import {
 } from "../domain/errors.js"
 import { AuditApi } from "./AuditApi.js"
 import { AuthApi } from "./AuthApi.js"
-import { ConversationsApi } from "./ConversationsApi.js"
+import { ConversationsApi, ThreadsAdminApi } from "./ConversationsApi.js"
 import { ModelsApi } from "./ModelsApi.js"
 import { OperationsApi } from "./OperationsApi.js"
 import { SettingsApi } from "./SettingsApi.js"
@@ -29,6 +29,7 @@ export class ChatkitApi extends HttpApi.make("chatkit")
   .add(ModelsApi)
   .add(WorkflowsApi)
   .add(ConversationsApi)
+  .add(ThreadsAdminApi)
   .prefix("/api/v1")
   .add(OperationsApi)
   .addError(ValidationErrorProblem)

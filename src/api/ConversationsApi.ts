@@ -3,7 +3,9 @@ import { Schema } from "effect"
 
 import { MAX_USER_MESSAGE_CHARACTERS, UNSUPPORTED_TYPES } from "../domain/ChatkitRequest.js"
 import { NotFoundProblem } from "../domain/errors.js"
-import { Authentication } from "./Security.js"
+import { AdminThread, ThreadId, ThreadItem } from "../domain/Thread.js"
+import { Page, PageParams } from "./schemas.js"
+import { AdminAuthentication, Authentication } from "./Security.js"
 
 /**
  * The ChatKit protocol endpoint (API.md section 7, CHATKIT-PROTOCOL.md). Its body is decoded by
@@ -37,4 +39,38 @@ export class ConversationsApi extends HttpApiGroup.make("conversations")
       )
   )
   .annotate(OpenApi.Title, "Conversations")
+{}
+
+const PositiveId = Schema.NumberFromString.pipe(Schema.int(), Schema.positive())
+
+/** Conversations as administrators review them (API.md section 7): standard pages, reads only. */
+export class ThreadsAdminApi extends HttpApiGroup.make("threadsAdmin")
+  .add(
+    HttpApiEndpoint.get("list", "/admin/threads")
+      .setUrlParams(Schema.Struct({
+        ...PageParams,
+        workflow_id: Schema.optional(PositiveId),
+        user_id: Schema.optional(PositiveId)
+      }))
+      .addSuccess(Page(AdminThread))
+      .annotate(OpenApi.Summary, "List conversations")
+      .annotate(
+        OpenApi.Description,
+        "Live threads of every user, most recently active first (ties by id), filtered by workflow and owner."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("items", "/admin/threads/:thread_id/items")
+      .setPath(Schema.Struct({ thread_id: ThreadId }))
+      .setUrlParams(Schema.Struct(PageParams))
+      .addSuccess(Page(ThreadItem))
+      .addError(NotFoundProblem)
+      .annotate(OpenApi.Summary, "A conversation's items")
+      .annotate(
+        OpenApi.Description,
+        "Every item of a live thread in order, hidden ones included, as the protocol stores them."
+      )
+  )
+  .middleware(AdminAuthentication)
+  .annotate(OpenApi.Title, "Conversations (admin)")
 {}

@@ -105,6 +105,16 @@ export const ThreadMetadata = Schema.Struct({
 }).annotations({ identifier: "ThreadMetadata" })
 export type ThreadMetadata = typeof ThreadMetadata.Type
 
+/** A thread as an administrator reviews it: its metadata, its owner, its workflow and version. */
+export const AdminThread = Schema.Struct({
+  ...ThreadMetadata.fields,
+  owner_id: Schema.Int,
+  workflow_id: Schema.Int,
+  workflow_version_id: Schema.NullOr(Schema.Int),
+  updated_at: Schema.Date
+}).annotations({ identifier: "AdminThread" })
+export type AdminThread = typeof AdminThread.Type
+
 export const ThreadItemsPage = CursorPage(ThreadItem, ThreadItemId)
 
 export const Thread = Schema.Struct({

@@ -10,7 +10,8 @@ import {
   type UserMessageInput
 } from "../../domain/ChatkitRequest.js"
 import { NotFound, ValidationError } from "../../domain/errors.js"
-import { HIDDEN_ITEM_TYPES, type InvalidCursor, type ThreadItem } from "../../domain/Thread.js"
+import { type PageRequest, toPage } from "../../domain/Page.js"
+import { HIDDEN_ITEM_TYPES, type InvalidCursor, type ThreadId, type ThreadItem } from "../../domain/Thread.js"
 import { CurrentUser } from "../../domain/User.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { renderedJsonResponse } from "../../platform/Http.js"
@@ -18,7 +19,7 @@ import { type ChatMessage, LlmProvider } from "../../platform/LlmProvider.js"
 import { protocolJson, sseResponse } from "../../platform/Sse.js"
 import { WorkflowsPolicy } from "../workflows/Policy.js"
 import { WorkflowsRepo } from "../workflows/Repo.js"
-import { ThreadsPolicy } from "./Policy.js"
+import { threadNotFound, ThreadsPolicy } from "./Policy.js"
 import { newItemId, type ThreadRow, ThreadsRepo, toThreadItem, toThreadMetadata } from "./Repo.js"
 import { INITIAL_RUNTIME_STATE, type RuntimeState, runTurn, type TurnEvent } from "./Runtime.js"
 
@@ -285,7 +286,36 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
         Effect.withSpan("ThreadsService.handle")
       )
 
-    return { handle } as const
+    /** Admin review: every user's live threads, by last activity. */
+    const adminThreads = (
+      filter: { readonly workflowId?: number | undefined; readonly userId?: number | undefined },
+      page: PageRequest
+    ) =>
+      Effect.map(
+        repo.adminList(filter, page.pageSize, page.offset),
+        ({ items, total }) =>
+          toPage(
+            page,
+            items.map((row) => ({
+              ...toThreadMetadata(row),
+              owner_id: row.owner_id,
+              workflow_id: row.workflow_id,
+              workflow_version_id: row.workflow_version_id,
+              updated_at: row.updated_at
+            })),
+            total
+          )
+      ).pipe(orDieOnSqlError, Effect.withSpan("ThreadsService.adminThreads"))
+
+    /** Admin review: a live thread's items in order; a missing or deleted thread is a 404. */
+    const adminItems = (threadId: ThreadId, page: PageRequest) =>
+      Effect.gen(function*() {
+        if (Option.isNone(yield* repo.find(threadId))) return yield* threadNotFound(threadId)
+        const { items, total } = yield* repo.adminItems(threadId, page.pageSize, page.offset)
+        return toPage(page, items.map(toThreadItem), total)
+      }).pipe(orDieOnSqlError, Effect.withSpan("ThreadsService.adminItems"))
+
+    return { handle, adminThreads, adminItems } as const
   }),
   dependencies: [ThreadsRepo.Default, ThreadsPolicy.Default, WorkflowsRepo.Default, WorkflowsPolicy.Default]
 }) {}
