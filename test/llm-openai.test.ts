@@ -4,7 +4,7 @@ import { Chunk, Effect, Either, Fiber, Logger, LogLevel, Redacted, Schedule, Str
 import fc from "fast-check"
 
 import { type CompletionRequest, LlmError, type LlmProviderService } from "../src/platform/LlmProvider.js"
-import { type LlmUsage, makeOpenAiLlm, retryAfterMs, sseData } from "../src/platform/OpenAiLlm.js"
+import { type LlmUsage, makeOpenAiLlm, parseSseData, retryAfterMs } from "../src/platform/OpenAiLlm.js"
 import { type LlmCircuitBreaker, resilient } from "../src/platform/ResilientLlm.js"
 import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
 import { captureLogs } from "./support/logs.js"
@@ -89,7 +89,7 @@ describe("the OpenAI-compatible provider", () => {
       )
     }))
 
-  it.effect("sseData: events come out whole from bytes cut anywhere", () =>
+  it.effect("parseSseData: events come out whole from bytes cut anywhere", () =>
     Effect.sync(() => {
       const body = "data: {\"a\":\"é🌍\"}\r\n\r\n: comment\n\nevent: x\ndata: one\ndata: two\n\ndata: [DONE]\n\n"
       const bytes = new TextEncoder().encode(body)
@@ -97,7 +97,7 @@ describe("the OpenAI-compatible provider", () => {
         fc.property(fc.array(fc.integer({ min: 0, max: bytes.length }), { maxLength: 30 }), (cutsRaw) => {
           const cuts = [...new Set([0, ...cutsRaw, bytes.length])].sort((a, b) => a - b)
           const pieces = cuts.slice(1).map((end, index) => bytes.subarray(cuts[index]!, end))
-          const events = Effect.runSync(Stream.runCollect(sseData(Stream.fromIterable(pieces))))
+          const events = Effect.runSync(Stream.runCollect(parseSseData(Stream.fromIterable(pieces))))
           return JSON.stringify(Chunk.toReadonlyArray(events)) ===
             JSON.stringify(["{\"a\":\"é🌍\"}", "one\ntwo", "[DONE]"])
         }),

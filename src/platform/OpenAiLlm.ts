@@ -49,7 +49,7 @@ const none: SseItem = { _tag: "none" }
  * `data:` lines of one event joined with LF, comments and other fields skipped. The last event
  * is dispatched even if the stream ends without its blank line.
  */
-export const sseData = <E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<string, E, R> =>
+export const parseSseData = <E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<string, E, R> =>
   bytes.pipe(
     Stream.decodeText(),
     Stream.splitLines,
@@ -168,7 +168,7 @@ export const makeOpenAiLlm = (
       Stream.suspend(() => {
         let done = false
         let usage: LlmUsage | undefined
-        return sseData(response.stream).pipe(
+        return parseSseData(response.stream).pipe(
           Stream.catchAll((error) => Stream.fromEffect(onTransport(error))),
           Stream.mapConcatEffect((data) => {
             const chunks = readChunk(data)
