@@ -36,6 +36,40 @@ describe("configuration", () => {
       expect(config.shutdownGraceMs).toBe(10_000)
     }))
 
+  it.effect("gives LLM calls the documented timeouts, retries and breaker unless told otherwise, within bounds", () =>
+    Effect.gen(function*() {
+      const defaults = yield* loadConfigFromEnv({})
+      expect(defaults).toMatchObject({
+        llmFirstTokenTimeoutSeconds: 30,
+        llmTotalTimeoutSeconds: 120,
+        llmRetryAttempts: 3,
+        llmCircuitFailures: 5,
+        llmCircuitCooldownSeconds: 30,
+        localLlmDelayMs: 0
+      })
+      const tuned = yield* loadConfigFromEnv({
+        LLM_FIRST_TOKEN_TIMEOUT_SECONDS: "2",
+        LLM_RETRY_ATTEMPTS: "1",
+        LLM_CIRCUIT_COOLDOWN_SECONDS: "1",
+        LOCAL_LLM_DELAY_MS: "40"
+      })
+      expect(tuned).toMatchObject({
+        llmFirstTokenTimeoutSeconds: 2,
+        llmRetryAttempts: 1,
+        llmCircuitCooldownSeconds: 1,
+        localLlmDelayMs: 40
+      })
+      const problems = yield* problemsOf({
+        LLM_RETRY_ATTEMPTS: "0",
+        LOCAL_LLM_DELAY_MS: "-5",
+        LLM_CIRCUIT_FAILURES: "x"
+      })
+      expect(problems.join("\n")).toContain("LLM_RETRY_ATTEMPTS: must be an integer between 1 and 10")
+      expect(problems.join("\n")).toContain("LOCAL_LLM_DELAY_MS: must be an integer between 0 and 10000")
+      expect(problems.join("\n")).toMatch(/LLM_CIRCUIT_FAILURES/)
+      expect(problems).toHaveLength(3)
+    }))
+
   it.effect("reports every problem at once, naming each variable and what is expected", () =>
     Effect.gen(function*() {
       const problems = yield* problemsOf({

@@ -32,6 +32,14 @@ export interface AppConfigShape {
   readonly llmProvider: "local" | "openai"
   readonly openaiApiKey: Option.Option<Redacted.Redacted>
   readonly openaiBaseUrl: string
+  /** the resilience of every LLM call (API.md section 7): timeouts, retries, the breaker per provider */
+  readonly llmFirstTokenTimeoutSeconds: number
+  readonly llmTotalTimeoutSeconds: number
+  readonly llmRetryAttempts: number
+  readonly llmCircuitFailures: number
+  readonly llmCircuitCooldownSeconds: number
+  /** pause between the local model's words (0: as fast as it can), to watch a stream on a laptop */
+  readonly localLlmDelayMs: number
   readonly embeddingsProvider: "local" | "openai"
   readonly logLevel: "trace" | "debug" | "info" | "warning" | "error" | "fatal" | "none"
   readonly logFormat: LogFormat
@@ -71,14 +79,17 @@ const oneOf = <const A extends string>(name: string, values: ReadonlyArray<A>, f
     })
   ) as Config.Config<A>
 
-const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+const boundedInt = (name: string, fallback: number, min: number, max: number) =>
   Config.integer(name).pipe(
     Config.withDefault(fallback),
     Config.validate({
-      message: `${name}: must be an integer between 1 and ${max}`,
-      validation: (n) => n >= 1 && n <= max
+      message: `${name}: must be an integer between ${min} and ${max}`,
+      validation: (n) => n >= min && n <= max
     })
   )
+
+const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+  boundedInt(name, fallback, 1, max)
 
 const optionalSecret = (name: string) =>
   Config.option(Config.redacted(name)).pipe(
@@ -132,6 +143,12 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     llmProvider: oneOf("LLM_PROVIDER", ["local", "openai"], "local"),
     openaiApiKey: optionalSecret("OPENAI_API_KEY"),
     openaiBaseUrl: Config.string("OPENAI_BASE_URL").pipe(Config.withDefault("https://api.openai.com/v1")),
+    llmFirstTokenTimeoutSeconds: positiveInt("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", 30, 600),
+    llmTotalTimeoutSeconds: positiveInt("LLM_TOTAL_TIMEOUT_SECONDS", 120, 3600),
+    llmRetryAttempts: positiveInt("LLM_RETRY_ATTEMPTS", 3, 10),
+    llmCircuitFailures: positiveInt("LLM_CIRCUIT_FAILURES", 5, 1000),
+    llmCircuitCooldownSeconds: positiveInt("LLM_CIRCUIT_COOLDOWN_SECONDS", 30, 3600),
+    localLlmDelayMs: boundedInt("LOCAL_LLM_DELAY_MS", 0, 0, 10_000),
     embeddingsProvider: oneOf("EMBEDDINGS_PROVIDER", ["local", "openai"], "local"),
     logLevel: oneOf("LOG_LEVEL", ["trace", "debug", "info", "warning", "error", "fatal", "none"], "info"),
     logFormat: oneOf("LOG_FORMAT", ["json", "pretty"], "json"),
@@ -260,6 +277,12 @@ export const CONFIG_VARIABLES = [
   "LLM_PROVIDER",
   "OPENAI_API_KEY",
   "OPENAI_BASE_URL",
+  "LLM_FIRST_TOKEN_TIMEOUT_SECONDS",
+  "LLM_TOTAL_TIMEOUT_SECONDS",
+  "LLM_RETRY_ATTEMPTS",
+  "LLM_CIRCUIT_FAILURES",
+  "LLM_CIRCUIT_COOLDOWN_SECONDS",
+  "LOCAL_LLM_DELAY_MS",
   "EMBEDDINGS_PROVIDER",
   "LOG_LEVEL",
   "LOG_FORMAT",

@@ -1,31 +1,62 @@
+import type { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
+import { Duration, Effect, Layer, Option, type Redacted } from "effect"
 
-import { makeCircuitBreaker } from "./CircuitBreaker.js"
-import { AppConfig } from "./Config.js"
-import { LlmProvider, LocalLlmLive } from "./LlmProvider.js"
+import { type CircuitBreaker, makeCircuitBreaker } from "./CircuitBreaker.js"
+import { AppConfig, type AppConfigShape } from "./Config.js"
+import { LlmProvider, type LlmProviderService, LocalLlmLive } from "./LlmProvider.js"
 import { makeOpenAiLlm } from "./OpenAiLlm.js"
 import { resilient } from "./ResilientLlm.js"
 
+/** Where a provider of kind `openai` without an `api_base` lives, as in OpenAI's SDKs. */
+export const OPENAI_API_BASE = "https://api.openai.com/v1"
+
+/** One provider's breaker as configured: LLM_CIRCUIT_FAILURES failed attempts in a row open it. */
+export const makeProviderBreaker = (config: AppConfigShape, name: string) =>
+  makeCircuitBreaker({
+    name,
+    failureThreshold: config.llmCircuitFailures,
+    cooldown: Duration.seconds(config.llmCircuitCooldownSeconds)
+  })
+
 /**
- * The provider `LLM_PROVIDER` names: the offline local model (the default), or the
- * OpenAI-compatible server at `OPENAI_BASE_URL` with `OPENAI_API_KEY`, with retries, timeouts and a
- * circuit breaker.
+ * An OpenAI-compatible server behind the configured timeouts and retries and the given breaker
+ * (one per provider, kept across calls, so its state outlives a change of key).
+ */
+export const makeResilientOpenAi = (
+  config: AppConfigShape,
+  breaker: CircuitBreaker,
+  server: { readonly name: string; readonly baseUrl: string; readonly apiKey: Redacted.Redacted | undefined }
+): Effect.Effect<LlmProviderService, never, HttpClient.HttpClient> =>
+  Effect.map(makeOpenAiLlm(server), (provider) =>
+    resilient(provider, {
+      firstTokenTimeout: Duration.seconds(config.llmFirstTokenTimeoutSeconds),
+      totalTimeout: Duration.seconds(config.llmTotalTimeoutSeconds),
+      attempts: config.llmRetryAttempts,
+      breaker
+    }))
+
+/**
+ * The provider `LLM_PROVIDER` names, which serves whatever the app settings do not route
+ * elsewhere: the offline local model (the default), or the OpenAI-compatible server at
+ * `OPENAI_BASE_URL` with `OPENAI_API_KEY`.
  */
 export const LlmProviderLive = Layer.unwrapEffect(
   Effect.map(
     AppConfig,
     (config) =>
       Option.match(config.llmProvider === "openai" ? config.openaiApiKey : Option.none(), {
-        onNone: () => LocalLlmLive(),
+        onNone: () => LocalLlmLive({ delay: Duration.millis(config.localLlmDelayMs) }),
         onSome: (apiKey) =>
           Layer.scoped(
             LlmProvider,
             Effect.gen(function*() {
-              const provider = yield* makeOpenAiLlm({ baseUrl: config.openaiBaseUrl, apiKey })
-              // one breaker per provider: 5 failed attempts in a row open it for 30 s
-              const breaker = yield* makeCircuitBreaker({ name: provider.name })
-              return resilient(provider, { breaker })
+              const breaker = yield* makeProviderBreaker(config, "openai")
+              return yield* makeResilientOpenAi(config, breaker, {
+                name: "openai",
+                baseUrl: config.openaiBaseUrl,
+                apiKey
+              })
             })
           ).pipe(Layer.provide(NodeHttpClient.layer))
       })

@@ -1,6 +1,6 @@
 import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Effect, identity, Layer, Option, Redacted, Stream } from "effect"
 
 import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService } from "./LlmProvider.js"
 
@@ -23,7 +23,8 @@ export interface OpenAiLlmOptions {
   readonly name?: string
   /** up to and including the version segment, e.g. `https://api.openai.com/v1` */
   readonly baseUrl: string
-  readonly apiKey: Redacted.Redacted
+  /** sent as a bearer token; a server that needs none (a local Ollama, say) gets no Authorization header */
+  readonly apiKey?: Redacted.Redacted | undefined
   /** called once per call that ends with `[DONE]` and reported usage */
   readonly onUsage?: (usage: LlmUsage, request: CompletionRequest) => Effect.Effect<void>
 }
@@ -120,8 +121,8 @@ const readChunk = (data: string): ReadonlyArray<Chunked> | undefined => {
 }
 
 /** The body of an error answer for a debug line: truncated, the key masked, bearer-looking tokens masked. */
-const maskBody = (body: string, apiKey: Redacted.Redacted) => {
-  const key = Redacted.value(apiKey)
+const maskBody = (body: string, apiKey: Redacted.Redacted | undefined) => {
+  const key = apiKey === undefined ? "" : Redacted.value(apiKey)
   const masked = (key === "" ? body : body.split(key).join("***"))
     .replace(/(bearer\s+)\S+/gi, "$1***")
     .replace(/\bsk-[A-Za-z0-9_-]{4,}/g, "sk-***")
@@ -213,7 +214,7 @@ export const makeOpenAiLlm = (
 
     const stream = (request: CompletionRequest): Stream.Stream<string, LlmError> =>
       HttpClientRequest.post(url).pipe(
-        HttpClientRequest.bearerToken(Redacted.value(options.apiKey)),
+        options.apiKey === undefined ? identity : HttpClientRequest.bearerToken(Redacted.value(options.apiKey)),
         HttpClientRequest.setHeader("accept", "text/event-stream"),
         HttpClientRequest.bodyUnsafeJson({
           model: request.model,

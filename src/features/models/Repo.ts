@@ -56,6 +56,13 @@ export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo
         Effect.withSpan("ModelsRepo.list")
       )
 
+    /** The catalog entry an agent node's `model` names, to find its provider. */
+    const findByName = findOneRow({
+      Request: Schema.String,
+      Result: ModelRow,
+      execute: (name) => sql`SELECT ${columns} FROM models WHERE name = ${name}`
+    })
+
     const lock = findOneRow({
       Request: ModelId,
       Result: ModelRow,
@@ -90,6 +97,6 @@ export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo
       execute: (id) => sql`DELETE FROM models WHERE id = ${id} RETURNING ${columns}`
     })
 
-    return { list, lock, insert, update, delete: remove } as const
+    return { list, findByName, lock, insert, update, delete: remove } as const
   })
 }) {}
