@@ -6,6 +6,7 @@ import { Passwords } from "./features/auth/Passwords.js"
 import { Cache } from "./platform/Cache.js"
 import { AppConfig, AppConfigLive } from "./platform/Config.js"
 import { DatabaseLive } from "./platform/Database.js"
+import { InProcessJobQueueLive } from "./platform/JobQueue.js"
 import { LlmProviderLive } from "./platform/LlmProviderLive.js"
 import { Redis } from "./platform/Redis.js"
 import { makeServer } from "./platform/Server.js"
@@ -22,14 +23,15 @@ const WarnOnGeneratedSecret = Layer.effectDiscard(
 
 /**
  * Infrastructure every feature may use: one database pool, one Redis client, the cache, argon2id
- * at API.md's cost, the language model.
+ * at API.md's cost, the language model of the environment, the background jobs.
  */
 const Infrastructure = Layer.mergeAll(
   DatabaseLive,
   Redis.layerOptional,
   Cache.layer,
   Passwords.layer(),
-  LlmProviderLive
+  LlmProviderLive,
+  InProcessJobQueueLive()
 ).pipe(
   Layer.provideMerge(Redis.layerOptional)
 )

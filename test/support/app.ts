@@ -6,6 +6,7 @@ import { makeChatkitClient } from "../../src/client/Client.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
 import { Cache } from "../../src/platform/Cache.js"
 import { type AppConfig, testConfig } from "../../src/platform/Config.js"
+import { InProcessJobQueueLive } from "../../src/platform/JobQueue.js"
 import { type LlmProvider, LocalLlmLive } from "../../src/platform/LlmProvider.js"
 import { OptionalRedis, Redis } from "../../src/platform/Redis.js"
 import { LiveClock, testDatabaseLayer, uniqueSchema } from "./database.js"
@@ -51,6 +52,7 @@ export const TestApp = (
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Cache.layer),
     Layer.provideMerge(options.llm ?? LocalLlmLive()),
+    Layer.provideMerge(InProcessJobQueueLive()),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
     Layer.provideMerge(config),

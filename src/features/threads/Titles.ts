@@ -1,0 +1,81 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Option, Schema } from "effect"
+
+import { orDieOnSqlError } from "../../platform/Database.js"
+import { JobQueue } from "../../platform/JobQueue.js"
+import { complete } from "../../platform/LlmProvider.js"
+import { SettingsService } from "../settings/Service.js"
+import { LlmRouter } from "./LlmRouter.js"
+import { ThreadsRepo } from "./Repo.js"
+
+/**
+ * Thread titles (issue 10, point 6): after a thread's first turn, a `thread.title` job asks the
+ * app settings' `thread_title_model` (with `thread_title_prompt`) for a short title and stores it,
+ * unless the thread was renamed or deleted meanwhile. The local model derives one from the message.
+ */
+
+export const THREAD_TITLE_JOB = "thread.title"
+
+export const MAX_TITLE_LENGTH = 100
+
+const TitleJob = Schema.Struct({ thread_id: Schema.String, message: Schema.String })
+type TitleJob = typeof TitleJob.Type
+
+/** A model's answer as a title: one line, no surrounding quotes or "Title:", at most 100 characters. */
+export const cleanTitle = (answer: string): string => {
+  const line = answer.split(/\r?\n/).map((l) => l.trim()).find((l) => l !== "") ?? ""
+  const bare = line.replace(/^title\s*:\s*/i, "").replace(/^["'«“‘`*]+|["'»”’`*.]+$/gu, "").replace(/\s+/g, " ").trim()
+  const chars = [...bare]
+  return chars.length <= MAX_TITLE_LENGTH ? bare : `${chars.slice(0, MAX_TITLE_LENGTH - 1).join("").trimEnd()}…`
+}
+
+/** What the offline model titles a thread: the first message's first words. */
+export const localTitle = (message: string): string => {
+  const words = message.split(/\s+/).filter((word) => word !== "")
+  return cleanTitle(words.length <= 8 ? words.join(" ") : `${words.slice(0, 8).join(" ")}…`)
+}
+
+export class ThreadTitles extends Effect.Service<ThreadTitles>()("chatkit/ThreadTitles", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const repo = yield* ThreadsRepo
+    const settings = yield* SettingsService
+    const router = yield* LlmRouter
+    const jobs = yield* JobQueue
+
+    const titleFor = (message: string) =>
+      Effect.gen(function*() {
+        const app = yield* settings.getAppSettings
+        const { model, provider } = yield* router.route(app.thread_title_model)
+        // the offline model only echoes: a title from the message itself is more useful
+        if (provider.name === "local") return localTitle(message)
+        const answer = yield* complete(provider, {
+          model,
+          messages: [{ role: "system", content: app.thread_title_prompt }, { role: "user", content: message }]
+        })
+        return cleanTitle(answer)
+      })
+
+    /** The job: a title, stored only if the thread still has none (a rename by its owner wins). */
+    const run = (job: TitleJob) =>
+      Effect.gen(function*() {
+        const title = yield* titleFor(job.message)
+        if (title === "") return yield* Effect.fail(new Error("the model answered no title"))
+        yield* sql.withTransaction(
+          Effect.gen(function*() {
+            const row = yield* repo.find(job.thread_id, { lock: true })
+            if (Option.isSome(row) && row.value.title === null) yield* repo.updateTitle(row.value.id, title)
+          })
+        )
+      }).pipe(orDieOnSqlError, Effect.withSpan("ThreadTitles.run"))
+
+    yield* jobs.register(THREAD_TITLE_JOB, (payload) => Effect.flatMap(Schema.decodeUnknown(TitleJob)(payload), run))
+
+    /** Queues the title of a thread whose first message is `message`. */
+    const request = (threadId: string, message: string) =>
+      Effect.asVoid(jobs.enqueue(THREAD_TITLE_JOB, { thread_id: threadId, message } satisfies TitleJob))
+
+    return { request } as const
+  }),
+  dependencies: [ThreadsRepo.Default, SettingsService.Default, LlmRouter.Default]
+}) {}
