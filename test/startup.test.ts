@@ -1,24 +1,7 @@
-import { spawn } from "node:child_process"
-
 import { describe, expect, it } from "vitest"
 
 import { freePort } from "./support/network.js"
-import { collect } from "./support/process.js"
-
-/** Runs `src/main.ts` as `npm start` would, with only the given environment. */
-const startServer = (env: Record<string, string>) =>
-  spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: { PATH: process.env.PATH ?? "", NODE_ENV: "test", CHATKIT_DATA_DIR: "memory://", ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-
-const waitFor = async (predicate: () => boolean, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error("timed out waiting for the server")
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
+import { collect, startServer, waitFor } from "./support/process.js"
 
 describe("server start-up", () => {
   it("refuses a bad configuration before listening: every problem in one message on stderr, exit 1", async () => {
