@@ -16,6 +16,13 @@ export interface CompletionRequest {
   readonly messages: ReadonlyArray<ChatMessage>
 }
 
+/** Token counts of one call, as its provider reports them (once, at the end of a complete answer). */
+export interface LlmUsage {
+  readonly promptTokens: number
+  readonly completionTokens: number
+  readonly totalTokens: number
+}
+
 /**
  * Why a call failed; `retryAfterMs` is the provider's `Retry-After`, when it sent one (for
  * `circuit_open`, the breaker's remaining cool-down: the call was not made).
@@ -73,17 +80,36 @@ export const localAnswer = (request: CompletionRequest): string => {
 /** Splits an answer into word-sized deltas that concatenate back to it exactly. */
 export const wordDeltas = (text: string): ReadonlyArray<string> => text.match(/\S+\s*|\s+/g) ?? []
 
-/** The offline provider: `localAnswer` word by word, `delay` between words (0 by default). */
-export const makeLocalLlm = (options: { readonly delay?: Duration.DurationInput } = {}): LlmProviderService => {
+export interface LocalLlmOptions {
+  /** between words (0 by default) */
+  readonly delay?: Duration.DurationInput
+  /** called once per call whose answer was read to the end */
+  readonly onUsage?: (usage: LlmUsage, request: CompletionRequest) => Effect.Effect<void>
+}
+
+const wordCount = (text: string) => text.split(/\s+/).filter((word) => word !== "").length
+
+// A rough count (no tokenizer): prompt tokens are the words of the messages, completion tokens the word deltas.
+const localUsage = (request: CompletionRequest, deltas: ReadonlyArray<string>): LlmUsage => {
+  const promptTokens = request.messages.reduce((sum, message) => sum + wordCount(message.content), 0)
+  return { promptTokens, completionTokens: deltas.length, totalTokens: promptTokens + deltas.length }
+}
+
+/** The offline provider: `localAnswer` word by word, `delay` between words. */
+export const makeLocalLlm = (options: LocalLlmOptions = {}): LlmProviderService => {
   const delay = Duration.decode(options.delay ?? 0)
+  const onUsage = options.onUsage
   return {
     name: "local",
     stream: (request) => {
-      const words = Stream.fromIterable(wordDeltas(localAnswer(request)))
-      return Duration.toMillis(delay) === 0 ? words : Stream.tap(words, () => Effect.sleep(delay))
+      const deltas = wordDeltas(localAnswer(request))
+      const words = Stream.fromIterable(deltas)
+      const paced = Duration.toMillis(delay) === 0 ? words : Stream.tap(words, () => Effect.sleep(delay))
+      return onUsage === undefined
+        ? paced
+        : Stream.concat(paced, Stream.execute(Effect.suspend(() => onUsage(localUsage(request, deltas), request))))
     }
   }
 }
 
-export const LocalLlmLive = (options: { readonly delay?: Duration.DurationInput } = {}) =>
-  Layer.succeed(LlmProvider, makeLocalLlm(options))
+export const LocalLlmLive = (options: LocalLlmOptions = {}) => Layer.succeed(LlmProvider, makeLocalLlm(options))

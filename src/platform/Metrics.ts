@@ -37,3 +37,20 @@ export const circuitBreakerState = Metric.gauge("circuit_breaker_state", {
   description:
     "Circuit breaker state by provider: 0 closed, 1 half-open (cool-down over, until the trial's result), 2 open"
 })
+
+export const llmRequestsTotal = Metric.counter("llm_requests_total", {
+  description:
+    "LLM calls, by provider, model and outcome (ok, the error reason http|connection|timeout|malformed|circuit_open, cancelled when the reader stopped, defect)",
+  incremental: true
+})
+
+export const llmTimeToFirstTokenSeconds = Metric.histogram(
+  "llm_time_to_first_token_seconds",
+  MetricBoundaries.fromIterable([0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30]),
+  "Seconds from the start of an LLM call (retries included) to its first text delta, by provider and model"
+)
+
+export const llmTokensTotal = Metric.counter("llm_tokens_total", {
+  description: "Tokens the LLM providers reported, by provider, model and kind (prompt|completion)",
+  incremental: true
+})

@@ -2,7 +2,11 @@ import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientRes
 import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, identity, Layer, Option, Redacted, Stream } from "effect"
 
-import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService } from "./LlmProvider.js"
+import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService, type LlmUsage } from "./LlmProvider.js"
+
+// LlmUsage lives in LlmProvider.ts (the local provider reports usage too); test/llm-openai.test.ts
+// still imports it from here.
+export type { LlmUsage } from "./LlmProvider.js"
 
 /**
  * An OpenAI-compatible chat-completions client (OpenAI, vLLM, Ollama, LiteLLM, ...): one streamed
@@ -11,13 +15,6 @@ import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService 
  * aborts the HTTP request.
  */
 
-/** Token counts of one call, from the last chunk's `usage` (`stream_options.include_usage`). */
-export interface LlmUsage {
-  readonly promptTokens: number
-  readonly completionTokens: number
-  readonly totalTokens: number
-}
-
 export interface OpenAiLlmOptions {
   /** the provider's name in errors, metrics and logs (default `openai`) */
   readonly name?: string
@@ -25,7 +22,7 @@ export interface OpenAiLlmOptions {
   readonly baseUrl: string
   /** sent as a bearer token; a server that needs none (a local Ollama, say) gets no Authorization header */
   readonly apiKey?: Redacted.Redacted | undefined
-  /** called once per call that ends with `[DONE]` and reported usage */
+  /** called once per call that ends with `[DONE]` and reported usage (the last chunk's `usage`, `stream_options.include_usage`) */
   readonly onUsage?: (usage: LlmUsage, request: CompletionRequest) => Effect.Effect<void>
 }
 

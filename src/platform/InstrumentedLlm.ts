@@ -1,0 +1,81 @@
+import { Cause, Chunk, Clock, Effect, Exit, Metric, MetricLabel, Option, Stream } from "effect"
+
+import type { CompletionRequest, LlmError, LlmProviderService, LlmUsage } from "./LlmProvider.js"
+import { llmRequestsTotal, llmTimeToFirstTokenSeconds, llmTokensTotal } from "./Metrics.js"
+
+/**
+ * Spans and metrics around a provider. Each call gets a `llm.stream` span (provider, model, and
+ * the token counts when `recordUsage` runs inside it; never the messages or the answer), one
+ * `llm_requests_total` by outcome, and one `llm_time_to_first_token_seconds` if a delta came.
+ * Wrap the outermost provider, around `resilient`, so that a call is what its reader sees:
+ * retries inside it, `circuit_open` counted, the first token timed from the first attempt.
+ */
+
+/** How a call ended: `cancelled` when its reader stopped before the end (interruption, client gone). */
+export type LlmOutcome = "ok" | LlmError["reason"] | "cancelled" | "defect"
+
+const outcomeOf = (exit: Exit.Exit<unknown, LlmError>, ended: boolean): LlmOutcome => {
+  if (Exit.isSuccess(exit)) return ended ? "ok" : "cancelled"
+  return Option.match(Cause.failureOption(exit.cause), {
+    onSome: (error) => error.reason,
+    onNone: () => (Option.isSome(Cause.dieOption(exit.cause)) ? "defect" : "cancelled")
+  })
+}
+
+export const instrumented = (provider: LlmProviderService): LlmProviderService => {
+  const stream = (request: CompletionRequest): Stream.Stream<string, LlmError> => {
+    const labels = [MetricLabel.make("provider", provider.name), MetricLabel.make("model", request.model)]
+    const timeToFirstToken = Metric.taggedWithLabels(llmTimeToFirstTokenSeconds, labels)
+    return Stream.unwrap(Effect.map(Clock.currentTimeNanos, (startedAt) => {
+      let waiting = true
+      let ended = false
+      return provider.stream(request).pipe(
+        Stream.mapChunksEffect((chunk) => {
+          if (!waiting || Chunk.isEmpty(chunk)) return Effect.succeed(chunk)
+          waiting = false
+          return Clock.currentTimeNanos.pipe(
+            Effect.flatMap((now) => Metric.update(timeToFirstToken, Number(now - startedAt) / 1e9)),
+            Effect.as(chunk)
+          )
+        }),
+        Stream.onEnd(Effect.sync(() => {
+          ended = true
+        })),
+        // A finalizer: it runs however the call ends, and leaves an interruption an interruption.
+        Stream.ensuringWith((exit) =>
+          Metric.increment(
+            Metric.taggedWithLabels(llmRequestsTotal, [...labels, MetricLabel.make("outcome", outcomeOf(exit, ended))])
+          )
+        )
+      )
+    })).pipe(
+      Stream.withSpan("llm.stream", {
+        kind: "client",
+        attributes: { "llm.provider": provider.name, "llm.model": request.model }
+      })
+    )
+  }
+  return { name: provider.name, stream }
+}
+
+/**
+ * An `onUsage` for a provider (`makeOpenAiLlm`, `makeLocalLlm`): counts `llm_tokens_total` by kind
+ * and puts the counts on the current span, which is the call's `llm.stream` when the provider is
+ * `instrumented`. `provider` is the name the metrics use, the provider's `name`.
+ */
+export const recordUsage = (provider: string) => (usage: LlmUsage, request: CompletionRequest): Effect.Effect<void> => {
+  const tokens = (kind: "prompt" | "completion") =>
+    Metric.taggedWithLabels(llmTokensTotal, [
+      MetricLabel.make("provider", provider),
+      MetricLabel.make("model", request.model),
+      MetricLabel.make("kind", kind)
+    ])
+  return Effect.all([
+    Metric.incrementBy(tokens("prompt"), usage.promptTokens),
+    Metric.incrementBy(tokens("completion"), usage.completionTokens),
+    Effect.annotateCurrentSpan({
+      "llm.tokens.prompt": usage.promptTokens,
+      "llm.tokens.completion": usage.completionTokens
+    })
+  ], { discard: true })
+}
