@@ -4,7 +4,8 @@ import { Chunk, Effect, Either, Fiber, Logger, LogLevel, Redacted, Schedule, Str
 import fc from "fast-check"
 
 import { type CompletionRequest, LlmError, type LlmProviderService } from "../src/platform/LlmProvider.js"
-import { type LlmUsage, makeOpenAiLlm, parseSseData, retryAfterMs } from "../src/platform/OpenAiLlm.js"
+import type { LlmUsage } from "../src/platform/LlmProvider.js"
+import { makeOpenAiLlm, parseSseData, retryAfterMs } from "../src/platform/OpenAiLlm.js"
 import { type LlmCircuitBreaker, resilient } from "../src/platform/ResilientLlm.js"
 import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
 import { captureLogs } from "./support/logs.js"

@@ -4,7 +4,8 @@ import { Duration, Effect, Layer, Option, type Redacted } from "effect"
 
 import { type CircuitBreaker, makeCircuitBreaker } from "./CircuitBreaker.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
-import { LlmProvider, type LlmProviderService, LocalLlmLive } from "./LlmProvider.js"
+import { instrumented, recordUsage } from "./InstrumentedLlm.js"
+import { LlmProvider, type LlmProviderService, makeLocalLlm } from "./LlmProvider.js"
 import { makeOpenAiLlm } from "./OpenAiLlm.js"
 import { resilient } from "./ResilientLlm.js"
 
@@ -21,20 +22,24 @@ export const makeProviderBreaker = (config: AppConfigShape, name: string) =>
 
 /**
  * An OpenAI-compatible server behind the configured timeouts and retries and the given breaker
- * (one per provider, kept across calls, so its state outlives a change of key).
+ * (one per provider, kept across calls, so its state outlives a change of key), with its metrics
+ * and a span per call.
  */
 export const makeResilientOpenAi = (
   config: AppConfigShape,
   breaker: CircuitBreaker,
   server: { readonly name: string; readonly baseUrl: string; readonly apiKey: Redacted.Redacted | undefined }
 ): Effect.Effect<LlmProviderService, never, HttpClient.HttpClient> =>
-  Effect.map(makeOpenAiLlm(server), (provider) =>
-    resilient(provider, {
-      firstTokenTimeout: Duration.seconds(config.llmFirstTokenTimeoutSeconds),
-      totalTimeout: Duration.seconds(config.llmTotalTimeoutSeconds),
-      attempts: config.llmRetryAttempts,
-      breaker
-    }))
+  Effect.map(
+    makeOpenAiLlm({ ...server, onUsage: recordUsage(server.name) }),
+    (provider) =>
+      instrumented(resilient(provider, {
+        firstTokenTimeout: Duration.seconds(config.llmFirstTokenTimeoutSeconds),
+        totalTimeout: Duration.seconds(config.llmTotalTimeoutSeconds),
+        attempts: config.llmRetryAttempts,
+        breaker
+      }))
+  )
 
 /**
  * The provider `LLM_PROVIDER` names, which serves whatever the app settings do not route
@@ -46,7 +51,13 @@ export const LlmProviderLive = Layer.unwrapEffect(
     AppConfig,
     (config) =>
       Option.match(config.llmProvider === "openai" ? config.openaiApiKey : Option.none(), {
-        onNone: () => LocalLlmLive({ delay: Duration.millis(config.localLlmDelayMs) }),
+        onNone: () =>
+          Layer.succeed(
+            LlmProvider,
+            instrumented(
+              makeLocalLlm({ delay: Duration.millis(config.localLlmDelayMs), onUsage: recordUsage("local") })
+            )
+          ),
         onSome: (apiKey) =>
           Layer.scoped(
             LlmProvider,

@@ -6,7 +6,6 @@ import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService,
 
 // LlmUsage lives in LlmProvider.ts (the local provider reports usage too); test/llm-openai.test.ts
 // still imports it from here.
-export type { LlmUsage } from "./LlmProvider.js"
 
 /**
  * An OpenAI-compatible chat-completions client (OpenAI, vLLM, Ollama, LiteLLM, ...): one streamed

@@ -7,7 +7,8 @@ import { Passwords } from "../../src/features/auth/Passwords.js"
 import { Cache } from "../../src/platform/Cache.js"
 import { type AppConfig, testConfig } from "../../src/platform/Config.js"
 import { InProcessJobQueueLive } from "../../src/platform/JobQueue.js"
-import { type LlmProvider, LocalLlmLive } from "../../src/platform/LlmProvider.js"
+import type { LlmProvider } from "../../src/platform/LlmProvider.js"
+import { LlmProviderLive } from "../../src/platform/LlmProviderLive.js"
 import { OptionalRedis, Redis } from "../../src/platform/Redis.js"
 import { LiveClock, testDatabaseLayer, uniqueSchema } from "./database.js"
 import { testRedisUrl } from "./redis.js"
@@ -35,7 +36,7 @@ export const TestApp = (
   options: {
     /** argon2 cost: cheap by default; `Passwords.layer()` for the API.md parameters */
     readonly passwords?: Layer.Layer<Passwords>
-    /** the language model: the local one by default */
+    /** the language model: LLM_PROVIDER's (local unless `env` says otherwise) by default */
     readonly llm?: Layer.Layer<LlmProvider, never, AppConfig>
   } = {}
 ) => {
@@ -51,7 +52,7 @@ export const TestApp = (
     Layer.provide(env.REDIS_URL === undefined ? RequireTestRedis : Layer.empty),
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Cache.layer),
-    Layer.provideMerge(options.llm ?? LocalLlmLive()),
+    Layer.provideMerge(options.llm ?? LlmProviderLive),
     Layer.provideMerge(InProcessJobQueueLive()),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
