@@ -342,9 +342,39 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
           RETURNING ${itemColumns}`
     })
 
-    /** Replaces an item's payload (streaming saves, `thread.item.replaced`); `None` when not in the thread. */
+    /** Replaces an item's payload (an answer settled, `thread.item.replaced`); `None` when not in the thread. */
     const updateItemPayload = (threadId: ThreadId, itemId: string, payload: JsonObject) =>
       updateItemRow({ threadId, itemId, payload: payloadOf(payload) })
+
+    const updateInProgressRow = findOneRow({
+      Request: Schema.Struct({ threadId: ThreadId, itemId: Schema.String, payload: JsonObject }),
+      Result: ItemRow,
+      execute: ({ itemId, payload, threadId }) =>
+        sql`UPDATE chat_thread_items SET payload = ${json(payload)}
+          WHERE thread_id = ${threadId} AND id = ${itemId} AND payload->>'status' = 'in_progress'
+          RETURNING ${itemColumns}`
+    })
+
+    /**
+     * Replaces the payload of an item that is still `status: "in_progress"` (an answer's text saved
+     * while it streams); `None` when it is not in the thread or no longer in progress, so a late save
+     * never overwrites the answer's final state.
+     */
+    const updateInProgressItem = (threadId: ThreadId, itemId: string, payload: JsonObject) =>
+      updateInProgressRow({ threadId, itemId, payload: payloadOf(payload) }).pipe(
+        Effect.withSpan("ThreadsRepo.updateInProgressItem")
+      )
+
+    const deleteItemRow = findOneRow({
+      Request: Schema.Struct({ threadId: ThreadId, itemId: Schema.String }),
+      Result: ItemRow,
+      execute: ({ itemId, threadId }) =>
+        sql`DELETE FROM chat_thread_items WHERE thread_id = ${threadId} AND id = ${itemId}
+          RETURNING ${itemColumns}`
+    })
+
+    /** Deletes one item of the thread (an answer cut before its first word); the row deleted, `None` when not there. */
+    const deleteItem = (threadId: ThreadId, itemId: string) => deleteItemRow({ threadId, itemId })
 
     const deleteAfterRow = singleRow({
       Request: Schema.Struct({ threadId: ThreadId, itemId: Schema.String }),
@@ -501,6 +531,8 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       findItem: (threadId: ThreadId, itemId: string) => findItem({ threadId, itemId }),
       appendItems,
       updateItemPayload,
+      updateInProgressItem,
+      deleteItem,
       deleteItemsAfter,
       update,
       updateTitle,
