@@ -35,7 +35,11 @@ export type TurnEvent =
   | { readonly _tag: "MessageStarted"; readonly node: string }
   | { readonly _tag: "TextDelta"; readonly text: string }
   | { readonly _tag: "MessageDone"; readonly text: string }
-  /** the turn is over (an `end`, or a pause): the state to store */
+  /**
+   * the turn is over (an `end`, or a pause): the state to store. It is the only way state leaves a
+   * turn: a turn cut short (a failure, a client gone) never gets here, so the thread keeps the state
+   * it had before the turn and its next message runs from the same place.
+   */
   | { readonly _tag: "TurnEnded"; readonly runtime: RuntimeState; readonly paused: boolean }
 
 /** Why a turn stopped early; `message` is safe to show the user. */

@@ -1,5 +1,6 @@
 import type { HttpServerResponse } from "@effect/platform"
-import { DateTime, Effect, Either, Option, Stream } from "effect"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Cause, DateTime, Duration, Effect, Either, Exit, Fiber, Option, Schedule, Stream } from "effect"
 
 import {
   type ChatkitRequest,
@@ -11,7 +12,13 @@ import {
 } from "../../domain/ChatkitRequest.js"
 import { NotFound, ValidationError } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
-import { HIDDEN_ITEM_TYPES, type InvalidCursor, type ThreadId, type ThreadItem } from "../../domain/Thread.js"
+import {
+  HIDDEN_ITEM_TYPES,
+  type InvalidCursor,
+  type ThreadId,
+  type ThreadItem,
+  type ThreadItemId
+} from "../../domain/Thread.js"
 import { CurrentUser } from "../../domain/User.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { renderedJsonResponse } from "../../platform/Http.js"
@@ -21,7 +28,7 @@ import { WorkflowsPolicy } from "../workflows/Policy.js"
 import { WorkflowsRepo } from "../workflows/Repo.js"
 import { threadNotFound, ThreadsPolicy } from "./Policy.js"
 import { newItemId, type ThreadRow, ThreadsRepo, toThreadItem, toThreadMetadata } from "./Repo.js"
-import { INITIAL_RUNTIME_STATE, type RuntimeState, runTurn, type TurnEvent } from "./Runtime.js"
+import { INITIAL_RUNTIME_STATE, type RuntimeState, runTurn, type TurnEvent, type TurnFailed } from "./Runtime.js"
 
 /**
  * `POST /api/v1/chatkit` (API.md section 7): the JSON requests answer a document, the streaming
@@ -39,14 +46,60 @@ const invalidCursor = (error: InvalidCursor) =>
     errors: [{ path: "params.after", message: "is not a cursor of this list" }]
   })
 
-/** The text of a stored item for the model: user and assistant messages only. */
+/**
+ * The text of a stored item for the model: user and assistant messages only. A cut answer
+ * (`incomplete`, `failed`) is what the user saw, so it stays in the conversation; an empty one says nothing.
+ */
 const asChatMessage = (item: ThreadItem): ReadonlyArray<ChatMessage> => {
   const content = Array.isArray(item["content"]) ? item["content"] as ReadonlyArray<{ readonly text?: unknown }> : []
   const text = content.map((part) => (typeof part.text === "string" ? part.text : "")).join("")
   if (item.type === "user_message") return [{ role: "user", content: text }]
-  if (item.type === "assistant_message") return [{ role: "assistant", content: text }]
+  if (item.type === "assistant_message" && text !== "") return [{ role: "assistant", content: text }]
   return []
 }
+
+/**
+ * How often the text of an answer that is streaming is saved at most: a crash loses at most this
+ * much of it, and a long answer costs one write per interval, not one per delta.
+ */
+export const ANSWER_SAVE_INTERVAL = Duration.seconds(1)
+
+/** How long a write that starts or settles an answer may take (then it is given up, and logged). */
+export const ANSWER_WRITE_TIMEOUT = Duration.seconds(5)
+
+/**
+ * Runs `write` to its end or ANSWER_WRITE_TIMEOUT, whatever interrupts the caller meanwhile (a
+ * client that leaves, the stream's scope closing): in a daemon fiber, which an interruption of the
+ * caller does not reach (a child would be interrupted with it), joined uninterruptibly.
+ */
+const lasting = <A, E>(write: Effect.Effect<A, E>) =>
+  Effect.forkDaemon(
+    write.pipe(
+      Effect.interruptible,
+      Effect.timeoutFail({
+        duration: ANSWER_WRITE_TIMEOUT,
+        onTimeout: () => new Cause.TimeoutException("writing the answer took too long")
+      })
+    )
+  ).pipe(Effect.flatMap(Fiber.join), Effect.uninterruptible)
+
+/**
+ * The `status` of a stored assistant message: `in_progress` while it streams, `incomplete` when the
+ * client went away before its end, `failed` when the turn failed during it; a complete answer has
+ * no `status` (the reference protocol's assistant message has no such field; test-chatkit's
+ * optional one reads a missing key as done).
+ */
+export type AnswerStatus = "in_progress" | "incomplete" | "failed"
+
+const assistantPayload = (text: string, status?: AnswerStatus) => ({
+  content: [{ type: "output_text", text, annotations: [] }],
+  ...(status === undefined ? {} : { status })
+})
+
+/** What settling an answer did: stored it (the item as stored), or removed it (cut before any text). */
+type Settled =
+  | { readonly _tag: "Stored"; readonly item: ThreadItem }
+  | { readonly _tag: "Removed"; readonly id: ThreadItemId }
 
 const userText = (input: UserMessageInput) => input.content.map((part) => part.text).join("")
 
@@ -138,46 +191,144 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
         return found.value
       })
 
-    /** A turn as protocol events: the assistant items are stored as they complete, the runtime state at the end. */
+    /**
+     * The assistant message a turn is streaming, kept in the thread as it grows (scoped to the turn's
+     * stream): stored `in_progress` with no text when it starts, its text saved every
+     * ANSWER_SAVE_INTERVAL while it changes (a background fiber on the Clock, not a write per delta),
+     * then settled: complete, `failed`, or, when the stream's scope closes with the answer still
+     * open (the client went away), `incomplete`. An answer cut before its first word is removed.
+     * Writes are serialised, and those that settle run to their end or their timeout whatever
+     * interrupts the stream.
+     */
+    const answerWriter = (threadId: ThreadId) =>
+      Effect.gen(function*() {
+        const lock = yield* Effect.makeSemaphore(1)
+        const serialised = lock.withPermits(1)
+        /** the answer streaming now: `text` so far, `saved` the text last written */
+        let open: { readonly id: ThreadItemId; readonly item: ThreadItem; text: string; saved: string } | undefined
+
+        const inMemory = (id: ThreadItemId, createdAt: Date, text: string, status?: AnswerStatus): ThreadItem => ({
+          ...assistantPayload(text, status),
+          id,
+          thread_id: threadId,
+          created_at: createdAt,
+          type: "assistant_message"
+        })
+
+        /** Stores a new answer, in progress; the item of `thread.item.added`. */
+        const start = serialised(Effect.gen(function*() {
+          const id = newItemId("assistant_message")
+          const [stored] = yield* repo.appendItems(threadId, [
+            { id, type: "assistant_message", payload: assistantPayload("", "in_progress") }
+          ])
+          const item = stored === undefined
+            ? inMemory(id, DateTime.toDateUtc(yield* DateTime.now), "", "in_progress")
+            : toThreadItem(stored)
+          open = { id, item, text: "", saved: "" }
+          return item
+        })).pipe(lasting, Effect.orDie) // never cut between the row written and the answer open to settle
+
+        const append = (delta: string) =>
+          Effect.sync(() => {
+            if (open !== undefined) open.text += delta
+          })
+
+        /** Writes the text so far if it changed since the last write; never over a settled answer. */
+        const saveProgress = serialised(Effect.suspend(() => {
+          const answer = open
+          if (answer === undefined || answer.text === answer.saved) return Effect.void
+          const text = answer.text
+          return repo.updateInProgressItem(threadId, answer.id, assistantPayload(text, "in_progress")).pipe(
+            Effect.tap(() => (answer.saved = text))
+          )
+        }))
+
+        const settle = (status: AnswerStatus | undefined, finalText?: string) =>
+          serialised(Effect.suspend((): Effect.Effect<Option.Option<Settled>, SqlError> => {
+            const answer = open
+            if (answer === undefined) return Effect.succeedNone
+            open = undefined
+            const text = finalText ?? answer.text
+            const createdAt = answer.item.created_at
+            if (status !== undefined && text === "") {
+              return Effect.as(repo.deleteItem(threadId, answer.id), Option.some({ _tag: "Removed", id: answer.id }))
+            }
+            return repo.updateItemPayload(threadId, answer.id, assistantPayload(text, status)).pipe(
+              Effect.map((row) =>
+                Option.some({
+                  _tag: "Stored",
+                  item: Option.match(row, {
+                    onNone: () => inMemory(answer.id, createdAt, text, status), // the thread was deleted meanwhile
+                    onSome: toThreadItem
+                  })
+                })
+              )
+            )
+          })).pipe(lasting)
+
+        const warn = (what: string) => (cause: Cause.Cause<unknown>) =>
+          Effect.logWarning(`${what} of thread ${threadId}`, cause)
+
+        // settles what the turn left open when its stream ends: a client gone (interruption) or a defect
+        yield* Effect.addFinalizer((exit) =>
+          settle(Exit.isFailure(exit) && !Exit.isInterrupted(exit) ? "failed" : "incomplete").pipe(
+            Effect.catchAllCause(warn("could not settle the answer")),
+            Effect.asVoid
+          )
+        )
+        yield* saveProgress.pipe(
+          Effect.catchAllCause(warn("could not save the streaming answer")),
+          Effect.repeat(Schedule.spaced(ANSWER_SAVE_INTERVAL)),
+          Effect.delay(ANSWER_SAVE_INTERVAL),
+          Effect.forkScoped
+        )
+
+        return {
+          start,
+          append,
+          /** the answer done: its full text, no status */
+          complete: (text: string) => settle(undefined, text).pipe(Effect.orDie),
+          /** the turn failed during the answer: what it had, `failed` (removed if nothing) */
+          fail: settle("failed").pipe(
+            Effect.tapErrorCause(warn("could not store the failed answer")),
+            Effect.orElseSucceed(() => Option.none<Settled>())
+          ),
+          currentId: () => open?.id
+        } as const
+      })
+
+    /**
+     * A turn as protocol events. Its answers are stored as they stream (`answerWriter`); its
+     * runtime state is stored when it ends. A turn cut short (the client went away, or a failure)
+     * leaves the runtime state as it was before the turn, so the next message runs from the same
+     * place, with the cut answer in the conversation.
+     */
     const turnEvents = (row: ThreadRow, text: string, history: ReadonlyArray<ChatMessage>) =>
-      Stream.unwrap(
+      Stream.unwrapScoped(
         Effect.gen(function*() {
           if (row.workflow_version_id === null) {
             return Stream.make(errorEvent("This conversation's workflow has no active version any more", false))
           }
           const graph = yield* workflows.loadGraph(row.workflow_version_id)
-          let current: { readonly id: string; readonly created_at: string } | undefined
-          const item = (text: string) => ({
-            id: current?.id,
-            thread_id: row.id,
-            created_at: current?.created_at,
-            type: "assistant_message",
-            content: [{ type: "output_text", text, annotations: [] }]
-          })
+          const answer = yield* answerWriter(row.id)
+          const settledEvent = (settled: Settled) =>
+            settled._tag === "Stored"
+              ? { type: "thread.item.done", item: settled.item }
+              : { type: "thread.item.removed", item_id: settled.id }
           const toEvents = (event: TurnEvent): Effect.Effect<ReadonlyArray<unknown>> =>
             Effect.gen(function*() {
               switch (event._tag) {
-                case "MessageStarted": {
-                  current = { id: newItemId("assistant_message"), created_at: DateTime.formatIso(yield* DateTime.now) }
-                  return [{ type: "thread.item.added", item: item("") }]
-                }
+                case "MessageStarted":
+                  return [{ type: "thread.item.added", item: yield* answer.start }]
                 case "TextDelta":
+                  yield* answer.append(event.text)
                   return [{
                     type: "thread.item.updated",
-                    item_id: current?.id,
+                    item_id: answer.currentId(),
                     update: { type: "assistant_message.content_part.text_delta", content_index: 0, delta: event.text }
                   }]
-                case "MessageDone": {
-                  const [stored] = yield* repo.appendItems(row.id, [{
-                    id: current?.id as never,
-                    type: "assistant_message",
-                    payload: { content: [{ type: "output_text", text: event.text, annotations: [] }] }
-                  }])
-                  return [{
-                    type: "thread.item.done",
-                    item: stored === undefined ? item(event.text) : toThreadItem(stored)
-                  }]
-                }
+                case "MessageDone":
+                  return Option.toArray(Option.map(yield* answer.complete(event.text), settledEvent))
                 case "TurnEnded":
                   yield* repo.update(row.id, {
                     runtime_state: { ...event.runtime, resume_at: event.runtime.resume_at ?? null }
@@ -185,6 +336,11 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
                   return []
               }
             }).pipe(orDieOnSqlError)
+          const failed = (error: TurnFailed) =>
+            Effect.map(answer.fail, (settled) => [
+              ...Option.toArray(Option.map(settled, settledEvent)),
+              errorEvent(error.message, error.reason === "llm")
+            ])
           return runTurn({
             graph,
             runtime: runtimeOf(row),
@@ -193,8 +349,8 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             llmFor: (model) => Effect.succeed({ provider: llm, model: model ?? "default" })
           }).pipe(
             Stream.mapEffect(toEvents),
-            Stream.flatMap((events) => Stream.fromIterable(events)),
-            Stream.catchAll((error) => Stream.make(errorEvent(error.message, error.reason === "llm")))
+            Stream.catchAll((error) => Stream.fromEffect(failed(error))),
+            Stream.flatMap((events) => Stream.fromIterable(events))
           )
         }).pipe(orDieOnSqlError)
       )
