@@ -1,4 +1,6 @@
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { request } from "node:http"
+
+import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { expect } from "@effect/vitest"
 import { Effect } from "effect"
 
@@ -31,11 +33,13 @@ export interface Item {
   readonly type: string
   readonly thread_id?: string
   readonly content: ReadonlyArray<{ readonly text: string }>
+  readonly status?: string
 }
 export interface Event {
   readonly type: string
   readonly thread: { readonly id: string }
   readonly item: Item
+  readonly item_id?: string
   readonly update: { readonly delta: string }
   readonly code?: string
   readonly allow_retry?: boolean
@@ -74,4 +78,81 @@ export const answerOf = (events: ReadonlyArray<Event>) => {
   expect(done).toHaveLength(1)
   expect(done[0]?.item.content[0]?.text).toBe(deltas)
   return deltas
+}
+
+/** The port TestApp's server listens on, for requests on a socket of the test's own. */
+export const serverPort = Effect.map(
+  HttpServer.HttpServer,
+  (server) => server.address._tag === "TcpAddress" ? server.address.port : 0
+)
+
+/** A ChatKit stream read from a raw socket as it arrives, which the test may cut at any point. */
+export interface LiveStream {
+  /** the events parsed so far */
+  readonly events: Array<Event>
+  /** the text deltas received so far, joined */
+  readonly deltas: () => string
+  /** resolves once `predicate` holds for the events so far; rejects after `timeoutMs` */
+  readonly until: (predicate: (events: ReadonlyArray<Event>) => boolean, timeoutMs?: number) => Promise<void>
+  /** resolves when the response ended or the socket closed */
+  readonly ended: Promise<void>
+  /** destroys the socket, as a client that goes away mid-answer */
+  readonly destroy: () => void
+}
+
+/** POSTs `body` to /api/v1/chatkit on a fresh connection to 127.0.0.1:`port` (node:http, no agent). */
+export const openStream = (port: number, token: string, body: unknown): LiveStream => {
+  const events: Array<Event> = []
+  const waiters = new Set<() => void>()
+  let buffer = ""
+  let markEnded: () => void = () => undefined
+  const ended = new Promise<void>((resolve) => (markEnded = resolve))
+  const req = request({
+    host: "127.0.0.1",
+    port,
+    path: "/api/v1/chatkit",
+    method: "POST",
+    agent: false,
+    headers: {
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+      "x-forwarded-for": randomIp()
+    }
+  }, (response) => {
+    response.setEncoding("utf8")
+    response.on("data", (text: string) => {
+      buffer += text
+      const blocks = buffer.split("\n\n")
+      buffer = blocks.pop() ?? ""
+      for (const block of blocks) if (block.startsWith("data: ")) events.push(JSON.parse(block.slice(6)))
+      for (const wake of waiters) wake()
+    })
+    response.on("end", markEnded)
+    response.on("close", markEnded)
+  })
+  req.on("error", markEnded)
+  req.on("close", markEnded)
+  req.end(JSON.stringify(body))
+  const until = (predicate: (events: ReadonlyArray<Event>) => boolean, timeoutMs = 10_000) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!predicate(events)) return
+        waiters.delete(check)
+        clearTimeout(timer)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        waiters.delete(check)
+        reject(new Error(`the stream did not get there in ${timeoutMs} ms: ${JSON.stringify(events).slice(-300)}`))
+      }, timeoutMs)
+      waiters.add(check)
+      check()
+    })
+  return {
+    events,
+    deltas: () => events.filter((e) => e.type === "thread.item.updated").map((e) => e.update.delta).join(""),
+    until,
+    ended,
+    destroy: () => req.destroy()
+  }
 }
