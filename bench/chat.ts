@@ -1,0 +1,525 @@
+/**
+ * Chat streaming benchmark: the latency the backend adds to a streamed answer. A fake
+ * OpenAI-compatible provider (in this process) sends one token every 20 ms; 50 concurrent clients
+ * (in this process too, so one clock: `performance.now()`) run `threads.create` on
+ * POST /api/v1/chatkit against the backend (a child process, LLM_PROVIDER=openai pointed at the
+ * fake) and read its SSE as it arrives. Each client puts a marker in its message; the fake reads
+ * it from the request body and records when it wrote each token, so every delta the client
+ * receives is matched to the token it carries.
+ *
+ * - first-delta latency: client receive time of the first delta − provider send time of token 0;
+ * - per-token latency: for each token i, client receive time of its delta − provider send time of i.
+ *
+ * The baseline, measured in the same rounds: the same clients reading the fake directly (the same
+ * SSE through no backend), i.e. the cost of loopback and of this process's own event loop.
+ * "added" = backend − direct, percentile by percentile. Target: backend first-delta p95 < 5 ms.
+ * JSON goes to bench/results/chat.json.
+ *
+ *   npm run bench:chat
+ *   (BENCH_CHAT_STREAMS 50, BENCH_CHAT_TOKENS 20, BENCH_CHAT_ROUNDS 3,
+ *    BENCH_CHAT_CPU_PROF=<dir> starts the backend with node --cpu-prof --cpu-prof-dir=<dir>)
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdir, readFile, writeFile } from "node:fs/promises"
+import * as http from "node:http"
+
+import { freePort } from "../test/support/network.js"
+import { median, stop } from "./support.js"
+
+const STREAMS = Number(process.env.BENCH_CHAT_STREAMS ?? 50)
+const TOKENS = Number(process.env.BENCH_CHAT_TOKENS ?? 20)
+const ROUNDS = Number(process.env.BENCH_CHAT_ROUNDS ?? 3)
+const WARMUP_STREAMS = 5
+const TOKEN_INTERVAL_MS = 20
+const TARGET_P95_MS = 5
+const CPU_PROF_DIR = process.env.BENCH_CHAT_CPU_PROF
+
+const ADMIN_EMAIL = "bench-admin@example.com"
+const ADMIN_PASSWORD = "bench-password-0123456789"
+const RESULTS = new URL("./results/chat.json", import.meta.url)
+
+/** Token i's text; distinct lengths do not matter, deltas are matched by accumulated length. */
+const tokenText = (i: number) => `t${i} `
+const TOKEN_ENDS = Array.from({ length: TOKENS }, (_, i) => i).reduce<Array<number>>(
+  (ends, i) => [...ends, (ends.at(-1) ?? 0) + tokenText(i).length],
+  []
+)
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+// --- the fake provider -------------------------------------------------------------------------
+
+const MARKER = /\bmark-\d+-\d+\b/
+
+interface Fake {
+  readonly baseUrl: string
+  /** per marker: when each token was written (performance.now) */
+  readonly sent: Map<string, Array<number>>
+  /** per marker: how many upstream requests carried it (a retry would make it 2) */
+  readonly requests: Map<string, number>
+  /** requests without a marker (none expected; a background job calling the model would be one) */
+  unmatched: number
+  readonly close: () => Promise<void>
+}
+
+const chunk = (delta: Record<string, string>, finish: string | null = null) =>
+  `data: ${
+    JSON.stringify({
+      id: "chatcmpl-bench",
+      object: "chat.completion.chunk",
+      created: 0,
+      model: "bench",
+      choices: [{ index: 0, delta, finish_reason: finish }]
+    })
+  }\n\n`
+
+const startFake = () =>
+  new Promise<Fake>((resolve) => {
+    const sent = new Map<string, Array<number>>()
+    const requests = new Map<string, number>()
+    const server = http.createServer((req, res) => {
+      const parts: Array<Buffer> = []
+      req.on("data", (part: Buffer) => parts.push(part))
+      req.on("end", () => {
+        if (req.method !== "POST" || req.url !== "/v1/chat/completions") {
+          res.writeHead(404).end()
+          return
+        }
+        const body = Buffer.concat(parts).toString("utf8")
+        const marker = MARKER.exec(body)?.[0]
+        if (marker === undefined) fake.unmatched++
+        else requests.set(marker, (requests.get(marker) ?? 0) + 1)
+        const times: Array<number> = []
+        if (marker !== undefined) sent.set(marker, times)
+        let closed = false
+        res.on("close", () => (closed = true))
+        req.socket.setNoDelay(true)
+        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" })
+        res.write(chunk({ role: "assistant" }))
+        // token i at start + (i + 1) * interval: a fixed schedule, so timer lateness does not accumulate
+        const start = performance.now()
+        const next = (i: number) => {
+          if (closed) return
+          if (i === TOKENS) {
+            res.write(chunk({}, "stop"))
+            const usage = { prompt_tokens: 7, completion_tokens: TOKENS, total_tokens: 7 + TOKENS }
+            res.write(`data: ${JSON.stringify({ id: "chatcmpl-bench", choices: [], usage })}\n\n`)
+            res.end("data: [DONE]\n\n")
+            return
+          }
+          times.push(performance.now())
+          res.write(chunk({ content: tokenText(i) }))
+          setTimeout(() => next(i + 1), Math.max(0, start + (i + 2) * TOKEN_INTERVAL_MS - performance.now()))
+        }
+        setTimeout(() => next(0), TOKEN_INTERVAL_MS)
+      })
+    })
+    const fake: Fake = {
+      baseUrl: "",
+      sent,
+      requests,
+      unmatched: 0,
+      close: () =>
+        new Promise<void>((done) => {
+          server.closeAllConnections()
+          server.close(() => done())
+        })
+    }
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      resolve(Object.assign(fake, { baseUrl: `http://127.0.0.1:${port}/v1` }))
+    })
+  })
+
+// --- the backend ---------------------------------------------------------------------------------
+
+/** As bench/support.ts's startApp, with node flags (for --cpu-prof, which NODE_OPTIONS refuses). */
+interface Backend {
+  readonly child: ChildProcess
+  readonly url: string
+}
+
+const startBackend = async (env: Record<string, string>, nodeArgs: ReadonlyArray<string>) => {
+  const port = await freePort()
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/main.ts"], {
+    env: { PATH: process.env.PATH ?? "", PORT: String(port), NODE_ENV: "development", ...env },
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  await new Promise<void>((resolve, reject) => {
+    let output = ""
+    child.stdout?.on("data", (part) => {
+      output += String(part)
+      if (output.includes("listening")) resolve()
+    })
+    child.on("exit", (code) => reject(new Error(`server exited with ${code}`)))
+    setTimeout(() => reject(new Error("server did not log that it listens within 60 s")), 60_000).unref()
+  }).catch((error) => {
+    child.kill("SIGTERM")
+    throw error
+  })
+  child.stdout?.resume()
+  return { child, url: `http://127.0.0.1:${port}` } satisfies Backend
+}
+
+const login = async (url: string) => {
+  const response = await fetch(`${url}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
+  })
+  if (response.status !== 200) throw new Error(`login answered ${response.status}: ${await response.text()}`)
+  return ((await response.json()) as { access_token: string }).access_token
+}
+
+// --- the clients ---------------------------------------------------------------------------------
+
+/**
+ * POSTs `body` and calls `onData` with each SSE `data:` payload and the time its bytes arrived,
+ * reading the raw socket as it comes (no buffering beyond one incomplete event).
+ */
+const readSse = (
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  onData: (data: string, at: number) => void
+) =>
+  new Promise<void>((resolve, reject) => {
+    const request = http.request(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers }
+    }, (response) => {
+      response.setEncoding("utf8")
+      let pending = ""
+      if (response.statusCode !== 200) {
+        response.on("data", (part: string) => (pending += part))
+        response.on("end", () => reject(new Error(`${url} answered ${response.statusCode}: ${pending.slice(0, 300)}`)))
+        return
+      }
+      response.on("data", (part: string) => {
+        const at = performance.now()
+        pending += part
+        let end = pending.indexOf("\n\n")
+        while (end !== -1) {
+          for (const line of pending.slice(0, end).split("\n")) {
+            if (line.startsWith("data: ")) onData(line.slice(6), at)
+          }
+          pending = pending.slice(end + 2)
+          end = pending.indexOf("\n\n")
+        }
+      })
+      response.on("end", () => resolve())
+      response.on("error", reject)
+    })
+    request.on("error", reject)
+    request.end(body)
+  })
+
+interface Stream {
+  readonly marker: string
+  /** per token: when the client received it */
+  readonly received: Array<number>
+  error?: string
+}
+
+/** Marks the tokens that `length` characters of answer text now cover as received at `at`. */
+const receive = (stream: Stream, length: number, at: number) => {
+  while (stream.received.length < TOKENS && TOKEN_ENDS[stream.received.length]! <= length) stream.received.push(at)
+}
+
+type Target = "direct" | "backend"
+
+const runStream = async (target: Target, marker: string, fake: Fake, backend: string, token: string) => {
+  const stream: Stream = { marker, received: [] }
+  let length = 0
+  try {
+    if (target === "direct") {
+      const body = JSON.stringify({
+        model: "bench",
+        stream: true,
+        messages: [{ role: "user", content: `${marker} hello` }]
+      })
+      await readSse(`${fake.baseUrl}/chat/completions`, {}, body, (data, at) => {
+        if (data === "[DONE]") return
+        const content = (JSON.parse(data) as { choices: Array<{ delta?: { content?: string } }> }).choices[0]?.delta
+          ?.content
+        if (typeof content === "string") receive(stream, length += content.length, at)
+      })
+    } else {
+      const body = JSON.stringify({
+        type: "threads.create",
+        params: { input: { content: [{ type: "input_text", text: `${marker} hello` }] } }
+      })
+      await readSse(`${backend}/api/v1/chatkit`, { authorization: `Bearer ${token}` }, body, (data, at) => {
+        const event = JSON.parse(data) as { type: string; update?: { type: string; delta: string }; code?: string }
+        if (
+          event.type === "thread.item.updated" && event.update?.type === "assistant_message.content_part.text_delta"
+        ) {
+          receive(stream, length += event.update.delta.length, at)
+        } else if (event.type === "error") {
+          stream.error = `error event ${event.code ?? ""}`
+        }
+      })
+    }
+  } catch (error) {
+    stream.error = String(error)
+  }
+  return stream
+}
+
+// --- statistics --------------------------------------------------------------------------------
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN
+
+interface Stats {
+  readonly streams: number
+  readonly tokens: number
+  readonly first: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number }
+  readonly perToken: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number }
+  readonly errors: number
+  /** from the first request sent to the last stream's end */
+  readonly wallMs: number
+  /** CPU time (user + system) of the backend process over the round, from /proc (10 ms ticks); NaN elsewhere */
+  readonly backendCpuMs: number
+  /** SQL statements the backend ran over the round (db_queries_total on /metrics), per stream */
+  readonly sqlPerStream: number
+}
+
+/** db_queries_total of the backend, NaN when /metrics does not show it. */
+const dbQueries = async (url: string) => {
+  try {
+    const text = await (await fetch(`${url}/metrics`)).text()
+    return Number(/^db_queries_total(?:\{[^}]*\})?\s+([0-9.e+]+)/m.exec(text)?.[1] ?? Number.NaN)
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** utime + stime of a process in ms (Linux /proc), NaN when unreadable. */
+const cpuMsOf = async (pid: number | undefined) => {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return Number.NaN
+  }
+}
+
+const summary = (values: Array<number>) => {
+  const sorted = values.sort((a, b) => a - b)
+  return {
+    p50: percentile(sorted, 50),
+    p95: percentile(sorted, 95),
+    p99: percentile(sorted, 99),
+    max: sorted.at(-1) ?? Number.NaN
+  }
+}
+
+const statsOf = (
+  streams: ReadonlyArray<Stream>,
+  fake: Fake,
+  measured: { readonly wallMs: number; readonly backendCpuMs: number; readonly sqlPerStream: number }
+): Stats => {
+  const first: Array<number> = []
+  const perToken: Array<number> = []
+  let errors = 0
+  for (const stream of streams) {
+    const sent = fake.sent.get(stream.marker)
+    if (
+      stream.error !== undefined || sent === undefined || sent.length !== TOKENS ||
+      stream.received.length !== TOKENS || fake.requests.get(stream.marker) !== 1
+    ) {
+      errors++
+      continue
+    }
+    first.push(stream.received[0]! - sent[0]!)
+    stream.received.forEach((at, i) => perToken.push(at - sent[i]!))
+  }
+  return {
+    streams: streams.length,
+    tokens: TOKENS,
+    first: summary(first),
+    perToken: summary(perToken),
+    errors,
+    ...measured
+  }
+}
+
+let round = 0
+const runRound = async (target: Target, count: number, fake: Fake, backend: Backend, token: string) => {
+  round++
+  const queriesBefore = target === "backend" ? await dbQueries(backend.url) : Number.NaN
+  const cpuBefore = await cpuMsOf(backend.child.pid)
+  const started = performance.now()
+  const streams = await Promise.all(
+    Array.from({ length: count }, (_, i) => runStream(target, `mark-${round}-${i}`, fake, backend.url, token))
+  )
+  const wallMs = performance.now() - started
+  const backendCpuMs = (await cpuMsOf(backend.child.pid)) - cpuBefore
+  // the jobs a turn leaves behind (titles) run after it: let them finish before counting
+  if (target === "backend") await sleep(300)
+  const sqlPerStream = target === "backend" ? ((await dbQueries(backend.url)) - queriesBefore) / count : 0
+  const failed = streams.find((s) => s.error !== undefined)
+  if (failed !== undefined) console.error(`${target}: ${failed.marker}: ${failed.error}`)
+  return statsOf(streams, fake, { wallMs, backendCpuMs, sqlPerStream })
+}
+
+const differenceOf = (a: Stats, b: Stats): Stats => {
+  const minus = (x: Stats["first"], y: Stats["first"]) => ({
+    p50: x.p50 - y.p50,
+    p95: x.p95 - y.p95,
+    p99: x.p99 - y.p99,
+    max: x.max - y.max
+  })
+  return {
+    ...a,
+    first: minus(a.first, b.first),
+    perToken: minus(a.perToken, b.perToken),
+    errors: a.errors + b.errors,
+    wallMs: a.wallMs - b.wallMs,
+    backendCpuMs: a.backendCpuMs - b.backendCpuMs,
+    sqlPerStream: a.sqlPerStream - b.sqlPerStream
+  }
+}
+
+const medianOf = (all: ReadonlyArray<Stats>): Stats => {
+  const pick = (f: (s: Stats) => number) => median(all.map(f))
+  const part = (g: (s: Stats) => Stats["first"]) => ({
+    p50: pick((s) => g(s).p50),
+    p95: pick((s) => g(s).p95),
+    p99: pick((s) => g(s).p99),
+    max: pick((s) => g(s).max)
+  })
+  return {
+    streams: all[0]!.streams,
+    tokens: all[0]!.tokens,
+    first: part((s) => s.first),
+    perToken: part((s) => s.perToken),
+    errors: all.reduce((n, s) => n + s.errors, 0),
+    wallMs: pick((s) => s.wallMs),
+    backendCpuMs: pick((s) => s.backendCpuMs),
+    sqlPerStream: pick((s) => s.sqlPerStream)
+  }
+}
+
+const ms = (n: number) => n.toFixed(2).padStart(7)
+const HEADER = `${"round".padEnd(7)} ${"path".padEnd(9)} ${"streams".padStart(7)} ${"tokens".padStart(6)}   ` +
+  `first delta (ms): ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)} ${"max".padStart(7)}   ` +
+  `per token (ms): ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)}   errors  ${"wall ms".padStart(7)}  ${
+    "backend CPU ms".padStart(14)
+  }  SQL/stream`
+const row = (name: string, path: string, s: Stats) =>
+  `${name.padEnd(7)} ${path.padEnd(9)} ${String(s.streams).padStart(7)} ${String(s.tokens).padStart(6)}   ` +
+  `${"".padEnd(18)} ${ms(s.first.p50)} ${ms(s.first.p95)} ${ms(s.first.p99)} ${ms(s.first.max)}   ` +
+  `${"".padEnd(15)} ${ms(s.perToken.p50)} ${ms(s.perToken.p95)} ${ms(s.perToken.p99)}   ${
+    String(s.errors).padStart(6)
+  }  ${s.wallMs.toFixed(0).padStart(7)}  ${s.backendCpuMs.toFixed(0).padStart(14)}  ${
+    s.sqlPerStream.toFixed(1).padStart(10)
+  }`
+
+// --- main --------------------------------------------------------------------------------------
+
+const main = async () => {
+  const started = performance.now()
+  const fake = await startFake()
+  const nodeArgs = CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`]
+  const app = await startBackend({
+    CHATKIT_DATA_DIR: "memory://",
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    LLM_PROVIDER: "openai",
+    OPENAI_API_KEY: "sk-bench-0123456789abcdef",
+    OPENAI_BASE_URL: fake.baseUrl,
+    // the benchmark measures streaming, not the per-user API limit
+    RATE_LIMIT_API_PER_MINUTE: "100000"
+  }, nodeArgs)
+  try {
+    // one user for every client: login is limited to 5 per minute per IP and per email
+    const token = await login(app.url)
+    console.log(
+      `chatkit-backend chat streaming benchmark: ${STREAMS} concurrent threads.create streams, ${TOKENS} tokens each, ` +
+        `one token every ${TOKEN_INTERVAL_MS} ms from a fake OpenAI-compatible provider; ${ROUNDS} measured rounds ` +
+        `after a warm-up of ${WARMUP_STREAMS} streams${
+          CPU_PROF_DIR === undefined ? "" : `; CPU profile in ${CPU_PROF_DIR}`
+        }\n` +
+        "latency = client receive time − provider send time of the same token (one clock, this process); " +
+        "added = backend − direct, percentile by percentile\n"
+    )
+    await runRound("direct", WARMUP_STREAMS, fake, app, token)
+    const warm = await runRound("backend", WARMUP_STREAMS, fake, app, token)
+    if (warm.errors > 0) throw new Error(`warm-up: ${warm.errors} of ${WARMUP_STREAMS} streams failed`)
+
+    const rounds: Array<{ direct: Stats; backend: Stats; added: Stats }> = []
+    console.log(HEADER)
+    for (let r = 1; r <= ROUNDS; r++) {
+      const direct = await runRound("direct", STREAMS, fake, app, token)
+      await sleep(100)
+      const backend = await runRound("backend", STREAMS, fake, app, token)
+      await sleep(100)
+      const added = differenceOf(backend, direct)
+      rounds.push({ direct, backend, added })
+      console.log(row(String(r), "direct", direct))
+      console.log(row(String(r), "backend", backend))
+      console.log(row(String(r), "added", added))
+    }
+    const direct = medianOf(rounds.map((r) => r.direct))
+    const backend = medianOf(rounds.map((r) => r.backend))
+    const added = medianOf(rounds.map((r) => r.added))
+    console.log()
+    console.log(row("median", "direct", direct))
+    console.log(row("median", "backend", backend))
+    console.log(row("median", "added", added))
+    const ratio = backend.first.p95 / direct.first.p95
+    console.log(
+      `\nfirst delta p95: backend ${backend.first.p95.toFixed(2)} ms, direct ${direct.first.p95.toFixed(2)} ms ` +
+        `(ratio ${ratio.toFixed(1)}×, added ${added.first.p95.toFixed(2)} ms); ` +
+        `per token p95: backend ${backend.perToken.p95.toFixed(2)} ms, added ${added.perToken.p95.toFixed(2)} ms`
+    )
+    const errors = rounds.reduce((n, r) => n + r.direct.errors + r.backend.errors, 0)
+    const met = backend.first.p95 < TARGET_P95_MS && errors === 0
+    console.log(
+      met
+        ? `target met: p95 first-delta latency through the backend ${
+          backend.first.p95.toFixed(2)
+        } ms < ${TARGET_P95_MS} ms, no errors`
+        : `TARGET MISSED: p95 first-delta latency through the backend ${
+          backend.first.p95.toFixed(2)
+        } ms (target < ${TARGET_P95_MS} ms), ${errors} errors`
+    )
+    if (fake.unmatched > 0) console.log(`(${fake.unmatched} provider requests without a marker, not measured)`)
+    await mkdir(new URL("./", RESULTS), { recursive: true })
+    await writeFile(
+      RESULTS,
+      JSON.stringify(
+        {
+          date: new Date().toISOString(),
+          node: process.version,
+          streams: STREAMS,
+          tokens: TOKENS,
+          tokenIntervalMs: TOKEN_INTERVAL_MS,
+          warmupStreams: WARMUP_STREAMS,
+          targetP95Ms: TARGET_P95_MS,
+          cpuProfile: CPU_PROF_DIR ?? null,
+          rounds,
+          median: { direct, backend, added },
+          targetMet: met,
+          unmatchedProviderRequests: fake.unmatched,
+          elapsedSeconds: (performance.now() - started) / 1000
+        },
+        null,
+        2
+      ) + "\n"
+    )
+    console.log(`\nwritten: bench/results/chat.json (${((performance.now() - started) / 1000).toFixed(1)} s in all)`)
+  } finally {
+    await stop(app.child)
+    await fake.close()
+  }
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
