@@ -1,9 +1,9 @@
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schedule } from "effect"
 
 import { LlmProviderLive } from "../src/platform/LlmProviderLive.js"
 import { TestApp } from "./support/app.js"
-import { answerOf, chatkit, eventsOf, say } from "./support/chatkit.js"
+import { answerOf, chatkit, eventsOf, json, say } from "./support/chatkit.js"
 import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
 import { session } from "./support/session.js"
 
@@ -39,6 +39,31 @@ layer(App)("conversations on an OpenAI-compatible server", (it) => {
       expect(request?.body).toMatchObject({
         stream: true,
         messages: [{ role: "system", content: "You are a helpful assistant." }, { role: "user", content: "Salut" }]
+      })
+    }))
+
+  it.effect("titles a new thread in the background with thread_title_model, thread_title_prompt and the first message", () =>
+    Effect.gen(function*() {
+      const fake = yield* Fake
+      fake.script({ type: "stream", tokens: ["Sure"] })
+      const { token } = yield* session("openai-titled")
+      const threadId = eventsOf(
+        yield* chatkit(token, { type: "threads.create", params: { input: say("Plan my trip to Lyon") } })
+      )[1]?.thread.id
+      const titled = yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
+        Effect.map(json),
+        Effect.filterOrFail((thread) => thread.title !== undefined),
+        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("10 seconds")))
+      )
+      expect(titled.title).toBe("Fake title")
+      const asked = fake.titleRequests.find((request) => JSON.stringify(request.body).includes("Plan my trip to Lyon"))
+      expect(asked?.headers.authorization).toBe(`Bearer ${API_KEY}`)
+      expect(asked?.body).toMatchObject({
+        model: "gpt-4o-mini",
+        messages: [
+          { role: "system", content: expect.stringContaining("Write a short title") },
+          { role: "user", content: "Plan my trip to Lyon" }
+        ]
       })
     }))
 

@@ -1,6 +1,6 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schedule } from "effect"
 
 import { LlmProviderLive } from "../src/platform/LlmProviderLive.js"
 import { TestApp } from "./support/app.js"
@@ -36,14 +36,22 @@ const App = Layer.unwrapScoped(
     ))
 )
 
-const breakerGauge = Effect.gen(function*() {
+const metrics = Effect.gen(function*() {
   const client = yield* HttpClient.HttpClient
   const response = yield* client.execute(
     HttpClientRequest.get("/metrics").pipe(HttpClientRequest.bearerToken(METRICS_TOKEN))
   )
-  const line = (yield* response.text).split("\n").find((l) => l.startsWith(`circuit_breaker_state{provider="openai"}`))
-  return Number(line?.split(" ").at(-1))
+  return yield* response.text
 })
+
+/** The value of the series that starts with `series` (name and labels, as exported). */
+const metric = (series: string) =>
+  Effect.map(metrics, (text) => Number(text.split("\n").find((l) => l.startsWith(`${series} `))?.split(" ").at(-1)))
+
+const breakerGauge = metric(`circuit_breaker_state{provider="openai"}`)
+
+const calls = (outcome: string) =>
+  metric(`llm_requests_total{model="gpt-4o-mini",outcome="${outcome}",provider="openai"}`)
 
 const lastError = (events: ReadonlyArray<Event>) => {
   const last = events.at(-1)
@@ -78,24 +86,50 @@ layer(App)("a conversation when the provider is slow or failing", (it) => {
     Effect.gen(function*() {
       const fake = yield* Fake
       const { token } = yield* session("breaker-watcher")
+      // one thread, so no title job (a call that would succeed and reset the count) runs between the failures
+      fake.script({ type: "stream", tokens: ["first"] })
+      const threadId = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("start") } }))[1]
+        ?.thread.id
+      yield* Effect.sync(() => fake.titleRequests.at(-1)).pipe(
+        Effect.filterOrFail((request) => request !== undefined),
+        Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds"))),
+        Effect.flatMap((request) => Effect.promise(() => request.closed))
+      )
       const ask = (text: string) =>
-        Effect.map(chatkit(token, { type: "threads.create", params: { input: say(text) } }), eventsOf)
+        Effect.map(
+          chatkit(token, { type: "threads.add_user_message", params: { thread_id: threadId, input: say(text) } }),
+          eventsOf
+        )
       expect(yield* breakerGauge).toBe(0)
 
+      const [okBefore, httpBefore, openBefore] = [
+        yield* calls("ok"),
+        yield* calls("http"),
+        yield* calls("circuit_open")
+      ]
       fake.script({ type: "status", status: 500 })
       for (let i = 0; i < 5; i++) lastError(yield* ask(`failing ${i}`))
       expect(yield* breakerGauge).toBe(2)
+      expect((yield* calls("http")) - (httpBefore || 0)).toBe(5)
 
       const before = fake.requests.length
       const started = Date.now()
       lastError(yield* ask("while open"))
       expect(Date.now() - started).toBeLessThan(1_000)
       expect(fake.requests.length).toBe(before)
+      expect((yield* calls("circuit_open")) - (openBefore || 0)).toBe(1)
 
       yield* Effect.sleep("1200 millis")
       fake.script({ type: "stream", tokens: ["back", " again"] })
       expect(answerOf(yield* ask("after the cool-down"))).toBe("back again")
       expect(fake.requests.length).toBe(before + 1)
       expect(yield* breakerGauge).toBe(0)
+      expect((yield* calls("ok")) - okBefore).toBe(1)
+      expect(yield* metrics).toMatch(
+        /^llm_tokens_total\{kind="completion",model="gpt-4o-mini",provider="openai"\} \d+$/m
+      )
+      expect(yield* metrics).toMatch(
+        /^llm_time_to_first_token_seconds_count\{model="gpt-4o-mini",provider="openai"\} \d+$/m
+      )
     }))
 })

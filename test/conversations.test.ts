@@ -1,7 +1,7 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 
 import { TestApp } from "./support/app.js"
 import { answerOf, chatkit, eventsOf, json, say } from "./support/chatkit.js"
@@ -38,7 +38,19 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
       expect(thread.items.data.map((item) => item.type)).toEqual(["user_message", "assistant_message"])
       expect(thread.items.has_more).toBe(false)
       expect(thread.items).not.toHaveProperty("after")
-      expect(thread).not.toHaveProperty("title")
+      expect(created[1]?.thread).not.toHaveProperty("title")
+      // a background job titles the thread; the local model takes the first message's first words
+      const titled = yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
+        Effect.map(json),
+        Effect.filterOrFail((t) => t.title !== undefined),
+        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("10 seconds")))
+      )
+      expect(titled.title).toBe("Hello there")
+
+      // test-chatkit's client resumes a thread it loads: nothing runs detached, so the stream only opens
+      expect(
+        eventsOf(yield* chatkit(token, { type: "threads.resume", params: { thread_id: threadId } })).map((e) => e.type)
+      ).toEqual(["stream_options"])
 
       const listed = json(yield* chatkit(token, { type: "threads.list", params: {} }))
       expect(listed.data.map((t) => t.id)).toContain(threadId)
@@ -139,6 +151,7 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
             { type: "threads.get_by_id", params: { thread_id: threadId } },
             { type: "threads.add_user_message", params: { thread_id: threadId, input: say("hi") } },
             { type: "items.list", params: { thread_id: threadId } },
+            { type: "threads.resume", params: { thread_id: threadId } },
             { type: "threads.delete", params: { thread_id: threadId } }
           ]
         ) {
@@ -176,6 +189,61 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
           expect(answer.status, JSON.stringify(body).slice(0, 80)).toBe(400)
           expect(JSON.parse(answer.text)).toMatchObject({ error: "validation_error" })
         }
+      }))
+
+    it.effect("a thread whose pinned workflow version was deleted moves to the workflow's active version, or ends with an error event when there is none", () =>
+      Effect.gen(function*() {
+        const { client, token } = yield* session("version-gone")
+        const sql = yield* SqlClient.SqlClient
+        const fixed = (text: string) => ({
+          nodes: [
+            { slug: "start", kind: "start", display_name: "Start" },
+            { slug: "say", kind: "assistant_message", display_name: "Say", parameters: { text } },
+            { slug: "end", kind: "end", display_name: "End" }
+          ],
+          edges: [{ source: "start", target: "say" }, { source: "say", target: "end" }]
+        })
+        const workflow = yield* client.workflows.create({
+          payload: { slug: `version-gone-${Date.now()}`, display_name: "Gone", graph: fixed("from version one") },
+          headers: {}
+        })
+        const opened = eventsOf(
+          yield* chatkit(token, {
+            type: "threads.create",
+            params: { input: say("first") },
+            metadata: { workflow_id: workflow.id }
+          })
+        )
+        expect(answerOf(opened)).toBe("from version one")
+        const threadId = opened[1]?.thread.id
+        const next = (text: string) =>
+          Effect.map(
+            chatkit(token, { type: "threads.add_user_message", params: { thread_id: threadId, input: say(text) } }),
+            eventsOf
+          )
+
+        const v2 = yield* client.workflows.createVersion({
+          path: { id: workflow.id },
+          payload: { graph: fixed("from version two"), mark_as_active: true },
+          headers: {}
+        })
+        yield* sql`DELETE FROM workflow_definitions WHERE workflow_id = ${workflow.id} AND id <> ${v2.id}`
+        expect(answerOf(yield* next("second"))).toBe("from version two")
+
+        yield* sql`UPDATE workflows SET active_version_id = NULL WHERE id = ${workflow.id}`
+        yield* sql`DELETE FROM workflow_definitions WHERE workflow_id = ${workflow.id}`
+        const events = yield* next("third")
+        expect(events.at(-1)).toMatchObject({ type: "error", code: "stream.error", allow_retry: false })
+        expect(typeof events.at(-1)?.message).toBe("string")
+        // the history is kept: the thread still reads, with the refused message stored
+        const thread = json(yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }))
+        expect(thread.items.data.map((item) => item.type)).toEqual([
+          "user_message",
+          "assistant_message",
+          "user_message",
+          "assistant_message",
+          "user_message"
+        ])
       }))
 
     it.effect("a locked thread refuses new messages with an error event", () =>

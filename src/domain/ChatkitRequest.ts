@@ -71,7 +71,9 @@ const ThreadPageParams = {
 const streaming = {
   "threads.create": request("threads.create", { input: UserMessageInput }),
   "threads.add_user_message": request("threads.add_user_message", { thread_id: ThreadId, input: UserMessageInput }),
-  "threads.retry_after_item": request("threads.retry_after_item", { thread_id: ThreadId, item_id: ThreadItemId })
+  "threads.retry_after_item": request("threads.retry_after_item", { thread_id: ThreadId, item_id: ThreadItemId }),
+  // test-chatkit's client sends it after loading an active thread
+  "threads.resume": request("threads.resume", { thread_id: ThreadId })
 }
 
 /** The requests answered with one JSON document, by type. */
@@ -106,7 +108,6 @@ export const UNSUPPORTED_TYPES = [
   "threads.custom_action",
   "threads.sync_custom_action",
   "threads.add_structured_input",
-  "threads.resume",
   "attachments.create",
   "attachments.delete",
   "input.transcribe"

@@ -6,7 +6,9 @@ import { Effect, type Scope } from "effect"
 /**
  * An OpenAI-compatible chat-completions server on 127.0.0.1 (a real socket), scripted per request:
  * each request takes the next script (the last one repeats). It records every request and whether
- * the client closed the connection before the answer was complete.
+ * the client closed the connection before the answer was complete. Thread-title requests (the
+ * default `thread_title_prompt` as system message) run in the background of conversations, so
+ * they take no script: they are answered `Fake title` and recorded apart.
  */
 
 export type FakeScript =
@@ -55,6 +57,7 @@ export interface FakeOpenAi {
   /** `http://127.0.0.1:<port>/v1` */
   readonly baseUrl: string
   readonly requests: Array<RecordedRequest>
+  readonly titleRequests: Array<RecordedRequest>
   /** replaces the scripts for the next requests */
   readonly script: (...scripts: ReadonlyArray<FakeScript>) => void
 }
@@ -158,6 +161,14 @@ const answer = async (
   res.end()
 }
 
+const TITLE_SCRIPT: FakeScript = { type: "stream", tokens: ["Fake", " title"] }
+
+const isTitleRequest = (body: unknown) => {
+  const first = (body as { messages?: Array<{ role?: unknown; content?: unknown }> } | undefined)?.messages?.[0]
+  return first?.role === "system" && typeof first.content === "string" &&
+    first.content.startsWith("Write a short title")
+}
+
 /** The server for a scope (closed, with every connection, when the scope closes). */
 export const fakeOpenAi = (...initial: ReadonlyArray<FakeScript>): Effect.Effect<FakeOpenAi, never, Scope.Scope> =>
   Effect.acquireRelease(
@@ -165,6 +176,7 @@ export const fakeOpenAi = (...initial: ReadonlyArray<FakeScript>): Effect.Effect
       let scripts: ReadonlyArray<FakeScript> = initial.length === 0 ? [{ type: "stream", tokens: ["ok"] }] : initial
       let served = 0
       const requests: Array<RecordedRequest> = []
+      const titleRequests: Array<RecordedRequest> = []
       const server = http.createServer((req, res) => {
         const parts: Array<Buffer> = []
         req.on("data", (part: Buffer) => parts.push(part))
@@ -184,15 +196,16 @@ export const fakeOpenAi = (...initial: ReadonlyArray<FakeScript>): Effect.Effect
             closedEarly: false,
             closed: new Promise<void>((resolve) => (markClosed = resolve))
           }
-          requests.push(record)
+          const title = isTitleRequest(body)
+          ;(title ? titleRequests : requests).push(record)
           let closed = false
           res.on("close", () => {
             closed = true
             if (!res.writableFinished) record.closedEarly = true
             markClosed()
           })
-          const script = scripts[Math.min(served, scripts.length - 1)]!
-          served++
+          const script = title ? TITLE_SCRIPT : scripts[Math.min(served, scripts.length - 1)]!
+          if (!title) served++
           if (req.method !== "POST" || req.url !== "/v1/chat/completions") {
             res.writeHead(404).end()
             return
@@ -208,6 +221,7 @@ export const fakeOpenAi = (...initial: ReadonlyArray<FakeScript>): Effect.Effect
           fake: {
             baseUrl: `http://127.0.0.1:${port}/v1`,
             requests,
+            titleRequests,
             script: (...next) => {
               scripts = next
               served = 0

@@ -22,13 +22,15 @@ import {
 import { CurrentUser } from "../../domain/User.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { renderedJsonResponse } from "../../platform/Http.js"
-import { type ChatMessage, LlmProvider } from "../../platform/LlmProvider.js"
+import type { ChatMessage } from "../../platform/LlmProvider.js"
 import { protocolJson, sseResponse } from "../../platform/Sse.js"
 import { WorkflowsPolicy } from "../workflows/Policy.js"
 import { WorkflowsRepo } from "../workflows/Repo.js"
+import { LlmRouter } from "./LlmRouter.js"
 import { threadNotFound, ThreadsPolicy } from "./Policy.js"
 import { newItemId, type ThreadRow, ThreadsRepo, toThreadItem, toThreadMetadata } from "./Repo.js"
 import { INITIAL_RUNTIME_STATE, type RuntimeState, runTurn, type TurnEvent, type TurnFailed } from "./Runtime.js"
+import { ThreadTitles } from "./Titles.js"
 
 /**
  * `POST /api/v1/chatkit` (API.md section 7): the JSON requests answer a document, the streaming
@@ -132,7 +134,8 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     const policy = yield* ThreadsPolicy
     const workflows = yield* WorkflowsRepo
     const workflowsPolicy = yield* WorkflowsPolicy
-    const llm = yield* LlmProvider
+    const router = yield* LlmRouter
+    const titles = yield* ThreadTitles
 
     const thread = (row: ThreadRow) =>
       Effect.map(repo.latestItems(row.id), (page) => ({
@@ -298,6 +301,22 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
       })
 
     /**
+     * The version a turn runs and where in it: the thread's own; when that version was deleted, the
+     * workflow's active one, which the thread keeps from then on, from its start.
+     */
+    const versionOf = (row: ThreadRow) =>
+      Effect.gen(function*() {
+        if (row.workflow_version_id !== null) {
+          return Option.some({ id: row.workflow_version_id, runtime: runtimeOf(row) })
+        }
+        const workflow = yield* workflows.find(row.workflow_id)
+        const active = Option.flatMapNullable(workflow, (w) => w.active_version_id)
+        if (Option.isNone(active)) return Option.none()
+        yield* repo.update(row.id, { workflow_version_id: active.value, runtime_state: { state: {} } })
+        return Option.some({ id: active.value, runtime: INITIAL_RUNTIME_STATE })
+      })
+
+    /**
      * A turn as protocol events. Its answers are stored as they stream (`answerWriter`); its
      * runtime state is stored when it ends. A turn cut short (the client went away, or a failure)
      * leaves the runtime state as it was before the turn, so the next message runs from the same
@@ -306,10 +325,11 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     const turnEvents = (row: ThreadRow, text: string, history: ReadonlyArray<ChatMessage>) =>
       Stream.unwrapScoped(
         Effect.gen(function*() {
-          if (row.workflow_version_id === null) {
+          const version = yield* versionOf(row)
+          if (Option.isNone(version)) {
             return Stream.make(errorEvent("This conversation's workflow has no active version any more", false))
           }
-          const graph = yield* workflows.loadGraph(row.workflow_version_id)
+          const graph = yield* workflows.loadGraph(version.value.id)
           const answer = yield* answerWriter(row.id)
           const settledEvent = (settled: Settled) =>
             settled._tag === "Stored"
@@ -343,10 +363,10 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             ])
           return runTurn({
             graph,
-            runtime: runtimeOf(row),
+            runtime: version.value.runtime,
             userMessage: text,
             history,
-            llmFor: (model) => Effect.succeed({ provider: llm, model: model ?? "default" })
+            llmFor: router.route
           }).pipe(
             Stream.mapEffect(toEvents),
             Stream.catchAll((error) => Stream.fromEffect(failed(error))),
@@ -392,6 +412,8 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
               workflowVersionId: workflow.active_version_id,
               runtimeState: { ...INITIAL_RUNTIME_STATE }
             })
+            // queued now, not after the answer: the title needs only the first message, and a client gone mid-answer keeps it
+            yield* titles.request(row.id, userText(request.params.input))
             return yield* userTurn(row, request.params.input, [
               STREAM_OPTIONS,
               { type: "thread.created", thread: { ...toThreadMetadata(row), items: emptyItems } }
@@ -402,6 +424,10 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
             return yield* userTurn(writable.right, request.params.input, [STREAM_OPTIONS])
           }
+          case "threads.resume":
+            yield* policy.require(request.params.thread_id, "read")
+            // answers are stored as they stream and no turn outlives its request: nothing to re-attach to
+            return Stream.make(STREAM_OPTIONS)
           case "threads.retry_after_item": {
             const writable = yield* requireWritable(request.params.thread_id)
             if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
@@ -473,5 +499,12 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
 
     return { handle, adminThreads, adminItems } as const
   }),
-  dependencies: [ThreadsRepo.Default, ThreadsPolicy.Default, WorkflowsRepo.Default, WorkflowsPolicy.Default]
+  dependencies: [
+    ThreadsRepo.Default,
+    ThreadsPolicy.Default,
+    WorkflowsRepo.Default,
+    WorkflowsPolicy.Default,
+    LlmRouter.Default,
+    ThreadTitles.Default
+  ]
 }) {}
