@@ -1,30 +1,13 @@
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Schedule } from "effect"
+import { Effect, Schedule } from "effect"
 
-import { LlmProviderLive } from "../src/platform/LlmProviderLive.js"
-import { TestApp } from "./support/app.js"
 import { answerOf, chatkit, eventsOf, json, say } from "./support/chatkit.js"
-import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
+import { Fake, FAKE_OPENAI_KEY, TestAppOnFakeOpenAi } from "./support/fakeOpenAi.js"
 import { session } from "./support/session.js"
 
 /* A conversation against an OpenAI-compatible server (a real one on 127.0.0.1, scripted), as LLM_PROVIDER=openai configures it. */
 
-class Fake extends Context.Tag("test/FakeOpenAi")<Fake, FakeOpenAi>() {}
-
-const API_KEY = "sk-test-0123456789abcdef"
-
-const App = Layer.unwrapScoped(
-  Effect.map(fakeOpenAi(), (fake) =>
-    Layer.merge(
-      TestApp("conversations_openai", {
-        TRUST_PROXY: "1",
-        LLM_PROVIDER: "openai",
-        OPENAI_API_KEY: API_KEY,
-        OPENAI_BASE_URL: fake.baseUrl
-      }, { llm: LlmProviderLive }),
-      Layer.succeed(Fake, fake)
-    ))
-)
+const App = TestAppOnFakeOpenAi("conversations_openai")
 
 layer(App)("conversations on an OpenAI-compatible server", (it) => {
   it.effect("streams the server's tokens into the stored answer, sending the key, the instructions and the message", () =>
@@ -35,7 +18,7 @@ layer(App)("conversations on an OpenAI-compatible server", (it) => {
       const events = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("Salut") } }))
       expect(answerOf(events)).toBe("Bonjour le monde")
       const request = fake.requests.at(-1)
-      expect(request?.headers.authorization).toBe(`Bearer ${API_KEY}`)
+      expect(request?.headers.authorization).toBe(`Bearer ${FAKE_OPENAI_KEY}`)
       expect(request?.body).toMatchObject({
         stream: true,
         messages: [{ role: "system", content: "You are a helpful assistant." }, { role: "user", content: "Salut" }]
@@ -57,7 +40,7 @@ layer(App)("conversations on an OpenAI-compatible server", (it) => {
       )
       expect(titled.title).toBe("Fake title")
       const asked = fake.titleRequests.find((request) => JSON.stringify(request.body).includes("Plan my trip to Lyon"))
-      expect(asked?.headers.authorization).toBe(`Bearer ${API_KEY}`)
+      expect(asked?.headers.authorization).toBe(`Bearer ${FAKE_OPENAI_KEY}`)
       expect(asked?.body).toMatchObject({
         model: "gpt-4o-mini",
         messages: [
@@ -78,11 +61,11 @@ layer(App)("conversations on an OpenAI-compatible server", (it) => {
       )
       expect(fake.requests.length - before).toBe(2)
 
-      fake.script({ type: "status", status: 503, body: `{"error":{"message":"bad key ${API_KEY}"}}` })
+      fake.script({ type: "status", status: 503, body: `{"error":{"message":"bad key ${FAKE_OPENAI_KEY}"}}` })
       const failed = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("two") } }))
       const error = failed.at(-1)
       expect(error).toMatchObject({ type: "error", code: "stream.error", allow_retry: true })
       expect(typeof error?.message).toBe("string")
-      expect(JSON.stringify(failed)).not.toContain(API_KEY)
+      expect(JSON.stringify(failed)).not.toContain(FAKE_OPENAI_KEY)
     }))
 })

@@ -1,11 +1,9 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Schedule } from "effect"
+import { Effect, Schedule } from "effect"
 
-import { LlmProviderLive } from "../src/platform/LlmProviderLive.js"
-import { TestApp } from "./support/app.js"
 import { answerOf, chatkit, type Event, eventsOf, say } from "./support/chatkit.js"
-import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
+import { Fake, TestAppOnFakeOpenAi } from "./support/fakeOpenAi.js"
 import { session } from "./support/session.js"
 
 /*
@@ -14,27 +12,15 @@ import { session } from "./support/session.js"
  * calls and trying again after a 1 s cool-down.
  */
 
-class Fake extends Context.Tag("test/FakeOpenAi")<Fake, FakeOpenAi>() {}
-
 const METRICS_TOKEN = "metrics-token-for-resilience"
 
-const App = Layer.unwrapScoped(
-  Effect.map(fakeOpenAi(), (fake) =>
-    Layer.merge(
-      TestApp("conversations_resilience", {
-        TRUST_PROXY: "1",
-        LLM_PROVIDER: "openai",
-        OPENAI_API_KEY: "sk-resilience-0123456789",
-        OPENAI_BASE_URL: fake.baseUrl,
-        LLM_RETRY_ATTEMPTS: "1",
-        LLM_FIRST_TOKEN_TIMEOUT_SECONDS: "1",
-        LLM_CIRCUIT_FAILURES: "5",
-        LLM_CIRCUIT_COOLDOWN_SECONDS: "1",
-        METRICS_TOKEN
-      }, { llm: LlmProviderLive }),
-      Layer.succeed(Fake, fake)
-    ))
-)
+const App = TestAppOnFakeOpenAi("conversations_resilience", {
+  LLM_RETRY_ATTEMPTS: "1",
+  LLM_FIRST_TOKEN_TIMEOUT_SECONDS: "1",
+  LLM_CIRCUIT_FAILURES: "5",
+  LLM_CIRCUIT_COOLDOWN_SECONDS: "1",
+  METRICS_TOKEN
+})
 
 const metrics = Effect.gen(function*() {
   const client = yield* HttpClient.HttpClient

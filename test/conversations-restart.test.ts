@@ -1,13 +1,11 @@
-import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 import { Option } from "effect"
-import pg from "pg"
 import { afterAll, describe, expect, it } from "vitest"
 
-import { testDatabaseUrl } from "./support/database.js"
+import { freshDatabase, testDatabaseUrl } from "./support/database.js"
 import { freePort } from "./support/network.js"
 import { collect, startServer, waitFor } from "./support/process.js"
 
@@ -140,24 +138,11 @@ describe("a paused workflow after a restart", () => {
   })
 
   describe.runIf(Option.isSome(testDatabaseUrl))("on PostgreSQL", () => {
-    const url = new URL(Option.getOrElse(testDatabaseUrl, () => "postgres://localhost/x"))
-    const database = `chatkit_restart_${randomBytes(4).toString("hex")}`
-    const admin = () => new pg.Client({ connectionString: url.toString() })
-    afterAll(async () => {
-      const client = admin()
-      await client.connect()
-      await client.query(`DROP DATABASE IF EXISTS ${database}`)
-      await client.end()
-    })
+    const database = freshDatabase("chatkit_restart")
+    afterAll(() => database.drop())
 
     it("resumes where it paused on a PostgreSQL database", async () => {
-      const client = admin()
-      await client.connect()
-      await client.query(`CREATE DATABASE ${database}`)
-      await client.end()
-      const target = new URL(url)
-      target.pathname = `/${database}`
-      await resumesAfterRestart({ DATABASE_URL: target.toString() })
+      await resumesAfterRestart({ DATABASE_URL: await database.create() })
     })
   })
 })

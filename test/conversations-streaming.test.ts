@@ -1,9 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Effect } from "effect"
 
-import { LlmProviderLive } from "../src/platform/LlmProviderLive.js"
-import { TestApp } from "./support/app.js"
 import {
   answerOf,
   chatkit,
@@ -15,7 +13,7 @@ import {
   say,
   serverPort
 } from "./support/chatkit.js"
-import { type FakeOpenAi, fakeOpenAi, type FakeScript } from "./support/fakeOpenAi.js"
+import { Fake, type FakeScript, TestAppOnFakeOpenAi } from "./support/fakeOpenAi.js"
 import { session } from "./support/session.js"
 
 /*
@@ -25,20 +23,7 @@ import { session } from "./support/session.js"
  * with clients on raw sockets where the socket matters.
  */
 
-class Fake extends Context.Tag("test/FakeOpenAi")<Fake, FakeOpenAi>() {}
-
-const App = Layer.unwrapScoped(
-  Effect.map(fakeOpenAi(), (fake) =>
-    Layer.merge(
-      TestApp("conversations_streaming", {
-        TRUST_PROXY: "1",
-        LLM_PROVIDER: "openai",
-        OPENAI_API_KEY: "sk-test-streaming",
-        OPENAI_BASE_URL: fake.baseUrl
-      }, { llm: LlmProviderLive }),
-      Layer.succeed(Fake, fake)
-    ))
-)
+const App = TestAppOnFakeOpenAi("conversations_streaming")
 
 const tokens = (n: number) => Array.from({ length: n }, (_, i) => `w${i} `)
 

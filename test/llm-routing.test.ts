@@ -1,7 +1,6 @@
 import { expect, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
 
-import { LlmProviderLive } from "../src/platform/LlmProviderLive.js"
 import { TestApp } from "./support/app.js"
 import { answerOf, chatkit, eventsOf, say } from "./support/chatkit.js"
 import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
@@ -27,7 +26,7 @@ const App = Layer.unwrapScoped(
         LLM_PROVIDER: "openai",
         OPENAI_API_KEY: ENV_KEY,
         OPENAI_BASE_URL: env.baseUrl
-      }, { llm: LlmProviderLive }),
+      }),
       Layer.succeed(Fakes, { env, settings })
     )
   })

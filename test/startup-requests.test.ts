@@ -1,12 +1,10 @@
 import { spawn } from "node:child_process"
-import { randomBytes } from "node:crypto"
 import { request } from "node:http"
 
 import { Option } from "effect"
-import pg from "pg"
 import { afterAll, describe, expect, it } from "vitest"
 
-import { testDatabaseUrl } from "./support/database.js"
+import { freshDatabase, testDatabaseUrl } from "./support/database.js"
 import { freePort } from "./support/network.js"
 
 /*
@@ -96,24 +94,11 @@ describe("requests sent while the server starts", () => {
   })
 
   describe.runIf(Option.isSome(testDatabaseUrl))("on PostgreSQL", () => {
-    const url = new URL(Option.getOrElse(testDatabaseUrl, () => "postgres://localhost/x"))
-    const database = `chatkit_startup_${randomBytes(4).toString("hex")}`
-    const admin = () => new pg.Client({ connectionString: url.toString() })
-    afterAll(async () => {
-      const client = admin()
-      await client.connect()
-      await client.query(`DROP DATABASE IF EXISTS ${database}`)
-      await client.end()
-    })
+    const database = freshDatabase("chatkit_startup")
+    afterAll(() => database.drop())
 
     it("are refused or answered on a fresh database, never left hanging", async () => {
-      const client = admin()
-      await client.connect()
-      await client.query(`CREATE DATABASE ${database}`)
-      await client.end()
-      const target = new URL(url)
-      target.pathname = `/${database}`
-      expectEveryRequestAnswered(await pollDuringStartup({ DATABASE_URL: target.toString() }))
+      expectEveryRequestAnswered(await pollDuringStartup({ DATABASE_URL: await database.create() }))
     })
   })
 })

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto"
 
 import { SqlClient } from "@effect/sql"
 import { Clock, Effect, Layer, Option, Redacted } from "effect"
+import pg from "pg"
 
 import { testConfig } from "../../src/platform/Config.js"
 import { layerEmbedded, layerPostgres } from "../../src/platform/Database.js"
@@ -42,3 +43,30 @@ export const testDatabaseLayer = (name: string) =>
       )
     }
   }).pipe(Layer.provide(testConfig()), Layer.provide(LiveClock))
+
+/**
+ * A PostgreSQL database of its own on TEST_DATABASE_URL's server, for tests that start server
+ * processes (which migrate it from scratch): `create` answers its URL, `drop` removes it.
+ */
+export const freshDatabase = (prefix: string) => {
+  const server = new URL(Option.getOrElse(testDatabaseUrl, () => "postgres://localhost/x"))
+  const name = `${prefix}_${randomBytes(4).toString("hex")}`
+  const run = async (statement: string) => {
+    const client = new pg.Client({ connectionString: server.toString() })
+    await client.connect()
+    try {
+      await client.query(statement)
+    } finally {
+      await client.end()
+    }
+  }
+  return {
+    create: async () => {
+      await run(`CREATE DATABASE ${name}`)
+      const url = new URL(server)
+      url.pathname = `/${name}`
+      return url.toString()
+    },
+    drop: () => run(`DROP DATABASE IF EXISTS ${name}`)
+  }
+}

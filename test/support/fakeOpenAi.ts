@@ -1,7 +1,9 @@
 import * as http from "node:http"
 import type * as net from "node:net"
 
-import { Effect, type Scope } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
+
+import { TestApp } from "./app.js"
 
 /**
  * An OpenAI-compatible chat-completions server on 127.0.0.1 (a real socket), scripted per request:
@@ -236,3 +238,25 @@ export const fakeOpenAi = (...initial: ReadonlyArray<FakeScript>): Effect.Effect
         server.close(() => resume(Effect.void))
       })
   ).pipe(Effect.map(({ fake }) => fake))
+
+/** The environment key TestAppOnFakeOpenAi gives the provider. */
+export const FAKE_OPENAI_KEY = "sk-test-0123456789abcdef"
+
+/** The fake server of `TestAppOnFakeOpenAi`, for its tests to script. */
+export class Fake extends Context.Tag("test/FakeOpenAi")<Fake, FakeOpenAi>() {}
+
+/** TestApp with LLM_PROVIDER=openai pointed at a fake server of its own (`Fake`), plus `env`. */
+export const TestAppOnFakeOpenAi = (name: string, env: Record<string, string> = {}) =>
+  Layer.unwrapScoped(
+    Effect.map(fakeOpenAi(), (fake) =>
+      Layer.merge(
+        TestApp(name, {
+          TRUST_PROXY: "1",
+          LLM_PROVIDER: "openai",
+          OPENAI_API_KEY: FAKE_OPENAI_KEY,
+          OPENAI_BASE_URL: fake.baseUrl,
+          ...env
+        }),
+        Layer.succeed(Fake, fake)
+      ))
+  )
