@@ -2,9 +2,10 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
+import fc from "fast-check"
 
 import { TestApp } from "./support/app.js"
-import { answerOf, chatkit, eventsOf, json, say } from "./support/chatkit.js"
+import { answerOf, chatkit, eventsOf, json, say, sseReader } from "./support/chatkit.js"
 import { session } from "./support/session.js"
 
 /*
@@ -112,6 +113,27 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
 
       expect(json(yield* chatkit(token, { type: "threads.delete", params: { thread_id: threadId } }))).toEqual({})
       expect((yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } })).status).toBe(404)
+    }))
+
+  it.effect("a client reading the stream in pieces cut anywhere, even inside a character, gets the same events", () =>
+    Effect.gen(function*() {
+      const { token } = yield* session("piecewise")
+      const answer = yield* chatkit(token, {
+        type: "threads.create",
+        params: { input: say("Grüße aus Köln 👋 — ça va ?") }
+      })
+      const whole = eventsOf(answer)
+      expect(answerOf(whole)).toContain("Grüße aus Köln 👋")
+      const bytes = Buffer.from(answer.text, "utf8")
+      fc.assert(
+        fc.property(fc.uniqueArray(fc.integer({ min: 1, max: bytes.length - 1 }), { maxLength: 40 }), (cuts) => {
+          const read = sseReader()
+          const bounds = [0, ...cuts.sort((a, b) => a - b), bytes.length]
+          const events = bounds.slice(1).flatMap((end, i) => read(bytes.subarray(bounds[i], end)))
+          expect(events).toEqual(whole)
+        }),
+        { seed: 10, numRuns: 200 }
+      )
     }))
 
   it.effect("administrators review every user's threads and their items through standard pages", () =>

@@ -55,13 +55,26 @@ export interface JsonAnswer extends Page<Item> {
   readonly title?: string
 }
 
-/** The events of an SSE body: one `data:` line each, comments (pings) skipped. */
+/**
+ * A client's reader of an SSE body arriving in pieces cut anywhere: bytes decoded across the cuts,
+ * an event at each blank line (one `data:` line each), comments (pings) skipped.
+ */
+export const sseReader = () => {
+  const decoder = new TextDecoder("utf-8", { fatal: true })
+  let buffer = ""
+  return (bytes: Uint8Array): Array<Event> => {
+    buffer += decoder.decode(bytes, { stream: true })
+    const blocks = buffer.split("\n\n")
+    buffer = blocks.pop() ?? ""
+    return blocks.filter((block) => block.startsWith("data: ")).map((block) => JSON.parse(block.slice(6)))
+  }
+}
+
+/** The events of a whole SSE body. */
 export const eventsOf = (answer: Answer): ReadonlyArray<Event> => {
   expect(answer.status).toBe(200)
   expect(answer.headers["content-type"]).toBe("text/event-stream")
-  return answer.text.split("\n\n").filter((block) => block.startsWith("data: ")).map((block) =>
-    JSON.parse(block.slice(6))
-  )
+  return sseReader()(Buffer.from(answer.text, "utf8"))
 }
 
 export const json = (answer: Answer) => {
@@ -104,7 +117,7 @@ export interface LiveStream {
 export const openStream = (port: number, token: string, body: unknown): LiveStream => {
   const events: Array<Event> = []
   const waiters = new Set<() => void>()
-  let buffer = ""
+  const read = sseReader()
   let markEnded: () => void = () => undefined
   const ended = new Promise<void>((resolve) => (markEnded = resolve))
   const req = request({
@@ -119,12 +132,8 @@ export const openStream = (port: number, token: string, body: unknown): LiveStre
       "x-forwarded-for": randomIp()
     }
   }, (response) => {
-    response.setEncoding("utf8")
-    response.on("data", (text: string) => {
-      buffer += text
-      const blocks = buffer.split("\n\n")
-      buffer = blocks.pop() ?? ""
-      for (const block of blocks) if (block.startsWith("data: ")) events.push(JSON.parse(block.slice(6)))
+    response.on("data", (bytes: Buffer) => {
+      events.push(...read(bytes))
       for (const wake of waiters) wake()
     })
     response.on("end", markEnded)
