@@ -159,7 +159,7 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000, 600_000),
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", 300, 86_400),
     cacheDisabled: booleanFlag("CACHE_DISABLED", false),
-    rateLimitApiPerMinute: positiveInt("RATE_LIMIT_API_PER_MINUTE", 300, 100_000),
+    rateLimitApiPerMinute: positiveInt("RATE_LIMIT_API_PER_MINUTE", 300, 10_000_000),
     redisNamespace: optionalString("REDIS_NAMESPACE").pipe(
       Config.validate({
         message: "REDIS_NAMESPACE: must be 1-64 of [A-Za-z0-9_.-]",
