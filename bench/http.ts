@@ -6,6 +6,8 @@
  * Printed as a table and written to bench/results/latest.json.
  *
  *   npm run bench [-- --embedded] [-- --seconds 10 --warmup 3 --connections 64 --runs 1]
+ *   npm run bench -- --only "cache warm" --profile /tmp/prof   (one scenario, the server under --cpu-prof;
+ *                                                             node bench/profile-top.mjs /tmp/prof/*.cpuprofile)
  *
  * PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres), where a
  * fresh database is created and dropped; Redis: BENCH_REDIS_URL (default redis://127.0.0.1:6379),
@@ -29,7 +31,9 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "10" },
     warmup: { type: "string", default: "3" },
     connections: { type: "string", default: "64" },
-    runs: { type: "string", default: "1" }
+    runs: { type: "string", default: "1" },
+    only: { type: "string" },
+    profile: { type: "string" }
   }
 })
 const load = {
@@ -45,6 +49,11 @@ const PASSWORD = "correct horse battery staple"
 const LOGIN_USERS = 200
 const MODELS = 180
 const MODELS_PAGE = "/api/v1/models?page=3&page_size=20"
+
+const LOGIN = "POST /auth/login (argon2id)"
+const CACHE_OFF = "models page, cache off"
+const selected = (scenario: string) => args.only === undefined || scenario.includes(args.only)
+const appNodeFlags = args.profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${args.profile}`]
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -214,7 +223,7 @@ const run = async (round: number) => {
   let baseline: Server | undefined
   let app: Server | undefined
   try {
-    app = await start(["dist/main.js"], appEnv({}), "/health/ready")
+    app = await start([...appNodeFlags, "dist/main.js"], appEnv({}), "/health/ready")
     const startupMs = app.startupMs
     const token = await seed(app.base)
     // the baseline reads the same rows: on PostgreSQL the app's own database; embedded, a copy of its catalog
@@ -232,6 +241,7 @@ const run = async (round: number) => {
       basePath?: string,
       headers: Record<string, string> = auth
     ) => {
+      if (!selected(scenario)) return
       const baseResult = basePath === undefined ? undefined : await wrk({ url: `${baseline!.base}${basePath}` }, load)
       const appResult = await wrk({ url: `${app!.base}${path}`, headers }, load)
       rows.push({
@@ -246,17 +256,20 @@ const run = async (round: number) => {
     await measure("GET /health", "/health", "/health", {})
     await measure("models page, cache warm", MODELS_PAGE, MODELS_PAGE)
     await measure("GET /auth/me (vs baseline models page)", "/api/v1/auth/me", MODELS_PAGE)
-    const login = await wrk({
-      url: `${app.base}/api/v1/auth/login`,
-      postBody: JSON.stringify({ email: "bench-user-{{i}}@example.com", password: PASSWORD }),
-      indexBelow: LOGIN_USERS
-    }, load)
-    rows.push({ scenario: "POST /auth/login (argon2id)", app: login, rssMb: rssMb(app.child.pid!) })
+    if (selected(LOGIN)) {
+      const login = await wrk({
+        url: `${app.base}/api/v1/auth/login`,
+        postBody: JSON.stringify({ email: "bench-user-{{i}}@example.com", password: PASSWORD }),
+        indexBelow: LOGIN_USERS
+      }, load)
+      rows.push({ scenario: LOGIN, app: login, rssMb: rssMb(app.child.pid!) })
+    }
     await stop(app.child)
+    if (!selected(CACHE_OFF)) return { round, startupMs, idleRssMb: idleRss, rows }
 
-    app = await start(["dist/main.js"], appEnv({ CACHE_DISABLED: "true" }), "/health/ready")
+    app = await start([...appNodeFlags, "dist/main.js"], appEnv({ CACHE_DISABLED: "true" }), "/health/ready")
     const fresh = await api(app.base, "POST", "/api/v1/auth/login", { email: ADMIN_EMAIL, password: PASSWORD })
-    await measure("models page, cache off", MODELS_PAGE, MODELS_PAGE, { authorization: `Bearer ${fresh.access_token}` })
+    await measure(CACHE_OFF, MODELS_PAGE, MODELS_PAGE, { authorization: `Bearer ${fresh.access_token}` })
     return { round, startupMs, idleRssMb: idleRss, rows }
   } finally {
     if (app !== undefined) await stop(app.child)

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 
@@ -224,6 +225,9 @@ describe("JSON logger", () => {
 })
 
 /** Everything the process would print: stdout writes and console calls (vitest reroutes console). */
+/** Log lines go out once per turn of the event loop: after this one, they are written. */
+const logsWritten = () => new Promise((resolve) => setImmediate(resolve))
+
 const spyOutput = () => {
   const stdout: Array<string> = []
   vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
@@ -245,6 +249,7 @@ describe("LoggerLive", () => {
     await Effect.runPromise(
       Effect.log("hello").pipe(Effect.provide(LoggerLive.pipe(Layer.provide(testConfig({ LOG_FORMAT: "json" })))))
     )
+    await logsWritten()
     vi.restoreAllMocks()
     expect(output.consoleCalls).toEqual([])
     expect(output.stdout).toHaveLength(1)
@@ -261,9 +266,53 @@ describe("LoggerLive", () => {
         Effect.provide(Logger.pretty)
       )
     )
+    await logsWritten()
     vi.restoreAllMocks()
     expect(output.consoleCalls).toEqual([])
     expect(output.stdout).toHaveLength(1)
+  })
+
+  it("writes the lines of one turn of the event loop together, and at most 1,000 at a time", async () => {
+    const output = spyOutput()
+    const logger = LoggerLive.pipe(Layer.provide(testConfig({ LOG_FORMAT: "json" })))
+    await Effect.runPromise(
+      Effect.all([Effect.log("one"), Effect.log("two"), Effect.log("three")]).pipe(Effect.provide(logger))
+    )
+    await logsWritten()
+    expect(output.stdout).toHaveLength(1)
+    expect(output.stdout[0]?.split("\n").filter((line) => line !== "").map(parse).map((e) => e["message"])).toEqual([
+      "one",
+      "two",
+      "three"
+    ])
+    output.stdout.length = 0
+    await Effect.runPromise(
+      Effect.forEach(Array.from({ length: 2_500 }, (_, i) => i), (i) => Effect.log(`line ${i}`)).pipe(
+        Effect.provide(logger)
+      )
+    )
+    await logsWritten()
+    vi.restoreAllMocks()
+    expect(output.stdout.map((chunk) => chunk.split("\n").filter((line) => line !== "").length)).toEqual([
+      1_000,
+      1_000,
+      500
+    ])
+  })
+
+  it("writes what is pending when the process exits at once", () => {
+    const script = [
+      `import { Effect, Layer } from "effect"`,
+      `import { LoggerLive } from "./src/platform/Telemetry.ts"`,
+      `import { testConfig } from "./src/platform/Config.ts"`,
+      `await Effect.runPromise(Effect.log("last words").pipe(Effect.provide(LoggerLive.pipe(Layer.provide(testConfig({ LOG_FORMAT: "json" }))))))`,
+      `process.exit(3)`
+    ].join("\n")
+    const result = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      encoding: "utf8"
+    })
+    expect(result.status).toBe(3)
+    expect(result.stdout.trim().split("\n").map(parse).map((e) => e["message"])).toEqual(["last words"])
   })
 
   it("uses LOG_LEVEL as the minimum level", async () => {
@@ -273,6 +322,7 @@ describe("LoggerLive", () => {
         Effect.provide(LoggerLive.pipe(Layer.provide(testConfig({ LOG_FORMAT: "json", LOG_LEVEL: "error" }))))
       )
     )
+    await logsWritten()
     vi.restoreAllMocks()
     expect(output.stdout.map(parse).map((e) => e["message"])).toEqual(["loud"])
   })
@@ -285,6 +335,7 @@ describe("LoggerLive", () => {
         Effect.provide(LoggerLive.pipe(Layer.provide(testConfig({ LOG_FORMAT: "pretty" }))))
       )
     )
+    await logsWritten()
     vi.restoreAllMocks()
     const printed = [...output.stdout, ...output.consoleCalls.map((args) => args.map(String).join(" "))].join("\n")
     expect(printed).toContain("pretty line")

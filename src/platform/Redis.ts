@@ -58,7 +58,9 @@ const clientOptions = (options: RedisConnectionOptions): RedisOptions => ({
   enableOfflineQueue: false,
   connectTimeout: options.connectTimeoutMs ?? 2_000,
   commandTimeout: options.commandTimeoutMs ?? 1_000,
-  connectionName: "chatkit-backend"
+  connectionName: "chatkit-backend",
+  // the commands of concurrent requests issued in one tick go out in one write (fewer syscalls under load)
+  enableAutoPipelining: true
 })
 
 /** Where the client connects, for log lines: scheme, host, port and database, no credentials. */

@@ -67,8 +67,35 @@ export const makeJsonLogger = (write: (line: string) => void): Logger.Logger<unk
     write(line)
   }))
 
+/** Lines waiting for the next write; past this many they go out at once (a bounded buffer). */
+const MAX_PENDING_LINES = 1_000
+let pendingLines: Array<string> = []
+let flushScheduled = false
+let flushOnExit = false
+
+const flushStdout = () => {
+  flushScheduled = false
+  if (pendingLines.length === 0) return
+  const text = pendingLines.join("\n") + "\n"
+  pendingLines = []
+  process.stdout.write(text)
+}
+
+/**
+ * Log lines to stdout, one write per turn of the event loop rather than one per line (stdout to a
+ * file or a pipe is a synchronous system call per write on Linux). What is pending when the
+ * process exits is written then (synchronously, as stdout is), so no line is lost.
+ */
 const writeStdout = (line: string) => {
-  process.stdout.write(line + "\n")
+  pendingLines.push(line)
+  if (pendingLines.length >= MAX_PENDING_LINES) return flushStdout()
+  if (flushScheduled) return
+  if (!flushOnExit) {
+    flushOnExit = true
+    process.once("exit", flushStdout)
+  }
+  flushScheduled = true
+  setImmediate(flushStdout)
 }
 
 const LOG_LEVELS: Record<AppConfigShape["logLevel"], LogLevel.LogLevel> = {

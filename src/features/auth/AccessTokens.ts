@@ -40,7 +40,16 @@ const reasonOf = (error: unknown) =>
 export class AccessTokens extends Effect.Service<AccessTokens>()("chatkit/AccessTokens", {
   effect: Effect.gen(function*() {
     const config = yield* AppConfig
-    const key = new TextEncoder().encode(Redacted.value(config.authSecretKey))
+    // imported once: jose would import a raw key into WebCrypto again on every sign and verify
+    const key = yield* Effect.promise(() =>
+      crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(Redacted.value(config.authSecretKey)),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["sign", "verify"]
+      )
+    )
     const ttlSeconds = config.accessTokenTtlMinutes * 60
 
     const sign = (userId: UserId): Effect.Effect<SignedAccessToken> =>
