@@ -355,6 +355,20 @@ layer(TestLayer, { timeout: 120_000 })("auth", (it) => {
         expect((yield* me(genuine)).id).toBe(user.id)
       }))
 
+    it.effect("a token accepted before is refused once it expires (a verified token is remembered, its expiry checked each time)", () =>
+      Effect.gen(function*() {
+        const { user } = yield* session
+        const key = yield* secretKey
+        const expiresAt = Math.floor(Date.now() / 1000) + 2
+        const shortLived = yield* Effect.promise(() => forge(user.id, key, { exp: expiresAt }))
+        expect((yield* me(shortLived)).id).toBe(user.id)
+        expect((yield* me(shortLived)).id).toBe(user.id)
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, expiresAt * 1000 - Date.now() + 50)))
+        const response = yield* raw("GET", "/api/v1/auth/me", { token: shortLived })
+        expect(response.status).toBe(401)
+        expect(response.body["detail"]).toBe("The access token is missing, invalid or expired")
+      }))
+
     it.effect("a refresh token is not a bearer token, and an access token is not a refresh token", () =>
       Effect.gen(function*() {
         const { tokens } = yield* session

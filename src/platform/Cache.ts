@@ -5,6 +5,7 @@ import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from 
 import { AppConfig } from "./Config.js"
 import { cacheErrorsTotal, cacheRequestsTotal } from "./Metrics.js"
 import { OptionalRedis, Redis, type RedisError, redisKeyRoot, type RedisService } from "./Redis.js"
+import { withHotSpan } from "./Spans.js"
 
 /**
  * Read-through cache of JSON values. Keys are `:`-separated segments, the first naming the cache
@@ -174,7 +175,7 @@ const makeService = <Slot>(store: Store<Slot>, defaultTtl: Duration.Duration): C
   return {
     get: (key, schema) =>
       Effect.map(lookup(key, schema), ({ value }) => value).pipe(
-        Effect.withSpan("Cache.get", { attributes: { cache: cacheName(key) } })
+        withHotSpan("Cache.get", { attributes: { cache: cacheName(key) } })
       ),
 
     set: (key, value, schema, ttl) =>
@@ -214,7 +215,7 @@ const makeService = <Slot>(store: Store<Slot>, defaultTtl: Duration.Duration): C
                 onNone: () => Effect.void,
                 onSome: (s) => writeTo(key, Effect.succeed(s), loaded, schema, ttl)
               }))
-        })).pipe(Effect.withSpan("Cache.getOrLoad", { attributes: { cache: cacheName(key) } }))
+        })).pipe(withHotSpan("Cache.getOrLoad", { attributes: { cache: cacheName(key) } }))
   }
 }
 

@@ -8,6 +8,7 @@ import { AppConfig, type AppConfigShape } from "./Config.js"
 import { RequestInfo } from "./Http.js"
 import { rateLimitRejectionsTotal } from "./Metrics.js"
 import { OptionalRedis, RedisError, redisKeyRoot, type RedisService } from "./Redis.js"
+import { withHotSpan } from "./Spans.js"
 
 /**
  * Fixed-window rate limits (API.md section 0), shared by every instance through Redis, per
@@ -262,7 +263,7 @@ const makeService = (store: Store<never>, root = RATE_LIMIT_KEY_ROOT): RateLimit
         }); retry in ${resetSeconds} s`,
         retry_after: resetSeconds
       })
-    }).pipe(Effect.withSpan("RateLimiter.consume", { attributes: { limit: rule.name } }))
+    }).pipe(withHotSpan("RateLimiter.consume", { attributes: { limit: rule.name } }))
 })
 
 /** A limiter private to this process. */

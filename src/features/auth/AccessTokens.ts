@@ -1,15 +1,18 @@
 import { randomUUID } from "node:crypto"
 
-import { Clock, Data, Effect, Redacted, Schema } from "effect"
+import { Cache, Clock, Data, Duration, Effect, Exit, Redacted, Schema } from "effect"
 import { jwtVerify, SignJWT } from "jose"
 
 import { Unauthorized } from "../../domain/errors.js"
 import { UserId } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
+import { withHotSpan } from "../../platform/Spans.js"
 
 export const ACCESS_TOKEN_ISSUER = "chatkit-backend"
 export const ACCESS_TOKEN_AUDIENCE = "chatkit-api"
 const ALGORITHM = "HS256"
+/** verified tokens remembered at most (about 0.5 KB each) */
+const VERIFIED_TOKENS = 10_000
 
 /**
  * An access token was refused. `reason` is for debug logs only; callers see the generic
@@ -69,13 +72,12 @@ export class AccessTokens extends Effect.Service<AccessTokens>()("chatkit/Access
         return { token: Redacted.make(token), expiresIn: ttlSeconds }
       }).pipe(Effect.withSpan("AccessTokens.sign"))
 
-    /** The user id of a valid access token. */
-    const verify = (token: Redacted.Redacted<string>): Effect.Effect<UserId, InvalidAccessToken> =>
+    /** What a token's signature and claims say, checked at `now`: its user and when it expires. */
+    const check = (token: string, now: number) =>
       Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
         const { payload } = yield* Effect.tryPromise({
           try: () =>
-            jwtVerify(Redacted.value(token), key, {
+            jwtVerify(token, key, {
               algorithms: [ALGORITHM],
               issuer: ACCESS_TOKEN_ISSUER,
               audience: ACCESS_TOKEN_AUDIENCE,
@@ -87,8 +89,26 @@ export class AccessTokens extends Effect.Service<AccessTokens>()("chatkit/Access
         if (payload["type"] !== "access") return yield* new InvalidAccessToken({ reason: "not an access token" })
         const userId = decodeUserId(payload.sub)
         if (userId._tag === "None") return yield* new InvalidAccessToken({ reason: "bad subject" })
-        return userId.value
-      }).pipe(Effect.withSpan("AccessTokens.verify"))
+        return { userId: userId.value, expiresAtMs: (payload.exp ?? 0) * 1000 }
+      })
+
+    // A client sends its token with every request: its signature is checked once a minute, not each
+    // time (an HMAC through WebCrypto per request). Refusals are not kept; expiry is checked every time.
+    const checked = yield* Cache.makeWith({
+      capacity: VERIFIED_TOKENS,
+      lookup: (token: string) => Effect.flatMap(Clock.currentTimeMillis, (now) => check(token, now)),
+      timeToLive: (exit) => (Exit.isSuccess(exit) ? Duration.minutes(1) : Duration.zero)
+    })
+
+    /** The user id of a valid access token. */
+    const verify = (token: Redacted.Redacted<string>): Effect.Effect<UserId, InvalidAccessToken> =>
+      Effect.gen(function*() {
+        const { expiresAtMs, userId } = yield* checked.get(Redacted.value(token))
+        if ((yield* Clock.currentTimeMillis) >= expiresAtMs) {
+          return yield* new InvalidAccessToken({ reason: "ERR_JWT_EXPIRED" })
+        }
+        return userId
+      }).pipe(withHotSpan("AccessTokens.verify"))
 
     return { sign, verify } as const
   })

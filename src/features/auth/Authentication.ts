@@ -14,6 +14,7 @@ import type { User } from "../../domain/User.js"
 import { AppConfig } from "../../platform/Config.js"
 import { RequestInfo } from "../../platform/Http.js"
 import { RateLimiter, type RateLimitRule, rateLimitRules } from "../../platform/RateLimiter.js"
+import { withHotSpan } from "../../platform/Spans.js"
 import { UserLookup } from "../users/UserLookup.js"
 import { AccessTokens, InvalidAccessToken, toUnauthorized } from "./AccessTokens.js"
 
@@ -51,7 +52,7 @@ const bearerUser = Effect.gen(function*() {
 export const AuthenticationLive = Layer.effect(
   Authentication,
   Effect.map(bearerUser, (user) => ({
-    bearer: (token) => user(token).pipe(Effect.withSpan("Authentication.bearer"))
+    bearer: (token) => user(token).pipe(withHotSpan("Authentication.bearer"))
   }))
 )
 
@@ -65,7 +66,7 @@ export const AdminAuthenticationLive = Layer.effect(
           (caller) => caller.is_admin,
           () => new Forbidden({ detail: "This endpoint is for administrators" })
         ),
-        Effect.withSpan("AdminAuthentication.bearer")
+        withHotSpan("AdminAuthentication.bearer")
       )
   }))
 )

@@ -12,6 +12,7 @@ import {
   patchColumns,
   singleRow
 } from "../../platform/Database.js"
+import { withHotSpan } from "../../platform/Spans.js"
 
 /** A models row as stored (migration 0004). */
 const ModelRow = Schema.Struct({
@@ -53,7 +54,7 @@ export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo
         ) m ON true
         ORDER BY m.display_name, m.id`.pipe(
         Effect.map(countedPage<Model>("id")),
-        Effect.withSpan("ModelsRepo.list")
+        withHotSpan("ModelsRepo.list")
       )
 
     /** The catalog entry an agent node's `model` names, to find its provider. */

@@ -7,6 +7,7 @@ import { Model, type ModelId } from "../../domain/Model.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
 import { Cache, getOrRenderJson } from "../../platform/Cache.js"
 import { commitThen, orDieOnSqlError } from "../../platform/Database.js"
+import { withHotSpan } from "../../platform/Spans.js"
 import { AuditLog, changedFields, diffChanges } from "../audit/AuditLog.js"
 import { ModelsRepo, type NewModel } from "./Repo.js"
 
@@ -61,7 +62,7 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
         Effect.map(repo.list(page.pageSize, page.offset), ({ items, total }) => toPage(page, items, total))
       ).pipe(
         orDieOnSqlError,
-        Effect.withSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } })
+        withHotSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } })
       )
 
     /** Runs a write in a transaction and, once it has committed, drops every cached page. */

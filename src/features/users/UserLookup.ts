@@ -2,6 +2,7 @@ import { Duration, Effect, Option, Schema } from "effect"
 
 import { AdminUser, type UserId } from "../../domain/User.js"
 import { Cache } from "../../platform/Cache.js"
+import { withHotSpan } from "../../platform/Spans.js"
 import { toAdminUser, UsersRepo } from "./Repo.js"
 
 /** At most this stale: a deleted or demoted user loses access within it, and at once on this instance. */
@@ -24,7 +25,7 @@ export class UserLookup extends Effect.Service<UserLookup>()("chatkit/UserLookup
     const findLive = (id: UserId) =>
       cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL)
         .pipe(
-          Effect.withSpan("UserLookup.findLive")
+          withHotSpan("UserLookup.findLive")
         )
 
     // by prefix: unlike a plain delete, it also stops a read that overlaps the write from caching the old row
