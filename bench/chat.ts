@@ -13,15 +13,30 @@
  * The baseline, measured in the same rounds: the same clients reading the fake directly (the same
  * SSE through no backend), i.e. the cost of loopback and of this process's own event loop.
  * "added" = backend − direct, percentile by percentile. Target: backend first-delta p95 < 5 ms.
- * JSON goes to bench/results/chat.json.
+ * The thread.title job each new thread queues calls the provider too: the fake answers those
+ * requests at once (two tokens), counts them apart, and they run during the rounds, as they would.
+ * JSON goes to bench/results/chat.json (bench/results/chat-postgres.json with --postgres).
  *
- *   npm run bench:chat
+ * The backend runs on its embedded database (PGlite, in memory) and in-memory limits by default;
+ * with `--postgres` (or BENCH_DATABASE_URL) on a PostgreSQL database created for the run and
+ * dropped after, and on Redis (REDIS_URL, under a namespace of its own whose keys are deleted
+ * after), as production runs.
+ *
+ *   npm run bench:chat                 (embedded)
+ *   npm run bench:chat -- --postgres   (PostgreSQL on BENCH_DATABASE_URL, default
+ *                                       postgres://postgres@127.0.0.1:5432/postgres, whose server
+ *                                       gets the fresh database; Redis on BENCH_REDIS_URL, default
+ *                                       redis://127.0.0.1:6379)
  *   (BENCH_CHAT_STREAMS 50, BENCH_CHAT_TOKENS 20, BENCH_CHAT_ROUNDS 3,
  *    BENCH_CHAT_CPU_PROF=<dir> starts the backend with node --cpu-prof --cpu-prof-dir=<dir>)
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import { mkdir, readFile, writeFile } from "node:fs/promises"
 import * as http from "node:http"
+
+import { Redis } from "ioredis"
+import pg from "pg"
 
 import { freePort } from "../test/support/network.js"
 import { median, stop } from "./support.js"
@@ -33,10 +48,13 @@ const WARMUP_STREAMS = 5
 const TOKEN_INTERVAL_MS = 20
 const TARGET_P95_MS = 5
 const CPU_PROF_DIR = process.env.BENCH_CHAT_CPU_PROF
+const POSTGRES = process.argv.includes("--postgres") || (process.env.BENCH_DATABASE_URL ?? "") !== ""
+const DATABASE_SERVER_URL = process.env.BENCH_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres"
+const REDIS_URL = process.env.BENCH_REDIS_URL || "redis://127.0.0.1:6379"
 
 const ADMIN_EMAIL = "bench-admin@example.com"
 const ADMIN_PASSWORD = "bench-password-0123456789"
-const RESULTS = new URL("./results/chat.json", import.meta.url)
+const RESULTS = new URL(POSTGRES ? "./results/chat-postgres.json" : "./results/chat.json", import.meta.url)
 
 /** Token i's text; distinct lengths do not matter, deltas are matched by accumulated length. */
 const tokenText = (i: number) => `t${i} `
@@ -57,7 +75,9 @@ interface Fake {
   readonly sent: Map<string, Array<number>>
   /** per marker: how many upstream requests carried it (a retry would make it 2) */
   readonly requests: Map<string, number>
-  /** requests without a marker (none expected; a background job calling the model would be one) */
+  /** thread.title requests (the job each new thread queues), answered at once and not measured */
+  titles: number
+  /** other requests without a marker (none expected) */
   unmatched: number
   readonly close: () => Promise<void>
 }
@@ -73,6 +93,17 @@ const chunk = (delta: Record<string, string>, finish: string | null = null) =>
     })
   }\n\n`
 
+/** A thread.title job's request: the default `thread_title_prompt` as its system message. */
+const isTitleRequest = (body: string) => {
+  try {
+    const first = (JSON.parse(body) as { messages?: Array<{ role?: unknown; content?: unknown }> }).messages?.[0]
+    return first?.role === "system" && typeof first.content === "string" &&
+      first.content.startsWith("Write a short title")
+  } catch {
+    return false
+  }
+}
+
 const startFake = () =>
   new Promise<Fake>((resolve) => {
     const sent = new Map<string, Array<number>>()
@@ -86,6 +117,12 @@ const startFake = () =>
           return
         }
         const body = Buffer.concat(parts).toString("utf8")
+        if (isTitleRequest(body)) {
+          fake.titles++
+          res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" })
+          res.end(chunk({ content: "Bench" }) + chunk({ content: " title" }) + chunk({}, "stop") + "data: [DONE]\n\n")
+          return
+        }
         const marker = MARKER.exec(body)?.[0]
         if (marker === undefined) fake.unmatched++
         else requests.set(marker, (requests.get(marker) ?? 0) + 1)
@@ -118,6 +155,7 @@ const startFake = () =>
       baseUrl: "",
       sent,
       requests,
+      titles: 0,
       unmatched: 0,
       close: () =>
         new Promise<void>((done) => {
@@ -409,7 +447,7 @@ const HEADER = `${"round".padEnd(7)} ${"path".padEnd(9)} ${"streams".padStart(7)
   `first delta (ms): ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)} ${"max".padStart(7)}   ` +
   `per token (ms): ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)}   errors  ${"wall ms".padStart(7)}  ${
     "backend CPU ms".padStart(14)
-  }  SQL/stream`
+  }  SQL/stream  CPU µs/token`
 const row = (name: string, path: string, s: Stats) =>
   `${name.padEnd(7)} ${path.padEnd(9)} ${String(s.streams).padStart(7)} ${String(s.tokens).padStart(6)}   ` +
   `${"".padEnd(18)} ${ms(s.first.p50)} ${ms(s.first.p95)} ${ms(s.first.p99)} ${ms(s.first.max)}   ` +
@@ -417,7 +455,61 @@ const row = (name: string, path: string, s: Stats) =>
     String(s.errors).padStart(6)
   }  ${s.wallMs.toFixed(0).padStart(7)}  ${s.backendCpuMs.toFixed(0).padStart(14)}  ${
     s.sqlPerStream.toFixed(1).padStart(10)
-  }`
+  }  ${(1000 * s.backendCpuMs / (s.streams * s.tokens)).toFixed(0).padStart(12)}`
+
+// --- the store: embedded, or PostgreSQL + Redis ----------------------------------------------
+
+interface Store {
+  readonly name: string
+  readonly env: Record<string, string>
+  readonly drop: () => Promise<void>
+}
+
+const onServer = async (statement: string) => {
+  const client = new pg.Client({ connectionString: DATABASE_SERVER_URL })
+  await client.connect()
+  try {
+    await client.query(statement)
+  } finally {
+    await client.end()
+  }
+}
+
+/** A PostgreSQL database and a Redis namespace of the run's own, or the embedded database in memory. */
+const prepareStore = async (): Promise<Store> => {
+  if (!POSTGRES) {
+    return {
+      name: "embedded PGlite (in memory), in-memory limits",
+      env: { CHATKIT_DATA_DIR: "memory://" },
+      drop: async () => {}
+    }
+  }
+  const suffix = randomBytes(4).toString("hex")
+  const database = `bench_chat_${suffix}`
+  const namespace = `bench-chat-${suffix}`
+  await onServer(`CREATE DATABASE ${database}`)
+  const url = new URL(DATABASE_SERVER_URL)
+  url.pathname = `/${database}`
+  return {
+    name: `PostgreSQL ${url.host}/${database} + Redis ${new URL(REDIS_URL).host} (namespace ${namespace})`,
+    env: { DATABASE_URL: url.toString(), REDIS_URL, REDIS_NAMESPACE: namespace },
+    drop: async () => {
+      await onServer(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+      const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 })
+      try {
+        await redis.connect()
+        let cursor = "0"
+        do {
+          const [next, keys] = await redis.scan(cursor, "MATCH", `chatkit:${namespace}:*`, "COUNT", 1000)
+          if (keys.length > 0) await redis.del(...keys)
+          cursor = next
+        } while (cursor !== "0")
+      } finally {
+        redis.disconnect()
+      }
+    }
+  }
+}
 
 // --- main --------------------------------------------------------------------------------------
 
@@ -425,8 +517,9 @@ const main = async () => {
   const started = performance.now()
   const fake = await startFake()
   const nodeArgs = CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`]
+  const store = await prepareStore()
   const app = await startBackend({
-    CHATKIT_DATA_DIR: "memory://",
+    ...store.env,
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     LLM_PROVIDER: "openai",
@@ -434,14 +527,17 @@ const main = async () => {
     OPENAI_BASE_URL: fake.baseUrl,
     // the benchmark measures streaming, not the per-user API limit
     RATE_LIMIT_API_PER_MINUTE: "100000"
-  }, nodeArgs)
+  }, nodeArgs).catch(async (error: unknown) => {
+    await store.drop()
+    throw error
+  })
   try {
     // one user for every client: login is limited to 5 per minute per IP and per email
     const token = await login(app.url)
     console.log(
       `chatkit-backend chat streaming benchmark: ${STREAMS} concurrent threads.create streams, ${TOKENS} tokens each, ` +
         `one token every ${TOKEN_INTERVAL_MS} ms from a fake OpenAI-compatible provider; ${ROUNDS} measured rounds ` +
-        `after a warm-up of ${WARMUP_STREAMS} streams${
+        `after a warm-up of ${WARMUP_STREAMS} streams; store: ${store.name}${
           CPU_PROF_DIR === undefined ? "" : `; CPU profile in ${CPU_PROF_DIR}`
         }\n` +
         "latency = client receive time − provider send time of the same token (one clock, this process); " +
@@ -488,6 +584,7 @@ const main = async () => {
           backend.first.p95.toFixed(2)
         } ms (target < ${TARGET_P95_MS} ms), ${errors} errors`
     )
+    console.log(`(${fake.titles} thread.title requests answered apart, not measured)`)
     if (fake.unmatched > 0) console.log(`(${fake.unmatched} provider requests without a marker, not measured)`)
     await mkdir(new URL("./", RESULTS), { recursive: true })
     await writeFile(
@@ -502,6 +599,8 @@ const main = async () => {
           warmupStreams: WARMUP_STREAMS,
           targetP95Ms: TARGET_P95_MS,
           cpuProfile: CPU_PROF_DIR ?? null,
+          store: store.name,
+          titleRequests: fake.titles,
           rounds,
           median: { direct, backend, added },
           targetMet: met,
@@ -512,10 +611,15 @@ const main = async () => {
         2
       ) + "\n"
     )
-    console.log(`\nwritten: bench/results/chat.json (${((performance.now() - started) / 1000).toFixed(1)} s in all)`)
+    console.log(
+      `\nwritten: bench/results/${POSTGRES ? "chat-postgres" : "chat"}.json (${
+        ((performance.now() - started) / 1000).toFixed(1)
+      } s in all)`
+    )
   } finally {
     await stop(app.child)
     await fake.close()
+    await store.drop()
   }
 }
 
