@@ -231,10 +231,10 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           return item
         })).pipe(lasting, Effect.orDie) // never cut between the row written and the answer open to settle
 
-        const append = (delta: string) =>
-          Effect.sync(() => {
-            if (open !== undefined) open.text += delta
-          })
+        /** Adds a delta to the open answer (synchronous: it runs once per token). */
+        const append = (delta: string) => {
+          if (open !== undefined) open.text += delta
+        }
 
         /** Writes the text so far if it changed since the last write; never over a settled answer. */
         const saveProgress = serialised(Effect.suspend(() => {
@@ -335,27 +335,30 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             settled._tag === "Stored"
               ? { type: "thread.item.done", item: settled.item }
               : { type: "thread.item.removed", item_id: settled.id }
+          // A delta is the hot path (one per token): a plain Effect.sync, no generator.
           const toEvents = (event: TurnEvent): Effect.Effect<ReadonlyArray<unknown>> =>
-            Effect.gen(function*() {
-              switch (event._tag) {
-                case "MessageStarted":
-                  return [{ type: "thread.item.added", item: yield* answer.start }]
-                case "TextDelta":
-                  yield* answer.append(event.text)
-                  return [{
-                    type: "thread.item.updated",
-                    item_id: answer.currentId(),
-                    update: { type: "assistant_message.content_part.text_delta", content_index: 0, delta: event.text }
-                  }]
-                case "MessageDone":
-                  return Option.toArray(Option.map(yield* answer.complete(event.text), settledEvent))
-                case "TurnEnded":
-                  yield* repo.update(row.id, {
-                    runtime_state: { ...event.runtime, resume_at: event.runtime.resume_at ?? null }
-                  })
-                  return []
-              }
-            }).pipe(orDieOnSqlError)
+            event._tag === "TextDelta"
+              ? Effect.sync(() => {
+                answer.append(event.text)
+                return [{
+                  type: "thread.item.updated",
+                  item_id: answer.currentId(),
+                  update: { type: "assistant_message.content_part.text_delta", content_index: 0, delta: event.text }
+                }]
+              })
+              : Effect.gen(function*() {
+                switch (event._tag) {
+                  case "MessageStarted":
+                    return [{ type: "thread.item.added", item: yield* answer.start }]
+                  case "MessageDone":
+                    return Option.toArray(Option.map(yield* answer.complete(event.text), settledEvent))
+                  case "TurnEnded":
+                    yield* repo.update(row.id, {
+                      runtime_state: { ...event.runtime, resume_at: event.runtime.resume_at ?? null }
+                    })
+                    return []
+                }
+              }).pipe(orDieOnSqlError)
           const failed = (error: TurnFailed) =>
             Effect.map(answer.fail, (settled) => [
               ...Option.toArray(Option.map(settled, settledEvent)),
@@ -368,9 +371,9 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             history,
             llmFor: router.route
           }).pipe(
-            Stream.mapEffect(toEvents),
-            Stream.catchAll((error) => Stream.fromEffect(failed(error))),
-            Stream.flatMap((events) => Stream.fromIterable(events))
+            // mapConcatEffect, not mapEffect + flatMap(fromIterable): a stream per element cost ~70 µs per token
+            Stream.mapConcatEffect(toEvents),
+            Stream.catchAll((error) => Stream.fromIterableEffect(failed(error)))
           )
         }).pipe(orDieOnSqlError)
       )
