@@ -1,17 +1,19 @@
-import { Metric, MetricBoundaries } from "effect"
+import { Metric, MetricBoundaries, MetricKey } from "effect"
 
 /** The metrics every part of the platform updates; exported at /metrics in Prometheus text. */
 
-export const httpRequestsTotal = Metric.counter("http_requests_total", {
+export const httpRequestsTotalKey = MetricKey.counter("http_requests_total", {
   description: "HTTP requests served, by method, route template and status",
   incremental: true
 })
+export const httpRequestsTotal = Metric.fromMetricKey(httpRequestsTotalKey)
 
-export const httpRequestDurationSeconds = Metric.histogram(
+export const httpRequestDurationSecondsKey = MetricKey.histogram(
   "http_request_duration_seconds",
   MetricBoundaries.fromIterable([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
   "HTTP request duration in seconds, by method and route template"
 )
+export const httpRequestDurationSeconds = Metric.fromMetricKey(httpRequestDurationSecondsKey)
 
 export const dbQueriesTotal = Metric.counter("db_queries_total", {
   description: "SQL statements sent to the database",
