@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto"
 
-import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, MetricKey, MetricLabel, Option, Schema } from "effect"
 
 import { AppConfig } from "./Config.js"
-import { cacheErrorsTotal, cacheRequestsTotal } from "./Metrics.js"
+import { cacheErrorsTotal, cacheRequestsTotalKey } from "./Metrics.js"
 import { OptionalRedis, Redis, type RedisError, redisKeyRoot, type RedisService } from "./Redis.js"
 import { withHotSpan } from "./Spans.js"
 
@@ -87,13 +87,18 @@ const normalizePrefix = (prefix: string) => prefix.endsWith(":") ? prefix.slice(
 /** Whole-segment prefix match, shared by both stores' semantics. */
 const coveredBy = (key: string, prefix: string) => prefix === "" || key === prefix || key.startsWith(`${prefix}:`)
 
-/** Tagged once per (cache, result): tagging hashes the metric key, a cost on every cache read. */
-const requestCounters = new Map<string, typeof cacheRequestsTotal>()
+/** Keyed once per (cache, result): a tagged metric rebuilds and hashes its key on every update. */
+const requestCounters = new Map<string, Metric.Metric.Counter<number>>()
 const countRequest = (cache: string, result: "hit" | "miss") => {
   const id = `${cache}\u0000${result}`
   let counter = requestCounters.get(id)
   if (counter === undefined) {
-    counter = Metric.tagged(Metric.tagged(cacheRequestsTotal, "cache", cache), "result", result)
+    counter = Metric.fromMetricKey(
+      MetricKey.taggedWithLabels(cacheRequestsTotalKey, [
+        MetricLabel.make("cache", cache),
+        MetricLabel.make("result", result)
+      ])
+    )
     requestCounters.set(id, counter)
   }
   return Metric.increment(counter)
@@ -247,9 +252,28 @@ const segmentPrefixes = (key: string) => {
   return ["", ...segments.map((_, i) => segments.slice(0, i + 1).join(":"))]
 }
 
+/**
+ * A lookup in one round trip: the generations of the key's prefixes (KEYS, shortest first), the
+ * physical key they make (ARGV[1] is its stem, `...d:<key>#`) and its value, as `resolve` does in two.
+ */
+const LOOKUP_SCRIPT = `
+local generations = redis.call("MGET", unpack(KEYS))
+for i = 1, #KEYS do
+  if not generations[i] then generations[i] = "0" end
+end
+local slot = ARGV[1] .. table.concat(generations, ".")
+return { slot, redis.call("GET", slot) }
+`
+
+type LookupClient = RedisService["client"] & {
+  readonly chatkitCacheLookup: (keyCount: number, ...keysThenStem: Array<string>) => Promise<[string, string | null]>
+}
+
 const makeRedisStore = (redis: RedisService, options: RedisCacheOptions): Store<string> => {
   const root = redisKeyRoot(options.namespace)
   const generationKey = (prefix: string) => `${root}v:${prefix}`
+  // EVALSHA, loading the script on first use (and again after a Redis restart)
+  redis.client.defineCommand("chatkitCacheLookup", { lua: LOOKUP_SCRIPT })
 
   /** The physical keys of `keys` under the current generations: one MGET for all of them. */
   const resolve = async (keys: ReadonlyArray<string>) => {
@@ -266,8 +290,13 @@ const makeRedisStore = (redis: RedisService, options: RedisCacheOptions): Store<
   return {
     lookup: (key) =>
       redis.run(async (client) => {
-        const slot = await resolveOne(key)
-        return { raw: Option.fromNullable(await client.get(slot)), slot }
+        const prefixes = segmentPrefixes(key).map(generationKey)
+        const [slot, raw] = await (client as LookupClient).chatkitCacheLookup(
+          prefixes.length,
+          ...prefixes,
+          `${root}d:${key}#`
+        )
+        return { raw: Option.fromNullable(raw), slot }
       }, "GET"),
     slotFor: (key) => redis.run(() => resolveOne(key), "SET"),
     write: (slot, raw, ttlMs) => Effect.asVoid(redis.run((client) => client.set(slot, raw, "PX", ttlMs), "SET")),

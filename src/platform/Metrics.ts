@@ -20,10 +20,11 @@ export const dbQueriesTotal = Metric.counter("db_queries_total", {
   incremental: true
 })
 
-export const cacheRequestsTotal = Metric.counter("cache_requests_total", {
+export const cacheRequestsTotalKey = MetricKey.counter("cache_requests_total", {
   description: "Cache lookups, by cache name and result (hit|miss)",
   incremental: true
 })
+export const cacheRequestsTotal = Metric.fromMetricKey(cacheRequestsTotalKey)
 
 export const cacheErrorsTotal = Metric.counter("cache_errors_total", {
   description: "Cache operations that failed and fell back to the source of truth",
