@@ -6,6 +6,7 @@
  * Printed as a table and written to bench/results/latest.json.
  *
  *   npm run bench [-- --embedded] [-- --seconds 10 --warmup 3 --connections 64 --runs 1]
+ *   npm run bench -- --only "cache warm" --repeat 5             (RSS after each of 5 runs on one server)
  *   npm run bench -- --only "cache warm" --profile /tmp/prof   (one scenario, the server under --cpu-prof;
  *                                                             node bench/profile-top.mjs /tmp/prof/*.cpuprofile)
  *
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     connections: { type: "string", default: "64" },
     runs: { type: "string", default: "1" },
     only: { type: "string" },
+    repeat: { type: "string", default: "1" },
     profile: { type: "string" }
   }
 })
@@ -52,6 +54,8 @@ const MODELS_PAGE = "/api/v1/models?page=3&page_size=20"
 
 const LOGIN = "POST /auth/login (argon2id)"
 const CACHE_OFF = "models page, cache off"
+/** each scenario this many times on the same server, to see whether its memory keeps growing */
+const repeat = Number(args.repeat)
 const selected = (scenario: string) => args.only === undefined || scenario.includes(args.only)
 const appNodeFlags = args.profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${args.profile}`]
 
@@ -242,16 +246,18 @@ const run = async (round: number) => {
       headers: Record<string, string> = auth
     ) => {
       if (!selected(scenario)) return
-      const baseResult = basePath === undefined ? undefined : await wrk({ url: `${baseline!.base}${basePath}` }, load)
-      const appResult = await wrk({ url: `${app!.base}${path}`, headers }, load)
-      rows.push({
-        scenario,
-        app: appResult,
-        ...(baseResult === undefined
-          ? {}
-          : { baseline: baseResult, ratio: appResult.requestsPerSecond / baseResult.requestsPerSecond }),
-        rssMb: rssMb(app!.child.pid!)
-      })
+      for (let time = 1; time <= repeat; time++) {
+        const baseResult = basePath === undefined ? undefined : await wrk({ url: `${baseline!.base}${basePath}` }, load)
+        const appResult = await wrk({ url: `${app!.base}${path}`, headers }, load)
+        rows.push({
+          scenario: repeat === 1 ? scenario : `${scenario} #${time}`,
+          app: appResult,
+          ...(baseResult === undefined
+            ? {}
+            : { baseline: baseResult, ratio: appResult.requestsPerSecond / baseResult.requestsPerSecond }),
+          rssMb: rssMb(app!.child.pid!)
+        })
+      }
     }
     await measure("GET /health", "/health", "/health", {})
     await measure("models page, cache warm", MODELS_PAGE, MODELS_PAGE)
