@@ -1,6 +1,6 @@
 import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Effect, identity, Layer, Option, Redacted, Stream } from "effect"
+import { Chunk, Effect, identity, Layer, Option, Redacted, Stream } from "effect"
 
 import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService, type LlmUsage } from "./LlmProvider.js"
 
@@ -37,37 +37,96 @@ export const retryAfterMs = (value: string | undefined, now: number = Date.now()
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
-type SseItem = { readonly _tag: "data"; readonly data: string } | { readonly _tag: "none" }
-const none: SseItem = { _tag: "none" }
+const LF = 10
+const CR = 13
+const COLON = 58
+const SPACE = 32
 
 /**
- * The `data` of each server-sent event in a byte stream, whatever the chunking: bytes are decoded
- * as UTF-8 across chunk boundaries, lines split on LF, CRLF or CR (also across chunks), several
- * `data:` lines of one event joined with LF, comments and other fields skipped. The last event
- * is dispatched even if the stream ends without its blank line.
+ * The `data` of server-sent events, fed bytes as they come: decoded as UTF-8 across cuts
+ * (TextDecoder in stream mode), lines split on LF, CRLF or CR (a CRLF cut between two pieces is
+ * one break), several `data:` lines of one event joined with LF, comments and other fields
+ * skipped; `end` dispatches the last event even without its blank line. One object per stream,
+ * no Effect per line or per event: the stream runs it once per chunk of bytes.
+ */
+export class SseDataParser {
+  private readonly decoder = new TextDecoder()
+  /** the start of a line whose end has not arrived */
+  private partial = ""
+  /** the last piece ended with CR: an LF starting the next piece belongs to it */
+  private afterCr = false
+  /** the data of the event being read, undefined before its first `data` line */
+  private data: string | undefined = undefined
+
+  /** The events that `bytes` completes, pushed onto `out`. */
+  push(bytes: Uint8Array, out: Array<string>): void {
+    this.text(this.decoder.decode(bytes, { stream: true }), out)
+  }
+
+  /** At the end of the bytes: what remains, the last line and the last event. */
+  end(out: Array<string>): void {
+    this.text(this.decoder.decode(), out)
+    if (this.partial !== "") this.line(this.partial, out)
+    this.partial = ""
+    this.line("", out)
+  }
+
+  private text(text: string, out: Array<string>): void {
+    const length = text.length
+    let from = 0
+    if (this.afterCr && length > 0) {
+      this.afterCr = false
+      if (text.charCodeAt(0) === LF) from = 1
+    }
+    for (let i = from; i < length; i++) {
+      const code = text.charCodeAt(i)
+      if (code !== LF && code !== CR) continue
+      const piece = text.slice(from, i)
+      this.line(this.partial === "" ? piece : this.partial + piece, out)
+      this.partial = ""
+      if (code === CR) {
+        if (i + 1 === length) this.afterCr = true
+        else if (text.charCodeAt(i + 1) === LF) i++
+      }
+      from = i + 1
+    }
+    if (from < length) this.partial += text.slice(from)
+  }
+
+  private line(line: string, out: Array<string>): void {
+    if (line === "") {
+      if (this.data !== undefined) out.push(this.data)
+      this.data = undefined
+      return
+    }
+    if (line.charCodeAt(0) === COLON) return
+    const colon = line.indexOf(":")
+    if ((colon === -1 ? line : line.slice(0, colon)) !== "data") return
+    const raw = colon === -1 ? "" : line.slice(colon + 1)
+    const value = raw.charCodeAt(0) === SPACE ? raw.slice(1) : raw
+    this.data = this.data === undefined ? value : `${this.data}\n${value}`
+  }
+}
+
+/**
+ * The `data` of each server-sent event in a byte stream, whatever the chunking (`SseDataParser`).
  */
 export const parseSseData = <E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<string, E, R> =>
-  bytes.pipe(
-    Stream.decodeText(),
-    Stream.splitLines,
-    Stream.concat(Stream.make("")),
-    Stream.mapAccum(Option.none<string>(), (pending, line): readonly [Option.Option<string>, SseItem] => {
-      if (line === "") {
-        return [
-          Option.none(),
-          Option.match(pending, { onNone: () => none, onSome: (data) => ({ _tag: "data", data }) })
-        ]
-      }
-      if (line.startsWith(":")) return [pending, none]
-      const colon = line.indexOf(":")
-      const field = colon === -1 ? line : line.slice(0, colon)
-      if (field !== "data") return [pending, none]
-      const raw = colon === -1 ? "" : line.slice(colon + 1)
-      const value = raw.startsWith(" ") ? raw.slice(1) : raw
-      return [Option.some(Option.match(pending, { onNone: () => value, onSome: (data) => `${data}\n${value}` })), none]
-    }),
-    Stream.filterMap((item) => item._tag === "data" ? Option.some(item.data) : Option.none())
-  )
+  Stream.suspend(() => {
+    const parser = new SseDataParser()
+    return bytes.pipe(
+      Stream.mapChunks((chunk) => {
+        const out: Array<string> = []
+        for (const piece of chunk) parser.push(piece, out)
+        return Chunk.unsafeFromArray(out)
+      }),
+      Stream.concat(Stream.suspend(() => {
+        const out: Array<string> = []
+        parser.end(out)
+        return Stream.fromIterable(out)
+      }))
+    )
+  })
 
 type Chunked =
   | { readonly _tag: "delta"; readonly content: string }
@@ -116,6 +175,9 @@ const readChunk = (data: string): ReadonlyArray<Chunked> | undefined => {
   return out.length === 0 ? [{ _tag: "skip" }] : out
 }
 
+/** Ends the deltas of one call, where `[DONE]`, an unreadable event or an error event stands. */
+const STOP: unique symbol = Symbol("STOP")
+
 /** The body of an error answer for a debug line: truncated, the key masked, bearer-looking tokens masked. */
 const maskBody = (body: string, apiKey: Redacted.Redacted | undefined) => {
   const key = apiKey === undefined ? "" : Redacted.value(apiKey)
@@ -161,50 +223,83 @@ export const makeOpenAiLlm = (
         })))
       )
 
+    /**
+     * The answer's deltas. One synchronous stage turns each chunk of bytes into the deltas it
+     * completes (`SseDataParser`, then `readChunk`); `[DONE]`, an unreadable event or an error
+     * event ends the stream there (STOP), and what ended it is told after the deltas before it.
+     */
     const deltas = (response: HttpClientResponse.HttpClientResponse, request: CompletionRequest) =>
       Stream.suspend(() => {
-        let done = false
+        const parser = new SseDataParser()
+        let stopped: { readonly _tag: "done" | "malformed" | "error"; readonly data: string } | undefined
         let usage: LlmUsage | undefined
-        return parseSseData(response.stream).pipe(
-          Stream.catchAll((error) => Stream.fromEffect(onTransport(error))),
-          Stream.mapConcatEffect((data) => {
+        const events: Array<string> = []
+        const read = (out: Array<string | typeof STOP>) => {
+          for (const data of events) {
             const chunks = readChunk(data)
-            if (chunks === undefined) {
-              return Effect.logDebug(`llm ${name}: unreadable event (${data.length} chars)`).pipe(
-                log,
-                Effect.zipRight(Effect.fail(fail("malformed")))
-              )
+            const stop = chunks === undefined
+              ? "malformed"
+              : chunks.some((chunk) => chunk._tag === "error")
+              ? "error"
+              : undefined
+            if (stop !== undefined) stopped = { _tag: stop, data }
+            for (const chunk of chunks ?? []) {
+              if (stopped !== undefined) break
+              if (chunk._tag === "done") stopped = { _tag: "done", data }
+              else if (chunk._tag === "usage") usage = chunk.usage
+              else if (chunk._tag === "delta") out.push(chunk.content)
             }
-            if (chunks.some((chunk) => chunk._tag === "error")) {
-              return Effect.logDebug(`llm ${name}: error event`).pipe(
-                Effect.annotateLogs({ body: maskBody(data, options.apiKey) }),
-                log,
-                Effect.zipRight(Effect.fail(fail("http")))
-              )
+            if (stopped !== undefined) {
+              out.push(STOP)
+              break
             }
-            return Effect.succeed(chunks)
-          }),
-          Stream.takeWhile((chunk) => {
-            if (chunk._tag === "done") done = true
-            return !done
-          }),
-          Stream.filterMap((chunk) => {
-            if (chunk._tag === "usage") usage = chunk.usage
-            return chunk._tag === "delta" ? Option.some(chunk.content) : Option.none()
-          }),
-          Stream.concat(Stream.suspend(() => {
-            if (!done) {
+          }
+          events.length = 0
+          return Chunk.unsafeFromArray(out)
+        }
+        const finish = Stream.suspend(() => {
+          switch (stopped?._tag) {
+            case "done":
+              return usage === undefined || options.onUsage === undefined
+                ? Stream.empty
+                : Stream.execute(options.onUsage(usage, request))
+            case "malformed":
+              return Stream.fromEffect(
+                Effect.logDebug(`llm ${name}: unreadable event (${stopped.data.length} chars)`).pipe(
+                  log,
+                  Effect.zipRight(Effect.fail(fail("malformed")))
+                )
+              )
+            case "error":
+              return Stream.fromEffect(
+                Effect.logDebug(`llm ${name}: error event`).pipe(
+                  Effect.annotateLogs({ body: maskBody(stopped.data, options.apiKey) }),
+                  log,
+                  Effect.zipRight(Effect.fail(fail("http")))
+                )
+              )
+            case undefined:
               return Stream.fromEffect(
                 Effect.logDebug(`llm ${name}: the answer ended before [DONE]`).pipe(
                   log,
                   Effect.zipRight(Effect.fail(fail("connection")))
                 )
               )
-            }
-            return usage === undefined || options.onUsage === undefined
-              ? Stream.empty
-              : Stream.execute(options.onUsage(usage, request))
-          }))
+          }
+        })
+        return response.stream.pipe(
+          Stream.catchAll((error) => Stream.fromEffect(onTransport(error))),
+          // nothing is read after a STOP: takeWhile ends the stream at it, and so the call
+          Stream.mapChunks((chunk) => {
+            for (const piece of chunk) parser.push(piece, events)
+            return read([])
+          }),
+          Stream.concat(Stream.suspend(() => {
+            parser.end(events)
+            return Stream.fromChunk(read([]))
+          })),
+          Stream.takeWhile((delta): delta is string => delta !== STOP),
+          Stream.concat(finish)
         )
       })
 
