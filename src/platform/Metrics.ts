@@ -57,3 +57,14 @@ export const llmTokensTotal = Metric.counter("llm_tokens_total", {
   description: "Tokens the LLM providers reported, by provider, model and kind (prompt|completion)",
   incremental: true
 })
+
+export const embeddingsRequestsTotal = Metric.counter("embeddings_requests_total", {
+  description:
+    "Embeddings calls (one embed of any number of texts, batches and retries inside), by provider and outcome (ok, the error reason http|connection|timeout|malformed|dimension|circuit_open, cancelled, defect)",
+  incremental: true
+})
+
+export const embeddingsInputsTotal = Metric.counter("embeddings_inputs_total", {
+  description: "Texts embedded by calls that succeeded, by provider",
+  incremental: true
+})
