@@ -96,6 +96,9 @@ describe("configuration", () => {
       })
       expect(problems).toHaveLength(3)
       expect(problems.join("\n")).toContain("AUTH_SECRET_KEY: is 5 characters long; expected at least 32")
+      expect(yield* problemsOf({ EMBEDDINGS_PROVIDER: "openai" })).toEqual([
+        "OPENAI_API_KEY: is required when EMBEDDINGS_PROVIDER=openai"
+      ])
       expect(problems.join("\n")).toContain("ALLOWED_ORIGINS")
       expect(problems.join("\n")).toContain("OPENAI_API_KEY")
     }))

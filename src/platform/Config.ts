@@ -176,6 +176,7 @@ const ruleInputs = Config.all({
   authSecretKey: optionalSecret("AUTH_SECRET_KEY"),
   allowedOrigins: optionalString("ALLOWED_ORIGINS"),
   llmProvider: optionalString("LLM_PROVIDER"),
+  embeddingsProvider: optionalString("EMBEDDINGS_PROVIDER"),
   openaiApiKey: optionalSecret("OPENAI_API_KEY")
 })
 
@@ -209,6 +210,9 @@ const crossChecks = (nodeEnv: NodeEnv, raw: Config.Config.Success<typeof ruleInp
   }
   if (Option.contains(raw.llmProvider, "openai") && Option.isNone(raw.openaiApiKey)) {
     problems.push("OPENAI_API_KEY: is required when LLM_PROVIDER=openai")
+  }
+  if (Option.contains(raw.embeddingsProvider, "openai") && Option.isNone(raw.openaiApiKey)) {
+    problems.push("OPENAI_API_KEY: is required when EMBEDDINGS_PROVIDER=openai")
   }
   return problems
 }
