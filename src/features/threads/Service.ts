@@ -381,10 +381,15 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     const historyOf = (row: ThreadRow) =>
       Effect.map(repo.latestItems(row.id), (page) => page.data.map(toThreadItem).flatMap(asChatMessage))
 
-    /** Stores the user message, then the events of the turn it starts. */
-    const userTurn = (row: ThreadRow, input: UserMessageInput, opening: ReadonlyArray<unknown>) =>
+    /** Stores the user message, then the events of the turn it starts; a thread just created has no history to read. */
+    const userTurn = (
+      row: ThreadRow,
+      input: UserMessageInput,
+      opening: ReadonlyArray<unknown>,
+      options: { readonly created: boolean }
+    ) =>
       Effect.gen(function*() {
-        const history = yield* historyOf(row)
+        const history = options.created ? [] : yield* historyOf(row)
         const [stored] = yield* repo.appendItems(row.id, [{ type: "user_message", payload: userMessagePayload(input) }])
         const start = [
           ...opening,
@@ -420,12 +425,12 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             return yield* userTurn(row, request.params.input, [
               STREAM_OPTIONS,
               { type: "thread.created", thread: { ...toThreadMetadata(row), items: emptyItems } }
-            ])
+            ], { created: true })
           }
           case "threads.add_user_message": {
             const writable = yield* requireWritable(request.params.thread_id)
             if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
-            return yield* userTurn(writable.right, request.params.input, [STREAM_OPTIONS])
+            return yield* userTurn(writable.right, request.params.input, [STREAM_OPTIONS], { created: false })
           }
           case "threads.resume":
             yield* policy.require(request.params.thread_id, "read")
