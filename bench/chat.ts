@@ -48,6 +48,8 @@ const WARMUP_STREAMS = 5
 const TOKEN_INTERVAL_MS = 20
 const TARGET_P95_MS = 5
 const CPU_PROF_DIR = process.env.BENCH_CHAT_CPU_PROF
+/** BENCH_CHAT_BY_TOKEN=1: also the median latency of each token index, per round */
+const BY_TOKEN = process.env.BENCH_CHAT_BY_TOKEN === "1"
 const POSTGRES = process.argv.includes("--postgres") || (process.env.BENCH_DATABASE_URL ?? "") !== ""
 const DATABASE_SERVER_URL = process.env.BENCH_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres"
 const REDIS_URL = process.env.BENCH_REDIS_URL || "redis://127.0.0.1:6379"
@@ -374,6 +376,14 @@ const statsOf = (
     }
     first.push(stream.received[0]! - sent[0]!)
     stream.received.forEach((at, i) => perToken.push(at - sent[i]!))
+  }
+  if (BY_TOKEN && measured.sqlPerStream > 0) {
+    const byIndex = Array.from({ length: TOKENS }, (_, i) =>
+      median(streams.flatMap((s) => {
+        const sent = fake.sent.get(s.marker)
+        return sent?.[i] === undefined || s.received[i] === undefined ? [] : [s.received[i] - sent[i]]
+      })))
+    console.log(`  backend latency by token (median ms): ${byIndex.map((v) => v.toFixed(1)).join(" ")}`)
   }
   return {
     streams: streams.length,
