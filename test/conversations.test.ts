@@ -196,6 +196,13 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
           ?.thread.id
         const assistant = json(yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }))
           .items.data[1]?.id
+        // an item of the same user's other thread, and another user's thread as a cursor
+        const other = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("second") } }))
+        const otherThreadUserItem = other.find((e) => e.type === "thread.item.done")?.item.id
+        const stranger = yield* session("stranger")
+        const strangersThread = eventsOf(
+          yield* chatkit(stranger.token, { type: "threads.create", params: { input: say("not yours") } })
+        )[1]?.thread.id
         for (
           const body of [
             { type: "threads.explode", params: {} },
@@ -204,7 +211,10 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
             { type: "threads.create", params: { input: say("x".repeat(32_001)) } },
             { type: "threads.create", params: {} },
             { type: "threads.list", params: { after: "thr_ffffffffffffffff" } },
-            { type: "threads.retry_after_item", params: { thread_id: threadId, item_id: assistant } }
+            { type: "threads.retry_after_item", params: { thread_id: threadId, item_id: assistant } },
+            { type: "threads.retry_after_item", params: { thread_id: threadId, item_id: otherThreadUserItem } },
+            { type: "threads.list", params: { after: strangersThread } },
+            { type: "items.list", params: { thread_id: threadId, after: otherThreadUserItem } }
           ]
         ) {
           const answer = yield* chatkit(token, body)
