@@ -115,6 +115,34 @@ describe("a workflow turn", () => {
       expect(ending(second)).toMatchObject({ runtime: { resume_at: undefined, state: { name: "Ada" } }, paused: false })
     }))
 
+  it.effect("a graph stored before validation that reaches for __proto__ or constructor is refused at run time, naming the node", () =>
+    Effect.gen(function*() {
+      for (
+        const [expression, assignment] of [["state.__proto__", "state.x"], ["1", "state.constructor"]] as const
+      ) {
+        const graph = {
+          nodes: [
+            node("start", "start"),
+            node("sneaky", "state", { assignments: { [assignment]: expression } }),
+            node("end", "end")
+          ],
+          edges: [edge("start", "sneaky"), edge("sneaky", "end")]
+        }
+        const error = yield* Effect.flip(turn(graph, "x"))
+        expect(error).toMatchObject({ reason: "expression", message: expect.stringContaining("Node \"sneaky\"") })
+        expect(Object.prototype).not.toHaveProperty("x")
+      }
+      const condition = {
+        nodes: [
+          node("start", "start"),
+          node("route", "condition", { expression: "state.constructor" }),
+          node("end", "end")
+        ],
+        edges: [edge("start", "route"), edge("route", "end")]
+      }
+      expect(yield* Effect.flip(turn(condition, "x"))).toMatchObject({ reason: "expression" })
+    }))
+
   it.effect("ends a runaway loop at the step limit with an error", () =>
     Effect.gen(function*() {
       const graph = {
