@@ -1,4 +1,4 @@
-import { Cause, Chunk, Clock, Effect, Exit, Metric, MetricLabel, Option, Stream } from "effect"
+import { Cause, Chunk, Effect, Exit, Metric, MetricLabel, Option, Stream } from "effect"
 
 import type { CompletionRequest, LlmError, LlmProviderService, LlmUsage } from "./LlmProvider.js"
 import { llmRequestsTotal, llmTimeToFirstTokenSeconds, llmTokensTotal } from "./Metrics.js"
@@ -26,25 +26,32 @@ export const instrumented = (provider: LlmProviderService): LlmProviderService =
   const stream = (request: CompletionRequest): Stream.Stream<string, LlmError> => {
     const labels = [MetricLabel.make("provider", provider.name), MetricLabel.make("model", request.model)]
     const timeToFirstToken = Metric.taggedWithLabels(llmTimeToFirstTokenSeconds, labels)
-    return Stream.unwrap(Effect.map(Clock.currentTimeNanos, (startedAt) => {
+    return Stream.unwrap(Effect.clockWith((clock) => {
+      const startedAt = clock.unsafeCurrentTimeNanos()
       let waiting = true
       let ended = false
-      return provider.stream(request).pipe(
-        Stream.mapChunksEffect((chunk) => {
-          if (!waiting || Chunk.isEmpty(chunk)) return Effect.succeed(chunk)
-          waiting = false
-          return Clock.currentTimeNanos.pipe(
-            Effect.flatMap((now) => Metric.update(timeToFirstToken, Number(now - startedAt) / 1e9)),
-            Effect.as(chunk)
-          )
-        }),
-        Stream.onEnd(Effect.sync(() => {
-          ended = true
-        })),
-        // A finalizer: it runs however the call ends, and leaves an interruption an interruption.
-        Stream.ensuringWith((exit) =>
-          Metric.increment(
-            Metric.taggedWithLabels(llmRequestsTotal, [...labels, MetricLabel.make("outcome", outcomeOf(exit, ended))])
+      return Effect.succeed(
+        provider.stream(request).pipe(
+          // Synchronous (the clock read and the histogram updated in place): an Effect per chunk,
+          // run inside the span's context, cost ~12 µs per token.
+          Stream.mapChunks((chunk) => {
+            if (waiting && !Chunk.isEmpty(chunk)) {
+              waiting = false
+              timeToFirstToken.unsafeUpdate(Number(clock.unsafeCurrentTimeNanos() - startedAt) / 1e9, [])
+            }
+            return chunk
+          }),
+          Stream.onEnd(Effect.sync(() => {
+            ended = true
+          })),
+          // A finalizer: it runs however the call ends, and leaves an interruption an interruption.
+          Stream.ensuringWith((exit) =>
+            Metric.increment(
+              Metric.taggedWithLabels(llmRequestsTotal, [
+                ...labels,
+                MetricLabel.make("outcome", outcomeOf(exit, ended))
+              ])
+            )
           )
         )
       )
