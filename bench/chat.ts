@@ -27,7 +27,7 @@
  *                                       postgres://postgres@127.0.0.1:5432/postgres, whose server
  *                                       gets the fresh database; Redis on BENCH_REDIS_URL, default
  *                                       redis://127.0.0.1:6379)
- *   (BENCH_CHAT_STREAMS 50, BENCH_CHAT_TOKENS 20, BENCH_CHAT_ROUNDS 3,
+ *   (BENCH_CHAT_STREAMS 50, BENCH_CHAT_TOKENS 20, BENCH_CHAT_ROUNDS 3, BENCH_CHAT_RAMP_MS 0,
  *    BENCH_CHAT_CPU_PROF=<dir> starts the backend with node --cpu-prof --cpu-prof-dir=<dir>)
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -45,6 +45,8 @@ const STREAMS = Number(process.env.BENCH_CHAT_STREAMS ?? 50)
 const TOKENS = Number(process.env.BENCH_CHAT_TOKENS ?? 20)
 const ROUNDS = Number(process.env.BENCH_CHAT_ROUNDS ?? 3)
 const WARMUP_STREAMS = 5
+/** BENCH_CHAT_RAMP_MS: starts spread over this many ms (clients arriving over time), 0: all at once (the worst case) */
+const RAMP_MS = Number(process.env.BENCH_CHAT_RAMP_MS ?? 0)
 const TOKEN_INTERVAL_MS = 20
 const TARGET_P95_MS = 5
 const CPU_PROF_DIR = process.env.BENCH_CHAT_CPU_PROF
@@ -402,7 +404,11 @@ const runRound = async (target: Target, count: number, fake: Fake, backend: Back
   const cpuBefore = await cpuMsOf(backend.child.pid)
   const started = performance.now()
   const streams = await Promise.all(
-    Array.from({ length: count }, (_, i) => runStream(target, `mark-${round}-${i}`, fake, backend.url, token))
+    Array.from({ length: count }, async (_, i) => {
+      // with a ramp, stream i starts i/count of the way through it; without, all start at once
+      if (RAMP_MS > 0) await sleep((RAMP_MS * i) / count)
+      return runStream(target, `mark-${round}-${i}`, fake, backend.url, token)
+    })
   )
   const wallMs = performance.now() - started
   const backendCpuMs = (await cpuMsOf(backend.child.pid)) - cpuBefore
@@ -547,9 +553,9 @@ const main = async () => {
     console.log(
       `chatkit-backend chat streaming benchmark: ${STREAMS} concurrent threads.create streams, ${TOKENS} tokens each, ` +
         `one token every ${TOKEN_INTERVAL_MS} ms from a fake OpenAI-compatible provider; ${ROUNDS} measured rounds ` +
-        `after a warm-up of ${WARMUP_STREAMS} streams; store: ${store.name}${
-          CPU_PROF_DIR === undefined ? "" : `; CPU profile in ${CPU_PROF_DIR}`
-        }\n` +
+        `after a warm-up of ${WARMUP_STREAMS} streams; ${
+          RAMP_MS > 0 ? `starts spread over ${RAMP_MS} ms` : "all starting at once"
+        }; store: ${store.name}${CPU_PROF_DIR === undefined ? "" : `; CPU profile in ${CPU_PROF_DIR}`}\n` +
         "latency = client receive time − provider send time of the same token (one clock, this process); " +
         "added = backend − direct, percentile by percentile\n"
     )
