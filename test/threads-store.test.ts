@@ -149,6 +149,25 @@ layer(StoreLayer, { timeout: 120_000 })("ThreadsRepo", (it) => {
       ).toBe("Left")
     }))
 
+  it.effect("a generated title lands only on a live thread without one: a rename or a delete wins", () =>
+    Effect.gen(function*() {
+      const repo = yield* ThreadsRepo
+      const f = yield* seed
+      const [untitled, renamed, deleted] = yield* Effect.all([
+        newThread(f.alice, f),
+        newThread(f.alice, f),
+        newThread(f.alice, f)
+      ])
+      yield* repo.updateTitle(renamed.id, "Chosen by its owner")
+      yield* repo.softDelete(deleted.id)
+      expect(yield* repo.setTitleIfUntitled(untitled.id, "Generated")).toBe(true)
+      expect(yield* repo.setTitleIfUntitled(untitled.id, "Generated again")).toBe(false)
+      expect(yield* repo.setTitleIfUntitled(renamed.id, "Generated")).toBe(false)
+      expect(yield* repo.setTitleIfUntitled(deleted.id, "Generated")).toBe(false)
+      expect(Option.map(yield* repo.find(untitled.id), (t) => t.title)).toEqual(Option.some("Generated"))
+      expect(Option.map(yield* repo.find(renamed.id), (t) => t.title)).toEqual(Option.some("Chosen by its owner"))
+    }))
+
   it.effect("thread pages: equal timestamps never decide the order, each page is one statement", () =>
     Effect.gen(function*() {
       const repo = yield* ThreadsRepo

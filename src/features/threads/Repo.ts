@@ -431,6 +431,14 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
     const update = (id: ThreadId, changes: ThreadChanges) => updateRow({ id, changes })
     const updateTitle = (id: ThreadId, title: string | null) => update(id, { title })
 
+    /** A generated title, stored only while a live thread has none (its owner's rename wins); whether it was. */
+    const setTitleIfUntitled = (id: string, title: string) =>
+      sql`UPDATE chat_threads SET title = ${title}, updated_at = now()
+        WHERE id = ${id} AND title IS NULL AND deleted_at IS NULL RETURNING id`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        Effect.withSpan("ThreadsRepo.setTitleIfUntitled")
+      )
+
     const softDeleteRow = findOneRow({
       Request: ThreadId,
       Result: ThreadRow,
@@ -536,6 +544,7 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       deleteItemsAfter,
       update,
       updateTitle,
+      setTitleIfUntitled,
       softDelete,
       upsertFeedback,
       listFeedback,

@@ -1,6 +1,6 @@
 import type { HttpServerResponse } from "@effect/platform"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Cause, DateTime, Duration, Effect, Either, Exit, Fiber, Option, Schedule, Stream } from "effect"
+import { Cache, Cause, DateTime, Duration, Effect, Either, Exit, Fiber, Option, Schedule, Stream } from "effect"
 
 import {
   type ChatkitRequest,
@@ -133,6 +133,12 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     const repo = yield* ThreadsRepo
     const policy = yield* ThreadsPolicy
     const workflows = yield* WorkflowsRepo
+    // a version's graph never changes once saved: one read per version, not one per turn
+    const graphs = yield* Cache.make({
+      capacity: 1_000,
+      timeToLive: Duration.minutes(10),
+      lookup: (versionId: number) => orDieOnSqlError(workflows.loadGraph(versionId))
+    })
     const workflowsPolicy = yield* WorkflowsPolicy
     const router = yield* LlmRouter
     const titles = yield* ThreadTitles
@@ -329,7 +335,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           if (Option.isNone(version)) {
             return Stream.make(errorEvent("This conversation's workflow has no active version any more", false))
           }
-          const graph = yield* workflows.loadGraph(version.value.id)
+          const graph = yield* graphs.get(version.value.id)
           const answer = yield* answerWriter(row.id)
           const settledEvent = (settled: Settled) =>
             settled._tag === "Stored"

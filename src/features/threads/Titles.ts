@@ -1,5 +1,4 @@
-import { SqlClient } from "@effect/sql"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Schema } from "effect"
 
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { JobQueue } from "../../platform/JobQueue.js"
@@ -37,7 +36,6 @@ export const localTitle = (message: string): string => {
 
 export class ThreadTitles extends Effect.Service<ThreadTitles>()("chatkit/ThreadTitles", {
   effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const repo = yield* ThreadsRepo
     const settings = yield* SettingsService
     const router = yield* LlmRouter
@@ -61,12 +59,7 @@ export class ThreadTitles extends Effect.Service<ThreadTitles>()("chatkit/Thread
       Effect.gen(function*() {
         const title = yield* titleFor(job.message)
         if (title === "") return yield* Effect.fail(new Error("the model answered no title"))
-        yield* sql.withTransaction(
-          Effect.gen(function*() {
-            const row = yield* repo.find(job.thread_id, { lock: true })
-            if (Option.isSome(row) && row.value.title === null) yield* repo.updateTitle(row.value.id, title)
-          })
-        )
+        yield* repo.setTitleIfUntitled(job.thread_id, title)
       }).pipe(orDieOnSqlError, Effect.withSpan("ThreadTitles.run"))
 
     yield* jobs.register(THREAD_TITLE_JOB, (payload) => Effect.flatMap(Schema.decodeUnknown(TitleJob)(payload), run))
