@@ -19,6 +19,7 @@ import type { CircuitBreaker } from "./CircuitBreaker.js"
 import { LlmError } from "./LlmProvider.js"
 import { embeddingsInputsTotal, embeddingsRequestsTotal } from "./Metrics.js"
 import { retryAfterMs } from "./OpenAiLlm.js"
+import { maskProviderBody } from "./Redaction.js"
 import { isTransient, resilienceDefaults, retrySchedule } from "./ResilientLlm.js"
 
 /**
@@ -235,18 +236,6 @@ export interface OpenAiEmbeddingsOptions {
   readonly breaker?: Pick<CircuitBreaker, "run">
 }
 
-/** How far an error body may reach into a debug log line. */
-const MAX_LOGGED_BODY = 500
-
-// As OpenAiLlm.ts's (not exported there): the key, bearer tokens and sk- keys masked, truncated.
-const maskBody = (body: string, apiKey: Redacted.Redacted | undefined) => {
-  const key = apiKey === undefined ? "" : Redacted.value(apiKey)
-  const masked = (key === "" ? body : body.split(key).join("***"))
-    .replace(/(bearer\s+)\S+/gi, "$1***")
-    .replace(/\bsk-[A-Za-z0-9_-]{4,}/g, "sk-***")
-  return masked.length > MAX_LOGGED_BODY ? `${masked.slice(0, MAX_LOGGED_BODY)}…` : masked
-}
-
 /**
  * The error as `ResilientLlm`'s `isTransient` and `retrySchedule` read it (they take an
  * `LlmError`): the same reasons, `dimension` as `malformed` (the provider answered, wrongly: not
@@ -330,7 +319,7 @@ export const makeOpenAiEmbeddings = (
         Effect.flatMap((body) =>
           Effect.logDebug(`embeddings ${name}: HTTP ${response.status}`).pipe(
             Effect.annotateLogs({
-              body: Option.match(body, { onNone: () => "", onSome: (b) => maskBody(b, options.apiKey) })
+              body: Option.match(body, { onNone: () => "", onSome: (b) => maskProviderBody(b, options.apiKey) })
             }),
             log
           )

@@ -3,6 +3,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { Chunk, Effect, identity, Layer, Option, Redacted, Stream } from "effect"
 
 import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService, type LlmUsage } from "./LlmProvider.js"
+import { maskProviderBody } from "./Redaction.js"
 
 // LlmUsage lives in LlmProvider.ts (the local provider reports usage too); test/llm-openai.test.ts
 // still imports it from here.
@@ -24,9 +25,6 @@ export interface OpenAiLlmOptions {
   /** called once per call that ends with `[DONE]` and reported usage (the last chunk's `usage`, `stream_options.include_usage`) */
   readonly onUsage?: (usage: LlmUsage, request: CompletionRequest) => Effect.Effect<void>
 }
-
-/** How far an error body may reach into a debug log line. */
-const MAX_LOGGED_BODY = 500
 
 /** `Retry-After` as milliseconds: delay-seconds or an HTTP date; undefined when absent or unreadable. */
 export const retryAfterMs = (value: string | undefined, now: number = Date.now()): number | undefined => {
@@ -178,15 +176,6 @@ const readChunk = (data: string): ReadonlyArray<Chunked> | undefined => {
 /** Ends the deltas of one call, where `[DONE]`, an unreadable event or an error event stands. */
 const STOP: unique symbol = Symbol("STOP")
 
-/** The body of an error answer for a debug line: truncated, the key masked, bearer-looking tokens masked. */
-const maskBody = (body: string, apiKey: Redacted.Redacted | undefined) => {
-  const key = apiKey === undefined ? "" : Redacted.value(apiKey)
-  const masked = (key === "" ? body : body.split(key).join("***"))
-    .replace(/(bearer\s+)\S+/gi, "$1***")
-    .replace(/\bsk-[A-Za-z0-9_-]{4,}/g, "sk-***")
-  return masked.length > MAX_LOGGED_BODY ? `${masked.slice(0, MAX_LOGGED_BODY)}…` : masked
-}
-
 /** The provider over an `HttpClient` (provide NodeHttpClient or FetchHttpClient; `OpenAiLlmLive` does). */
 export const makeOpenAiLlm = (
   options: OpenAiLlmOptions
@@ -212,7 +201,7 @@ export const makeOpenAiLlm = (
         Effect.flatMap((body) =>
           Effect.logDebug(`llm ${name}: HTTP ${response.status}`).pipe(
             Effect.annotateLogs({
-              body: Option.match(body, { onNone: () => "", onSome: (b) => maskBody(b, options.apiKey) })
+              body: Option.match(body, { onNone: () => "", onSome: (b) => maskProviderBody(b, options.apiKey) })
             }),
             log
           )
@@ -273,7 +262,7 @@ export const makeOpenAiLlm = (
             case "error":
               return Stream.fromEffect(
                 Effect.logDebug(`llm ${name}: error event`).pipe(
-                  Effect.annotateLogs({ body: maskBody(stopped.data, options.apiKey) }),
+                  Effect.annotateLogs({ body: maskProviderBody(stopped.data, options.apiKey) }),
                   log,
                   Effect.zipRight(Effect.fail(fail("http")))
                 )

@@ -63,3 +63,18 @@ const redactValue = (value: unknown, ancestors: WeakSet<object>, depth: number):
     ancestors.delete(value)
   }
 }
+
+/** How far a provider's error body may reach into a debug log line. */
+const MAX_LOGGED_BODY = 500
+
+/**
+ * A provider's error body for a debug line (it can echo the key): the key, bearer tokens and
+ * `sk-` keys masked, truncated.
+ */
+export const maskProviderBody = (body: string, apiKey: Redacted.Redacted | undefined) => {
+  const key = apiKey === undefined ? "" : Redacted.value(apiKey)
+  const masked = (key === "" ? body : body.split(key).join(MASK))
+    .replace(/(bearer\s+)\S+/gi, `$1${MASK}`)
+    .replace(/\bsk-[A-Za-z0-9_-]{4,}/g, `sk-${MASK}`)
+  return masked.length > MAX_LOGGED_BODY ? `${masked.slice(0, MAX_LOGGED_BODY)}…` : masked
+}
