@@ -374,6 +374,12 @@ const suite = (
           yield* repo.updateStore(store.id, { description: "d", metadata: { team: "search" } })
         )
         expect(updated).toMatchObject({ description: "d", metadata: { team: "search" }, version: 2 })
+        const other = yield* newStore("crud-other")
+        expect((yield* Effect.flip(repo.updateStore(other.id, { slug: store.slug })))._tag).toBe("Conflict")
+        const renamed = Option.getOrThrow(yield* repo.updateStore(other.id, { slug: `${other.slug}-renamed` }))
+        expect(renamed).toMatchObject({ slug: `${other.slug}-renamed`, version: 2 })
+        expect(Option.isSome(yield* repo.findStoreBySlug(`${other.slug}-renamed`))).toBe(true)
+        expect(Option.isNone(yield* repo.findStoreBySlug(other.slug))).toBe(true)
         const page = yield* repo.listStores({ page: 1, pageSize: 100, offset: 0 })
         expect(page.items.map((s) => s.slug)).toContain(store.slug)
         expect(page.total).toBeGreaterThanOrEqual(2)
@@ -580,6 +586,10 @@ const suite = (
         expect(yield* countChunks(gone.id)).toEqual({ n: 0, generations: 0 })
         const page = yield* repo.listDocuments(store.id, { page: 1, pageSize: 10, offset: 0 })
         expect(page).toMatchObject({ total: 1, items: [{ doc_id: "keep", status: "ready", chunk_count: 1 }] })
+        yield* ingest(store.id, "later", { text: "foghorn" })
+        const second = yield* repo.listDocuments(store.id, { page: 2, pageSize: 1, offset: 1 })
+        expect(second).toMatchObject({ total: 2, items: [{ doc_id: "later" }] })
+        expect((yield* repo.listDocuments(store.id, { page: 3, pageSize: 1, offset: 2 })).items).toEqual([])
 
         // the doc_id can be ingested again, as a new document
         const back = yield* ingest(store.id, "drop", { text: "lighthouse lens again" })
