@@ -1,6 +1,8 @@
-import * as http from "node:http"
+import type * as http from "node:http"
 
 import { Effect, type Scope } from "effect"
+
+import { localHttpServer } from "./network.js"
 
 /**
  * An OpenAI-compatible embeddings server on 127.0.0.1 (a real socket), scripted per request: each
@@ -89,50 +91,37 @@ const answer = async (
 export const fakeEmbeddings = (
   ...initial: ReadonlyArray<FakeEmbeddingsScript>
 ): Effect.Effect<FakeEmbeddings, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.async<{ fake: FakeEmbeddings; server: http.Server }>((resume) => {
-      let scripts: ReadonlyArray<FakeEmbeddingsScript> = initial.length === 0 ? [{ type: "ok" }] : initial
-      let served = 0
-      const requests: Array<RecordedEmbeddingsRequest> = []
-      const server = http.createServer((req, res) => {
-        const parts: Array<Buffer> = []
-        req.on("data", (part: Buffer) => parts.push(part))
-        req.on("end", () => {
-          let body: RecordedEmbeddingsRequest["body"]
-          try {
-            body = JSON.parse(Buffer.concat(parts).toString("utf8"))
-          } catch {
-            body = {}
-          }
-          requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body })
-          const script = scripts[Math.min(served, scripts.length - 1)]!
-          served++
-          if (req.method !== "POST" || req.url !== "/v1/embeddings") {
-            res.writeHead(404).end()
-            return
-          }
-          answer(script, body, res).catch(() => res.destroy())
-        })
+  Effect.gen(function*() {
+    let scripts: ReadonlyArray<FakeEmbeddingsScript> = initial.length === 0 ? [{ type: "ok" }] : initial
+    let served = 0
+    const requests: Array<RecordedEmbeddingsRequest> = []
+    const port = yield* localHttpServer((req, res) => {
+      const parts: Array<Buffer> = []
+      req.on("data", (part: Buffer) => parts.push(part))
+      req.on("end", () => {
+        let body: RecordedEmbeddingsRequest["body"]
+        try {
+          body = JSON.parse(Buffer.concat(parts).toString("utf8"))
+        } catch {
+          body = {}
+        }
+        requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body })
+        const script = scripts[Math.min(served, scripts.length - 1)]!
+        served++
+        if (req.method !== "POST" || req.url !== "/v1/embeddings") {
+          res.writeHead(404).end()
+          return
+        }
+        answer(script, body, res).catch(() => res.destroy())
       })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({
-          server,
-          fake: {
-            baseUrl: `http://127.0.0.1:${port}/v1`,
-            requests,
-            script: (...next) => {
-              scripts = next
-              served = 0
-            }
-          }
-        }))
-      })
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  ).pipe(Effect.map(({ fake }) => fake))
+    })
+    const fake: FakeEmbeddings = {
+      baseUrl: `http://127.0.0.1:${port}/v1`,
+      requests,
+      script: (...next) => {
+        scripts = next
+        served = 0
+      }
+    }
+    return fake
+  })

@@ -1,9 +1,10 @@
-import * as http from "node:http"
+import type * as http from "node:http"
 import type * as net from "node:net"
 
 import { Context, Effect, Layer, type Scope } from "effect"
 
 import { TestApp } from "./app.js"
+import { localHttpServer } from "./network.js"
 
 /**
  * An OpenAI-compatible chat-completions server on 127.0.0.1 (a real socket), scripted per request:
@@ -173,71 +174,58 @@ const isTitleRequest = (body: unknown) => {
 
 /** The server for a scope (closed, with every connection, when the scope closes). */
 export const fakeOpenAi = (...initial: ReadonlyArray<FakeScript>): Effect.Effect<FakeOpenAi, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.async<{ fake: FakeOpenAi; server: http.Server }>((resume) => {
-      let scripts: ReadonlyArray<FakeScript> = initial.length === 0 ? [{ type: "stream", tokens: ["ok"] }] : initial
-      let served = 0
-      const requests: Array<RecordedRequest> = []
-      const titleRequests: Array<RecordedRequest> = []
-      const server = http.createServer((req, res) => {
-        const parts: Array<Buffer> = []
-        req.on("data", (part: Buffer) => parts.push(part))
-        req.on("end", () => {
-          let body: unknown
-          try {
-            body = JSON.parse(Buffer.concat(parts).toString("utf8"))
-          } catch {
-            body = Buffer.concat(parts).toString("utf8")
-          }
-          let markClosed: () => void = () => undefined
-          const record: RecordedRequest = {
-            method: req.method ?? "",
-            url: req.url ?? "",
-            headers: req.headers,
-            body,
-            closedEarly: false,
-            closed: new Promise<void>((resolve) => (markClosed = resolve))
-          }
-          const title = isTitleRequest(body)
-          ;(title ? titleRequests : requests).push(record)
-          let closed = false
-          res.on("close", () => {
-            closed = true
-            if (!res.writableFinished) record.closedEarly = true
-            markClosed()
-          })
-          const script = title ? TITLE_SCRIPT : scripts[Math.min(served, scripts.length - 1)]!
-          if (!title) served++
-          if (req.method !== "POST" || req.url !== "/v1/chat/completions") {
-            res.writeHead(404).end()
-            return
-          }
-          answer(script, res, req.socket, () => closed).catch(() => res.destroy())
+  Effect.gen(function*() {
+    let scripts: ReadonlyArray<FakeScript> = initial.length === 0 ? [{ type: "stream", tokens: ["ok"] }] : initial
+    let served = 0
+    const requests: Array<RecordedRequest> = []
+    const titleRequests: Array<RecordedRequest> = []
+    const port = yield* localHttpServer((req, res) => {
+      const parts: Array<Buffer> = []
+      req.on("data", (part: Buffer) => parts.push(part))
+      req.on("end", () => {
+        let body: unknown
+        try {
+          body = JSON.parse(Buffer.concat(parts).toString("utf8"))
+        } catch {
+          body = Buffer.concat(parts).toString("utf8")
+        }
+        let markClosed: () => void = () => undefined
+        const record: RecordedRequest = {
+          method: req.method ?? "",
+          url: req.url ?? "",
+          headers: req.headers,
+          body,
+          closedEarly: false,
+          closed: new Promise<void>((resolve) => (markClosed = resolve))
+        }
+        const title = isTitleRequest(body)
+        ;(title ? titleRequests : requests).push(record)
+        let closed = false
+        res.on("close", () => {
+          closed = true
+          if (!res.writableFinished) record.closedEarly = true
+          markClosed()
         })
+        const script = title ? TITLE_SCRIPT : scripts[Math.min(served, scripts.length - 1)]!
+        if (!title) served++
+        if (req.method !== "POST" || req.url !== "/v1/chat/completions") {
+          res.writeHead(404).end()
+          return
+        }
+        answer(script, res, req.socket, () => closed).catch(() => res.destroy())
       })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({
-          server,
-          fake: {
-            baseUrl: `http://127.0.0.1:${port}/v1`,
-            requests,
-            titleRequests,
-            script: (...next) => {
-              scripts = next
-              served = 0
-            }
-          }
-        }))
-      })
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  ).pipe(Effect.map(({ fake }) => fake))
+    })
+    const fake: FakeOpenAi = {
+      baseUrl: `http://127.0.0.1:${port}/v1`,
+      requests,
+      titleRequests,
+      script: (...next) => {
+        scripts = next
+        served = 0
+      }
+    }
+    return fake
+  })
 
 /** The environment key TestAppOnFakeOpenAi gives the provider. */
 export const FAKE_OPENAI_KEY = "sk-test-0123456789abcdef"

@@ -1,3 +1,4 @@
+import * as http from "node:http"
 import * as net from "node:net"
 
 import { Effect } from "effect"
@@ -33,3 +34,17 @@ export const stalledServer = Effect.acquireRelease(
       server.close(() => resume(Effect.void))
     })
 )
+
+/** An HTTP server on 127.0.0.1 for the scope, its port; closed, with every connection, when the scope closes. */
+export const localHttpServer = (handler: http.RequestListener) =>
+  Effect.acquireRelease(
+    Effect.async<http.Server>((resume) => {
+      const server = http.createServer(handler)
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  ).pipe(Effect.map((server) => (server.address() as net.AddressInfo).port))
