@@ -21,8 +21,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
 
+import { Algorithm, hash as argon2Hash } from "@node-rs/argon2"
 import pg from "pg"
 
+import { PRODUCTION_ARGON2 } from "../src/features/auth/Passwords.js"
 import { freePort } from "../test/support/network.js"
 import { ensureWrk, wrk, type WrkResult } from "./wrk.js"
 
@@ -48,7 +50,11 @@ const redisUrl = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379"
 
 const ADMIN_EMAIL = "bench-admin@example.com"
 const PASSWORD = "correct horse battery staple"
-const LOGIN_USERS = 200
+/**
+ * Users the login scenario spreads over: each email may try 5 times a minute, so with too few the
+ * scenario measures 429s. On PostgreSQL they are inserted directly (one argon2id hash for all).
+ */
+const LOGIN_USERS = args.embedded ? 200 : 5_000
 const MODELS = 180
 const MODELS_PAGE = "/api/v1/models?page=3&page_size=20"
 
@@ -119,8 +125,8 @@ const api = async (base: string, method: string, path: string, body?: unknown, t
   return text === "" ? undefined : JSON.parse(text)
 }
 
-/** 180 models and 200 users through the API (what a deployment holds), the admin's token. */
-const seed = async (base: string) => {
+/** 180 models through the API and the login users (through the API, or straight into `databaseUrl`) (what a deployment holds), the admin's token. */
+const seed = async (base: string, databaseUrl?: string) => {
   const { access_token: token } = await api(base, "POST", "/api/v1/auth/login", {
     email: ADMIN_EMAIL,
     password: PASSWORD
@@ -134,6 +140,18 @@ const seed = async (base: string) => {
           description: "A model of the benchmark catalog"
         }, token))
     )
+  }
+  if (databaseUrl !== undefined) {
+    const passwordHash = await argon2Hash(PASSWORD, { ...PRODUCTION_ARGON2, algorithm: Algorithm.Argon2id })
+    const client = new pg.Client({ connectionString: databaseUrl })
+    await client.connect()
+    await client.query(
+      `INSERT INTO users (email, password_hash)
+        SELECT 'bench-user-' || i || '@example.com', $1 FROM generate_series(0, $2 - 1) AS i`,
+      [passwordHash, LOGIN_USERS]
+    )
+    await client.end()
+    return token as string
   }
   for (let i = 0; i < LOGIN_USERS; i += 10) {
     await Promise.all(
@@ -229,7 +247,7 @@ const run = async (round: number) => {
   try {
     app = await start([...appNodeFlags, "dist/main.js"], appEnv({}), "/health/ready")
     const startupMs = app.startupMs
-    const token = await seed(app.base)
+    const token = await seed(app.base, args.embedded ? undefined : databaseUrl.toString())
     // the baseline reads the same rows: on PostgreSQL the app's own database; embedded, a copy of its catalog
     if (args.embedded) await copyCatalog(app.base, token, databaseUrl.toString())
     baseline = await start(["bench/baseline.mjs"], { DATABASE_URL: databaseUrl.toString() }, "/health")
