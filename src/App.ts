@@ -28,6 +28,8 @@ import { UsersHandlers } from "./features/users/Http.js"
 import { UsersRepo } from "./features/users/Repo.js"
 import { UsersService } from "./features/users/Service.js"
 import { UserLookup } from "./features/users/UserLookup.js"
+import { VectorStoresHandlers } from "./features/vectors/Http.js"
+import { VectorStoresService } from "./features/vectors/Service.js"
 import { BootstrapDefaultWorkflow } from "./features/workflows/DefaultWorkflow.js"
 import { WorkflowsHandlers } from "./features/workflows/Http.js"
 import { WorkflowsService } from "./features/workflows/Service.js"
@@ -79,6 +81,8 @@ export const ApiHandlers = HttpApiBuilder.api(ChatkitApi).pipe(
   Layer.provide(
     Layer.mergeAll(ConversationsHandlers, ThreadsAdminHandlers).pipe(Layer.provide(ThreadsService.Default))
   ),
+  // VectorStoresRepo reads the vector path (VectorSupport) from the migrated schema: built here, after PrepareToServe
+  Layer.provide(VectorStoresHandlers.pipe(Layer.provide(VectorStoresService.Default))),
   Layer.provide(ReadinessChecks.Default),
   // below every group: the bearer middleware and the shared services are for all of them
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, MetricsAuthenticationLive, ClientIpLimitsLive]),

@@ -6,6 +6,7 @@ import { Passwords } from "./features/auth/Passwords.js"
 import { Cache } from "./platform/Cache.js"
 import { AppConfig, AppConfigLive } from "./platform/Config.js"
 import { DatabaseLive } from "./platform/Database.js"
+import { EmbeddingsLive } from "./platform/EmbeddingsLive.js"
 import { InProcessJobQueueLive } from "./platform/JobQueue.js"
 import { LlmProviderLive } from "./platform/LlmProviderLive.js"
 import { Redis } from "./platform/Redis.js"
@@ -23,7 +24,7 @@ const WarnOnGeneratedSecret = Layer.effectDiscard(
 
 /**
  * Infrastructure every feature may use: one database pool, one Redis client, the cache, argon2id
- * at API.md's cost, the language model of the environment, the background jobs.
+ * at API.md's cost, the language model and the embeddings of the environment, the background jobs.
  */
 const Infrastructure = Layer.mergeAll(
   DatabaseLive,
@@ -31,6 +32,7 @@ const Infrastructure = Layer.mergeAll(
   Cache.layer,
   Passwords.layer(),
   LlmProviderLive,
+  EmbeddingsLive,
   InProcessJobQueueLive()
 ).pipe(
   Layer.provideMerge(Redis.layerOptional)

@@ -14,6 +14,7 @@ import { ModelsApi } from "./ModelsApi.js"
 import { OperationsApi } from "./OperationsApi.js"
 import { SettingsApi } from "./SettingsApi.js"
 import { UsersApi } from "./UsersApi.js"
+import { VectorStoresApi } from "./VectorStoresApi.js"
 import { WorkflowsApi } from "./WorkflowsApi.js"
 
 /**
@@ -30,6 +31,7 @@ export class ChatkitApi extends HttpApi.make("chatkit")
   .add(WorkflowsApi)
   .add(ConversationsApi)
   .add(ThreadsAdminApi)
+  .add(VectorStoresApi)
   .prefix("/api/v1")
   .add(OperationsApi)
   .addError(ValidationErrorProblem)

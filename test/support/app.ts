@@ -6,6 +6,7 @@ import { makeChatkitClient } from "../../src/client/Client.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
 import { Cache } from "../../src/platform/Cache.js"
 import { type AppConfig, testConfig } from "../../src/platform/Config.js"
+import { EmbeddingsLive } from "../../src/platform/EmbeddingsLive.js"
 import { InProcessJobQueueLive } from "../../src/platform/JobQueue.js"
 import type { LlmProvider } from "../../src/platform/LlmProvider.js"
 import { LlmProviderLive } from "../../src/platform/LlmProviderLive.js"
@@ -53,6 +54,7 @@ export const TestApp = (
     Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Cache.layer),
     Layer.provideMerge(options.llm ?? LlmProviderLive),
+    Layer.provideMerge(EmbeddingsLive),
     Layer.provideMerge(InProcessJobQueueLive()),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),

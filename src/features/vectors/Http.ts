@@ -1,0 +1,31 @@
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect } from "effect"
+
+import { ChatkitApi } from "../../api/Api.js"
+import { pageRequest } from "../../domain/Page.js"
+import { VectorStoresService } from "./Service.js"
+
+/**
+ * Vector stores (API.md section 8): reads for every user, writes admin only through
+ * AdminAuthentication (api/VectorStoresApi.ts).
+ */
+export const VectorStoresHandlers = HttpApiBuilder.group(
+  ChatkitApi,
+  "vectorStores",
+  (handlers) =>
+    Effect.gen(function*() {
+      const stores = yield* VectorStoresService
+      return handlers
+        .handle("list", ({ urlParams }) => stores.list(pageRequest(urlParams)))
+        .handle("create", ({ payload }) => stores.create(payload))
+        .handle("get", ({ path }) => stores.get(path.slug))
+        .handle("update", ({ path, payload }) => stores.update(path.slug, payload))
+        .handle("delete", ({ path }) => stores.delete(path.slug))
+        .handle("ingest", ({ path, payload }) => stores.ingest(path.slug, payload))
+        .handle("listDocuments", ({ path, urlParams }) => stores.listDocuments(path.slug, pageRequest(urlParams)))
+        .handle("getDocument", ({ path }) => stores.getDocument(path.slug, path.doc_id))
+        .handle("deleteDocument", ({ path }) => stores.deleteDocument(path.slug, path.doc_id))
+        .handle("searchJson", ({ path, payload }) => stores.searchJson(path.slug, payload))
+        .handle("searchDocuments", ({ path, payload }) => stores.searchDocuments(path.slug, payload))
+    })
+)
