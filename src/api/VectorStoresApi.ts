@@ -3,6 +3,7 @@ import { Schema } from "effect"
 
 import { ConflictProblem, NotFoundProblem, UpstreamUnavailableProblem } from "../domain/errors.js"
 import { isStorableText, NOT_STORABLE_TEXT } from "../domain/Text.js"
+import { DocumentResults, SearchResults, VectorDocument, VectorStore } from "../domain/VectorStore.js"
 import { JsonObject } from "../domain/Workflow.js"
 import { Page, PageParams, Payload } from "./schemas.js"
 import { AdminAuthentication, Authentication } from "./Security.js"
@@ -71,70 +72,6 @@ const ChunksPerDocument = Schema.Int.pipe(Schema.between(1, VECTOR_LIMITS.maxChu
 const DocumentBody = Schema.Unknown.pipe(
   Schema.filter((value) => value !== undefined || "is required: any JSON value")
 ).annotations({ description: "Any JSON value (nested at most 64 levels; the body at most 1 MiB)." })
-
-const StoredJson = Schema.Record({ key: Schema.String, value: Schema.Unknown })
-
-export const VectorStore = Schema.Struct({
-  id: Schema.Int,
-  slug: Schema.String,
-  title: Schema.String,
-  description: Schema.NullOr(Schema.String),
-  metadata: StoredJson,
-  embedding_model: Schema.String,
-  dimension: Schema.Int,
-  /** bumped by every change of the store or its documents */
-  version: Schema.Int,
-  is_protected: Schema.Boolean,
-  created_at: Schema.Date,
-  updated_at: Schema.Date
-}).annotations({ identifier: "VectorStore" })
-export type VectorStore = typeof VectorStore.Type
-
-export const VectorDocument = Schema.Struct({
-  doc_id: Schema.String,
-  status: Schema.Literal("pending", "ready", "failed"),
-  chunk_count: Schema.Int,
-  metadata: StoredJson,
-  error: Schema.NullOr(Schema.String),
-  created_at: Schema.Date,
-  updated_at: Schema.Date
-}).annotations({ identifier: "VectorDocument" })
-export type VectorDocument = typeof VectorDocument.Type
-
-export const SearchResult = Schema.Struct({
-  doc_id: Schema.String,
-  chunk_index: Schema.Int,
-  text: Schema.String,
-  score: Schema.Number,
-  dense_score: Schema.Number,
-  sparse_score: Schema.Number,
-  /** the document's metadata */
-  metadata: StoredJson,
-  /** the chunk's own (its lines in the flattened document) */
-  chunk_metadata: StoredJson
-}).annotations({ identifier: "VectorSearchResult" })
-
-export const SearchResults = Schema.Struct({ results: Schema.Array(SearchResult) })
-export type SearchResults = typeof SearchResults.Type
-
-export const DocumentChunk = Schema.Struct({
-  chunk_index: Schema.Int,
-  text: Schema.String,
-  score: Schema.Number,
-  dense_score: Schema.Number,
-  sparse_score: Schema.Number
-}).annotations({ identifier: "VectorDocumentChunk" })
-
-export const DocumentResults = Schema.Struct({
-  results: Schema.Array(Schema.Struct({
-    doc_id: Schema.String,
-    /** its best chunk's */
-    score: Schema.Number,
-    metadata: StoredJson,
-    chunks: Schema.Array(DocumentChunk)
-  }))
-})
-export type DocumentResults = typeof DocumentResults.Type
 
 const searchFields = {
   query: SearchQuery,

@@ -5,6 +5,7 @@ import { Data, Effect, Option, Schema } from "effect"
 import { Conflict, ValidationError } from "../../domain/errors.js"
 import type { PageRequest } from "../../domain/Page.js"
 import { JsonObject } from "../../domain/Thread.js"
+import { SearchResult } from "../../domain/VectorStore.js"
 import {
   columnsOf,
   decodedCountedPage,
@@ -75,23 +76,6 @@ export const PendingSubmission = Schema.Struct({
   metadata: JsonObject
 })
 export type PendingSubmission = typeof PendingSubmission.Type
-
-export const SearchHit = Schema.Struct({
-  doc_id: Schema.String,
-  chunk_index: Schema.Int,
-  text: Schema.String,
-  /** the fused score: dense and sparse, each in [0, 1], weighted */
-  score: Schema.Number,
-  /** the cosine similarity of the chunk and the query, in [-1, 1] (test-chatkit's `dense_score`) */
-  dense_score: Schema.Number,
-  /** BM25 of the chunk for the query's distinctive words, unnormalised (0 when none matches; test-chatkit's `bm25_score`) */
-  sparse_score: Schema.Number,
-  /** the document's metadata */
-  metadata: JsonObject,
-  /** the chunk's own */
-  chunk_metadata: JsonObject
-})
-export type SearchHit = typeof SearchHit.Type
 
 export interface NewStore {
   readonly slug: string
@@ -792,7 +776,7 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
         )
         : effect
 
-    const decodeHits = Schema.decodeUnknown(Schema.Array(SearchHit))
+    const decodeHits = Schema.decodeUnknown(Schema.Array(SearchResult))
 
     /**
      * The `topK` best chunks of the store for `query` (its text and its embedding), best first,
@@ -802,7 +786,7 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
      */
     const search = (
       request: SearchRequest
-    ): Effect.Effect<ReadonlyArray<SearchHit>, ValidationError | DimensionMismatch | SqlError> =>
+    ): Effect.Effect<ReadonlyArray<SearchResult>, ValidationError | DimensionMismatch | SqlError> =>
       Effect.flatMap(checkSearch(request), (weights) =>
         withHnswSettings(
           request,

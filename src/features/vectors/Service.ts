@@ -6,18 +6,21 @@ import { Effect, Option } from "effect"
 import { Page } from "../../api/schemas.js"
 import {
   type CreateStorePayload,
-  DocumentResults,
   type IngestPayload,
   type SearchDocumentsPayload,
   type SearchPayload,
-  SearchResults,
   type UpdateStorePayload,
-  VECTOR_LIMITS,
-  VectorDocument,
-  VectorStore
+  VECTOR_LIMITS
 } from "../../api/VectorStoresApi.js"
 import { Conflict, NotFound, UpstreamUnavailable } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
+import {
+  DocumentResults,
+  type SearchResult,
+  SearchResults,
+  VectorDocument,
+  VectorStore
+} from "../../domain/VectorStore.js"
 import { Cache } from "../../platform/Cache.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { Embeddings, type EmbeddingsError } from "../../platform/Embeddings.js"
@@ -29,7 +32,6 @@ import {
   type DocumentRow,
   type IngestionSuperseded,
   SEARCH_MAX_TOP_K,
-  type SearchHit,
   type StoreRow,
   VectorStoresRepo
 } from "./Repo.js"
@@ -389,14 +391,14 @@ export class VectorStoresService extends Effect.Service<VectorStoresService>()("
 
 /** Hits (best first) grouped by document in order of their best hit: `topK` documents, `perDocument` chunks each. */
 export const groupByDocument = (
-  hits: ReadonlyArray<SearchHit>,
+  hits: ReadonlyArray<SearchResult>,
   topK: number,
   perDocument: number
 ): DocumentResults => {
   const groups = new Map<string, {
     doc_id: string
     score: number
-    metadata: SearchHit["metadata"]
+    metadata: SearchResult["metadata"]
     chunks: Array<{
       chunk_index: number
       text: string
