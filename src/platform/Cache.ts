@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto"
 
-import { Clock, Context, Duration, Effect, Layer, Metric, MetricKey, MetricLabel, Option, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
 
 import { AppConfig } from "./Config.js"
-import { cacheErrorsTotal, cacheRequestsTotalKey } from "./Metrics.js"
+import { cacheErrorsTotal, cacheRequestsTotalKey, labelled } from "./Metrics.js"
 import { OptionalRedis, Redis, type RedisError, redisKeyRoot, type RedisService } from "./Redis.js"
 import { withHotSpan } from "./Spans.js"
 
@@ -87,22 +87,8 @@ const normalizePrefix = (prefix: string) => prefix.endsWith(":") ? prefix.slice(
 /** Whole-segment prefix match, shared by both stores' semantics. */
 const coveredBy = (key: string, prefix: string) => prefix === "" || key === prefix || key.startsWith(`${prefix}:`)
 
-/** Keyed once per (cache, result): a tagged metric rebuilds and hashes its key on every update. */
-const requestCounters = new Map<string, Metric.Metric.Counter<number>>()
-const countRequest = (cache: string, result: "hit" | "miss") => {
-  const id = `${cache}\u0000${result}`
-  let counter = requestCounters.get(id)
-  if (counter === undefined) {
-    counter = Metric.fromMetricKey(
-      MetricKey.taggedWithLabels(cacheRequestsTotalKey, [
-        MetricLabel.make("cache", cache),
-        MetricLabel.make("result", result)
-      ])
-    )
-    requestCounters.set(id, counter)
-  }
-  return Metric.increment(counter)
-}
+const cacheRequest = labelled(cacheRequestsTotalKey)
+const countRequest = (cache: string, result: "hit" | "miss") => Metric.increment(cacheRequest({ cache, result }))
 
 /** Counted and logged; the key itself is not logged (it may hold an email or another identifier). */
 const reportFailure = (cache: string, operation: Operation, reason: string) =>

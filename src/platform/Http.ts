@@ -10,7 +10,7 @@ import {
 } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlError } from "@effect/sql/SqlError"
-import { Cause, Clock, Context, Effect, Metric, MetricKey, MetricLabel, Option } from "effect"
+import { Cause, Clock, Context, Effect, Metric, Option } from "effect"
 import { v7 as uuidv7 } from "uuid"
 
 import {
@@ -26,7 +26,7 @@ import {
 } from "../domain/errors.js"
 import { pathKey } from "../domain/Text.js"
 import type { AppConfigShape } from "./Config.js"
-import { httpRequestDurationSecondsKey, httpRequestsTotalKey } from "./Metrics.js"
+import { httpRequestDurationSecondsKey, httpRequestsTotalKey, labelled } from "./Metrics.js"
 import { checkBodyHeaders, checkUrlText, MAX_JSON_BODY_BYTES, parseJsonBody } from "./RequestInput.js"
 
 export { MAX_JSON_BODY_BYTES } from "./RequestInput.js"
@@ -158,31 +158,9 @@ const withCheckedJson = (request: HttpServerRequest.HttpServerRequest): HttpServ
   return new Proxy(request, { get: (target, key) => key === "json" ? checkedJson() : Reflect.get(target, key, target) })
 }
 
-const taggedRequestMetrics = new Map<string, {
-  readonly count: Metric.Metric.Counter<number>
-  readonly duration: Metric.Metric.Histogram<number>
-}>()
-
-/**
- * The HTTP metrics of one method, route template and status, keyed once and kept: a tagged metric
- * would build and hash its key again on every update. The set is bounded: Node's parser knows
- * some 30 methods, routes are the Api's templates (or "unmatched"), statuses are few.
- */
-const requestMetrics = (method: string, route: string, status: number) => {
-  const key = `${method} ${route} ${status}`
-  let metrics = taggedRequestMetrics.get(key)
-  if (metrics === undefined) {
-    const labels = [MetricLabel.make("method", method), MetricLabel.make("route", route)]
-    metrics = {
-      count: Metric.fromMetricKey(
-        MetricKey.taggedWithLabels(httpRequestsTotalKey, [...labels, MetricLabel.make("status", String(status))])
-      ),
-      duration: Metric.fromMetricKey(MetricKey.taggedWithLabels(httpRequestDurationSecondsKey, labels))
-    }
-    taggedRequestMetrics.set(key, metrics)
-  }
-  return metrics
-}
+// label values are bounded: Node's parser knows some 30 methods, routes are the Api's templates, statuses are few
+const requestCount = labelled(httpRequestsTotalKey)
+const requestDuration = labelled(httpRequestDurationSecondsKey)
 
 /**
  * The outermost middleware: request id, standard and CORS headers, input checks (headers, URL
@@ -233,9 +211,8 @@ export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default
       onSome: (s) => String(s.attributes.get("http.route") ?? "unmatched")
     })
     const durationSeconds = Number((yield* Clock.currentTimeNanos) - startedAt) / 1e9
-    const metrics = requestMetrics(request.method, route, response.status)
-    yield* Metric.increment(metrics.count)
-    yield* Metric.update(metrics.duration, durationSeconds)
+    yield* Metric.increment(requestCount({ method: request.method, route, status: String(response.status) }))
+    yield* Metric.update(requestDuration({ method: request.method, route }), durationSeconds)
     yield* Effect.logInfo("http request").pipe(
       Effect.annotateLogs({
         method: request.method,

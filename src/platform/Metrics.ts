@@ -1,6 +1,30 @@
-import { Metric, MetricBoundaries, MetricKey } from "effect"
+import { Metric, MetricBoundaries, MetricKey, type MetricKeyType, MetricLabel } from "effect"
 
 /** The metrics every part of the platform updates; exported at /metrics in Prometheus text. */
+
+/**
+ * The metric of `key` for each set of label values, built once and kept: a tagged Metric rebuilds
+ * and hashes its key on every update. For label values from a bounded set (routes, statuses, cache names).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as Effect's own signatures: a key type's input is invariant
+export const labelled = <Type extends MetricKeyType.MetricKeyType<any, any>>(key: MetricKey.MetricKey<Type>) => {
+  type Labelled = Metric.Metric<
+    Type,
+    MetricKeyType.MetricKeyType.InType<Type>,
+    MetricKeyType.MetricKeyType.OutType<Type>
+  >
+  const built = new Map<string, Labelled>()
+  return (labels: Readonly<Record<string, string>>): Labelled => {
+    const id = Object.entries(labels).map(([name, value]) => `${name}=${value}`).join("\u0000")
+    const known = built.get(id)
+    if (known !== undefined) return known
+    const metric: Labelled = Metric.fromMetricKey(
+      MetricKey.taggedWithLabels(key, Object.entries(labels).map(([name, value]) => MetricLabel.make(name, value)))
+    )
+    built.set(id, metric)
+    return metric
+  }
+}
 
 export const httpRequestsTotalKey = MetricKey.counter("http_requests_total", {
   description: "HTTP requests served, by method, route template and status",
