@@ -167,4 +167,54 @@ describe("configuration", () => {
       const config = yield* loadConfigFromEnv({ SOME_TOOL_CONFIG_FILE: "/does/not/exist" })
       expect(config.nodeEnv).toBe("development")
     }))
+  it.effect("runs job consumers and sizes vector documents as documented unless told otherwise, within bounds", () =>
+    Effect.gen(function*() {
+      const defaults = yield* loadConfigFromEnv({})
+      expect(defaults).toMatchObject({
+        workerMode: "on",
+        vectorDocumentMaxBytes: 10_485_760,
+        vectorInlineMaxBytes: 65_536,
+        jobConcurrency: 2,
+        jobBackoffMs: 1_000,
+        jobLockDurationMs: 30_000,
+        jobStalledIntervalMs: 30_000
+      })
+      const tuned = yield* loadConfigFromEnv({
+        WORKER_MODE: "OFF",
+        REDIS_URL: "redis://cache",
+        VECTOR_DOCUMENT_MAX_BYTES: "2048",
+        VECTOR_INLINE_MAX_BYTES: "0",
+        JOB_LOCK_DURATION_MS: "1000",
+        JOB_STALLED_INTERVAL_MS: "500"
+      })
+      expect(tuned).toMatchObject({
+        workerMode: "off",
+        vectorDocumentMaxBytes: 2048,
+        vectorInlineMaxBytes: 0,
+        jobLockDurationMs: 1000,
+        jobStalledIntervalMs: 500
+      })
+      const problems = yield* problemsOf({
+        WORKER_MODE: "sometimes",
+        VECTOR_DOCUMENT_MAX_BYTES: "10",
+        VECTOR_INLINE_MAX_BYTES: "-1",
+        JOB_LOCK_DURATION_MS: "0"
+      })
+      const text = problems.join("\n")
+      expect(text).toContain("WORKER_MODE: must be one of on, off")
+      expect(text).toContain("VECTOR_DOCUMENT_MAX_BYTES: must be an integer between 1024 and 104857600")
+      expect(text).toContain("VECTOR_INLINE_MAX_BYTES: must be an integer between 0 and 104857600")
+      expect(text).toContain("JOB_LOCK_DURATION_MS: must be an integer between 500 and 600000")
+      expect(problems).toHaveLength(4)
+    }))
+
+  it.effect("refuses an inline limit above the document limit, and WORKER_MODE=off without Redis", () =>
+    Effect.gen(function*() {
+      expect(yield* problemsOf({ VECTOR_DOCUMENT_MAX_BYTES: "100000", VECTOR_INLINE_MAX_BYTES: "100001" })).toEqual([
+        "VECTOR_INLINE_MAX_BYTES: is 100001, above VECTOR_DOCUMENT_MAX_BYTES (100000); expected at most the document limit"
+      ])
+      expect(yield* problemsOf({ WORKER_MODE: "off" })).toEqual([
+        "WORKER_MODE: off needs REDIS_URL (without Redis, jobs run in this process only, so it must consume them)"
+      ])
+    }))
 })

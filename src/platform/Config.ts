@@ -45,7 +45,20 @@ export interface AppConfigShape {
   readonly logFormat: LogFormat
   readonly metricsToken: Option.Option<Redacted.Redacted>
   readonly otelExporterOtlpEndpoint: Option.Option<string>
+  /** `off`: this server process runs no job consumers (`chatkit worker` processes do); needs REDIS_URL */
   readonly workerMode: "on" | "off"
+  /** the largest document body the ingest endpoint accepts (API.md section 8: 10 MiB) */
+  readonly vectorDocumentMaxBytes: number
+  /** documents up to this size (their JSON) ingest inline (201); larger ones become a job (202) */
+  readonly vectorInlineMaxBytes: number
+  /** jobs one process runs at once */
+  readonly jobConcurrency: number
+  /** delay before a failed job's second attempt, doubling after (3 attempts in all) */
+  readonly jobBackoffMs: number
+  /** how long a BullMQ worker's lock on a running job lasts without renewal (a killed worker's job is retaken after it) */
+  readonly jobLockDurationMs: number
+  /** how often BullMQ workers look for jobs whose worker died (stalled) */
+  readonly jobStalledIntervalMs: number
   readonly migrateOnStart: boolean
   readonly shutdownGraceMs: number
   readonly cacheTtlSeconds: number
@@ -155,6 +168,12 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     metricsToken: optionalSecret("METRICS_TOKEN"),
     otelExporterOtlpEndpoint: optionalString("OTEL_EXPORTER_OTLP_ENDPOINT"),
     workerMode: oneOf("WORKER_MODE", ["on", "off"], "on"),
+    vectorDocumentMaxBytes: boundedInt("VECTOR_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, 1024, 100 * 1024 * 1024),
+    vectorInlineMaxBytes: boundedInt("VECTOR_INLINE_MAX_BYTES", 64 * 1024, 0, 100 * 1024 * 1024),
+    jobConcurrency: positiveInt("JOB_CONCURRENCY", 2, 100),
+    jobBackoffMs: boundedInt("JOB_BACKOFF_MS", 1_000, 10, 600_000),
+    jobLockDurationMs: boundedInt("JOB_LOCK_DURATION_MS", 30_000, 500, 600_000),
+    jobStalledIntervalMs: boundedInt("JOB_STALLED_INTERVAL_MS", 30_000, 500, 600_000),
     migrateOnStart: booleanFlag("MIGRATE_ON_START", !production),
     shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000, 600_000),
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", 300, 86_400),
@@ -177,7 +196,8 @@ const ruleInputs = Config.all({
   allowedOrigins: optionalString("ALLOWED_ORIGINS"),
   llmProvider: optionalString("LLM_PROVIDER"),
   embeddingsProvider: optionalString("EMBEDDINGS_PROVIDER"),
-  openaiApiKey: optionalSecret("OPENAI_API_KEY")
+  openaiApiKey: optionalSecret("OPENAI_API_KEY"),
+  workerMode: optionalString("WORKER_MODE")
 })
 
 /** Rules that need several variables at once; never echoes a secret's value. */
@@ -214,6 +234,11 @@ const crossChecks = (nodeEnv: NodeEnv, raw: Config.Config.Success<typeof ruleInp
   if (Option.contains(raw.embeddingsProvider, "openai") && Option.isNone(raw.openaiApiKey)) {
     problems.push("OPENAI_API_KEY: is required when EMBEDDINGS_PROVIDER=openai")
   }
+  if (Option.exists(raw.workerMode, (mode) => mode.trim().toLowerCase() === "off") && Option.isNone(raw.redisUrl)) {
+    problems.push(
+      "WORKER_MODE: off needs REDIS_URL (without Redis, jobs run in this process only, so it must consume them)"
+    )
+  }
   return problems
 }
 
@@ -247,6 +272,12 @@ export const loadConfig = (provider: ConfigProvider.ConfigProvider): Effect.Effe
     const raw = yield* Effect.either(rawConfig(nodeEnv))
     if (Either.isLeft(raw)) problems.push(...describeConfigError(raw.left))
     problems.push(...crossChecks(nodeEnv, yield* Effect.orDie(ruleInputs)))
+    if (Either.isRight(raw) && raw.right.vectorInlineMaxBytes > raw.right.vectorDocumentMaxBytes) {
+      problems.push(
+        `VECTOR_INLINE_MAX_BYTES: is ${raw.right.vectorInlineMaxBytes}, above VECTOR_DOCUMENT_MAX_BYTES ` +
+          `(${raw.right.vectorDocumentMaxBytes}); expected at most the document limit`
+      )
+    }
     if (Either.isLeft(raw) || problems.length > 0) return yield* new InvalidConfig({ problems })
     const { allowedOrigins, authSecretKey, ...rest } = raw.right
     return {
@@ -293,6 +324,12 @@ export const CONFIG_VARIABLES = [
   "METRICS_TOKEN",
   "OTEL_EXPORTER_OTLP_ENDPOINT",
   "WORKER_MODE",
+  "VECTOR_DOCUMENT_MAX_BYTES",
+  "VECTOR_INLINE_MAX_BYTES",
+  "JOB_CONCURRENCY",
+  "JOB_BACKOFF_MS",
+  "JOB_LOCK_DURATION_MS",
+  "JOB_STALLED_INTERVAL_MS",
   "MIGRATE_ON_START",
   "SHUTDOWN_GRACE_MS",
   "CACHE_TTL_SECONDS",
