@@ -3,6 +3,7 @@ import { Duration, Effect, Option } from "effect"
 
 import type { DependencyCheck, NotReady, Readiness } from "../../api/OperationsApi.js"
 import { OptionalRedis } from "../../platform/Redis.js"
+import { type VectorPath, VectorSupport } from "../../platform/VectorSupport.js"
 
 const CHECK_TIMEOUT = "1 second"
 
@@ -23,26 +24,51 @@ const timed = <E, R>(check: Effect.Effect<unknown, E, R>): Effect.Effect<typeof 
 
 const round = (duration: Duration.Duration) => Math.round(Duration.toMillis(duration) * 100) / 100
 
-/** The checks of /health/ready: the database, and Redis when it is configured. */
+/** The vector check names the search path in use, whatever its status. */
+export type VectorCheck = typeof DependencyCheck.Type & { readonly path: VectorPath }
+
+/** The readiness document, with the vector check's path (API.md section 1, issue 12). */
+export interface ReadinessDocument {
+  readonly status: (typeof Readiness.Type)["status"]
+  readonly checks: {
+    readonly database: typeof DependencyCheck.Type
+    readonly vector: VectorCheck
+    readonly redis?: typeof DependencyCheck.Type
+  }
+}
+
+/**
+ * The checks of /health/ready: the database, the vector search path (the one detected at start,
+ * still the schema's), and Redis when it is configured. The database down makes the answer
+ * `unavailable`; the vector path or Redis failing, `degraded`.
+ */
 export class ReadinessChecks extends Effect.Service<ReadinessChecks>()("chatkit/ReadinessChecks", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const redis = yield* OptionalRedis
+    const vectors = yield* VectorSupport
     /** The readiness document when every check passes; failing with it (`NotReady`, 503) otherwise. */
-    const run: Effect.Effect<typeof Readiness.Type, typeof NotReady.Type> = Effect.gen(function*() {
-      const [database, redisCheck] = yield* Effect.all(
+    const run: Effect.Effect<ReadinessDocument, typeof NotReady.Type> = Effect.gen(function*() {
+      const [database, vectorCheck, redisCheck] = yield* Effect.all(
         [
           timed(sql`SELECT 1`),
+          timed(vectors.check),
           Option.match(redis, { onNone: () => Effect.succeed(undefined), onSome: (r) => timed(r.ping()) })
         ],
         { concurrency: "unbounded" }
       )
-      const checks = { database, ...(redisCheck === undefined ? {} : { redis: redisCheck }) }
-      const status = database.status === "error" ? "unavailable" : redisCheck?.status === "error" ? "degraded" : "ok"
-      const body: typeof Readiness.Type = { status, checks }
+      const vector: VectorCheck = { ...vectorCheck, path: vectors.path }
+      const checks = { database, vector, ...(redisCheck === undefined ? {} : { redis: redisCheck }) }
+      const status = database.status === "error"
+        ? "unavailable"
+        : vector.status === "error" || redisCheck?.status === "error"
+        ? "degraded"
+        : "ok"
+      const body: ReadinessDocument = { status, checks }
       if (status !== "ok") return yield* Effect.fail<typeof NotReady.Type>(body)
       return body
     })
     return { run } as const
-  })
+  }),
+  dependencies: [VectorSupport.Default]
 }) {}
