@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpApiScalar, HttpApiSwagger } from "@effect/platform"
+import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer } from "effect"
 
 import { ChatkitApi } from "./api/Api.js"
@@ -34,6 +34,7 @@ import { BootstrapDefaultWorkflow } from "./features/workflows/DefaultWorkflow.j
 import { WorkflowsHandlers } from "./features/workflows/Http.js"
 import { WorkflowsService } from "./features/workflows/Service.js"
 import { WorkflowShares } from "./features/workflows/Shares.js"
+import { ApiDocsLive } from "./platform/ApiDocs.js"
 import { AppConfig } from "./platform/Config.js"
 import { ProblemResponsesLive, requestPipeline } from "./platform/Http.js"
 import { migrateUp } from "./platform/Migrations.js"
@@ -91,14 +92,13 @@ export const ApiHandlers = HttpApiBuilder.api(ChatkitApi).pipe(
 
 /**
  * The Api served behind the platform middleware, with the OpenAPI document and two readers
- * (Swagger UI at /docs, Scalar at /redoc). Needs an HttpServer and the infrastructure layers; build
+ * (Swagger UI at /docs, Scalar at /redoc, platform/ApiDocs.ts). Needs an HttpServer and the infrastructure layers; build
  * `PrepareToServe` before either.
  */
 export const ServedApi = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) => HttpApiBuilder.serve(requestPipeline(config)))
 ).pipe(
-  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
-  Layer.provide(HttpApiScalar.layer({ path: "/redoc" })),
+  Layer.provide(ApiDocsLive),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ProblemResponsesLive),
   Layer.provide(ApiHandlers)

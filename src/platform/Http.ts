@@ -139,7 +139,9 @@ export const standardHeaders = (
 const withStandardHeaders = (response: HttpServerResponse.HttpServerResponse, headers: Record<string, string>) =>
   HttpServerResponse.setHeaders(response, {
     ...(response.headers["cache-control"] === undefined ? { "cache-control": "no-store" } : {}),
-    ...headers
+    ...headers,
+    // a response that varies on more than the origin (a compressed bundle) keeps its own reasons
+    ...(response.headers["vary"] === undefined ? {} : { vary: `${response.headers["vary"]}, ${headers["vary"]}` })
   })
 
 /**
