@@ -17,12 +17,15 @@ import { RefreshTokens } from "./features/auth/RefreshTokens.js"
 import { AuthService } from "./features/auth/Service.js"
 import { OperationsHandlers } from "./features/health/Http.js"
 import { ReadinessChecks } from "./features/health/Readiness.js"
+import { JobsHandlers } from "./features/jobs/Http.js"
+import { JobsService } from "./features/jobs/Service.js"
 import { ModelsHandlers } from "./features/models/Http.js"
 import { ModelsService } from "./features/models/Service.js"
 import { SettingsHandlers } from "./features/settings/Http.js"
 import { SettingsService } from "./features/settings/Service.js"
 import { ConversationsHandlers, ThreadsAdminHandlers } from "./features/threads/Http.js"
 import { ThreadsService } from "./features/threads/Service.js"
+import { ThreadTitles } from "./features/threads/Titles.js"
 import { BootstrapAdmin } from "./features/users/Bootstrap.js"
 import { UsersHandlers } from "./features/users/Http.js"
 import { UsersRepo } from "./features/users/Repo.js"
@@ -41,7 +44,7 @@ import { migrateUp } from "./platform/Migrations.js"
 import { RateLimiter } from "./platform/RateLimiter.js"
 
 /** Applies pending migrations before serving when MIGRATE_ON_START is true (development default). */
-const MigrateOnStart = Layer.effectDiscard(
+export const MigrateOnStart = Layer.effectDiscard(
   Effect.flatMap(AppConfig, (config) =>
     config.migrateOnStart
       ? migrateUp()
@@ -84,9 +87,19 @@ export const ApiHandlers = HttpApiBuilder.api(ChatkitApi).pipe(
   ),
   // VectorStoresRepo reads the vector path (VectorSupport) from the migrated schema: built here, after PrepareToServe
   Layer.provide(VectorStoresHandlers.pipe(Layer.provide(VectorStoresService.Default))),
+  Layer.provide(JobsHandlers.pipe(Layer.provide(JobsService.Default))),
   Layer.provide(ReadinessChecks.Default),
   // below every group: the bearer middleware and the shared services are for all of them
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, MetricsAuthenticationLive, ClientIpLimitsLive]),
+  Layer.provide(SharedServices)
+)
+
+/**
+ * The features that register job handlers (thread.title, document.ingest): what a `chatkit worker`
+ * process builds besides the infrastructure, so that it runs the same handlers as the server.
+ * Build it after the migrations (the vector stores read the migrated schema).
+ */
+export const JobHandlers = Layer.mergeAll(ThreadTitles.Default, VectorStoresService.Default).pipe(
   Layer.provide(SharedServices)
 )
 

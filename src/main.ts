@@ -7,7 +7,7 @@ import { Cache } from "./platform/Cache.js"
 import { AppConfig, AppConfigLive } from "./platform/Config.js"
 import { DatabaseLive } from "./platform/Database.js"
 import { EmbeddingsLive } from "./platform/EmbeddingsLive.js"
-import { InProcessJobQueueLive } from "./platform/JobQueue.js"
+import { JobQueueLive } from "./platform/JobQueue.js"
 import { LlmProviderLive } from "./platform/LlmProviderLive.js"
 import { Redis } from "./platform/Redis.js"
 import { makeServer } from "./platform/Server.js"
@@ -24,18 +24,17 @@ const WarnOnGeneratedSecret = Layer.effectDiscard(
 
 /**
  * Infrastructure every feature may use: one database pool, one Redis client, the cache, argon2id
- * at API.md's cost, the language model and the embeddings of the environment, the background jobs.
+ * at API.md's cost, the language model and the embeddings of the environment, the background jobs
+ * (BullMQ on Redis or in-process; this process consumes them unless WORKER_MODE=off).
  */
 const Infrastructure = Layer.mergeAll(
-  DatabaseLive,
-  Redis.layerOptional,
   Cache.layer,
   Passwords.layer(),
   LlmProviderLive,
   EmbeddingsLive,
-  InProcessJobQueueLive()
+  JobQueueLive()
 ).pipe(
-  Layer.provideMerge(Redis.layerOptional)
+  Layer.provideMerge(Layer.mergeAll(DatabaseLive, Redis.layerOptional))
 )
 
 const Application = Layer.unwrapEffect(

@@ -1,82 +1,245 @@
-import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Ref, TestClock } from "effect"
+import { SqlClient } from "@effect/sql"
+import { describe, expect, layer } from "@effect/vitest"
+import { Clock, Deferred, Effect, Fiber, Layer, Metric, Option, Ref } from "effect"
 
-import { makeInProcessJobQueue } from "../src/platform/JobQueue.js"
+import { JobsRepo } from "../src/features/jobs/Repo.js"
+import { jobsTotalKey, makeInProcessJobQueue, PermanentJobFailure } from "../src/platform/JobQueue.js"
+import { JobRecords } from "../src/platform/JobRecords.js"
+import { labelled } from "../src/platform/Metrics.js"
+import { migrateUp } from "../src/platform/Migrations.js"
+import { LiveClock, testDatabaseLayer } from "./support/database.js"
 
-describe("the in-process job queue", () => {
-  it.scoped("runs a job in the background with its payload and answers its id at once", () =>
-    Effect.gen(function*() {
+/**
+ * The in-process job queue (the embedded default) over a migrated database of its own (PGlite, or a
+ * schema of TEST_DATABASE_URL): every job has its `jobs` row, retries with backoff, 3 attempts.
+ */
+
+const Migrated = Layer.effectDiscard(Effect.orDie(migrateUp()))
+const Env = Layer.mergeAll(JobRecords.layer, JobsRepo.Default).pipe(
+  Layer.provideMerge(Migrated),
+  Layer.provideMerge(testDatabaseLayer("job-queue")),
+  Layer.provide(LiveClock)
+)
+
+const recordOf = (id: string) =>
+  Effect.flatMap(JobsRepo, (repo) => repo.findById(id)).pipe(Effect.map(Option.getOrThrow))
+
+/** Polls the job's row until `done` holds (2 s at most). */
+const waitForRecord = (id: string, done: (row: Effect.Effect.Success<ReturnType<typeof recordOf>>) => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200; i++) {
+      const row = yield* recordOf(id)
+      if (done(row)) return row
+      yield* Effect.sleep("10 millis")
+    }
+    return yield* Effect.dieMessage(
+      `job ${id} never reached the expected state: ${JSON.stringify(yield* recordOf(id))}`
+    )
+  })
+
+/** Backoffs, polls and timeouts on the real clock (the test layer's clock is a TestClock). */
+const live = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.withClock(self, Clock.make())
+
+const outcomes = (type: string, outcome: string) =>
+  Effect.map(Metric.value(labelled(jobsTotalKey)({ type, outcome })), (state) => state.count)
+
+layer(Env, { timeout: 60_000 })("the in-process job queue", (it) => {
+  it.scoped("records a job queued, runs it in the background with its payload, and stores its result", () =>
+    live(Effect.gen(function*() {
       const jobs = yield* makeInProcessJobQueue()
+      const release = yield* Deferred.make<void>()
       const seen = yield* Deferred.make<unknown>()
-      yield* jobs.register("thread.title", (payload) => Deferred.succeed(seen, payload))
-      const id = yield* jobs.enqueue("thread.title", { thread_id: "thr_0123456789abcdef" })
+      yield* jobs.register("test.echo", (payload) =>
+        Effect.zipRight(
+          Effect.zipRight(Deferred.succeed(seen, payload), Deferred.await(release)),
+          Effect.succeed({ echoed: payload })
+        ))
+      const id = yield* jobs.enqueue("test.echo", { thread_id: "thr_0123456789abcdef" })
       expect(id).toMatch(/^job_[0-9a-f-]{36}$/)
       expect(yield* Deferred.await(seen)).toEqual({ thread_id: "thr_0123456789abcdef" })
-    }))
+      const running = yield* recordOf(id)
+      expect(running).toMatchObject({ type: "test.echo", status: "running", attempts: 1, owner_id: null })
+      expect(running.started_at).toBeInstanceOf(Date)
+      expect(running.finished_at).toBeNull()
+      yield* Deferred.succeed(release, undefined)
+      const done = yield* waitForRecord(id, (row) => row.status === "completed")
+      expect(done).toMatchObject({
+        status: "completed",
+        attempts: 1,
+        progress: 100,
+        result: { echoed: { thread_id: "thr_0123456789abcdef" } },
+        error: null
+      })
+      expect(done.finished_at!.getTime()).toBeGreaterThanOrEqual(done.started_at!.getTime())
+    })))
 
-  it.scoped("retries a failing job with backoff, 3 attempts in all, then gives up", () =>
-    Effect.gen(function*() {
-      const jobs = yield* makeInProcessJobQueue({ backoff: "1 second" })
-      const tries = yield* Ref.make(0)
-      yield* jobs.register("flaky", () => Effect.zipRight(Ref.update(tries, (n) => n + 1), Effect.fail("down")))
-      yield* jobs.enqueue("flaky", {})
-      yield* TestClock.adjust("100 millis")
-      expect(yield* Ref.get(tries)).toBe(1)
-      yield* TestClock.adjust("10 seconds")
-      expect(yield* Ref.get(tries)).toBe(3)
-      yield* TestClock.adjust("1 minute")
-      expect(yield* Ref.get(tries)).toBe(3)
-    }))
+  it.scoped("retries a failing job with backoff and completes it on the second attempt, with no third", () =>
+    live(Effect.gen(function*() {
+      const jobs = yield* makeInProcessJobQueue({ backoff: "30 millis" })
+      const tries = yield* Ref.make<Array<number>>([])
+      yield* jobs.register("test.once-flaky", (_, job) =>
+        Effect.flatMap(
+          Ref.updateAndGet(tries, (list) => [...list, job.attempt]),
+          (list) => list.length === 1 ? Effect.fail(new Error("blip")) : Effect.succeed("ok")
+        ))
+      const before = yield* outcomes("test.once-flaky", "retried")
+      const id = yield* jobs.enqueue("test.once-flaky", {})
+      const done = yield* waitForRecord(id, (row) => row.status === "completed")
+      expect(done).toMatchObject({ attempts: 2, result: "ok", error: null })
+      yield* Effect.sleep("200 millis")
+      expect(yield* Ref.get(tries)).toEqual([1, 2])
+      expect((yield* outcomes("test.once-flaky", "retried")) - before).toBe(1)
+    })))
 
-  it.scoped("a job that succeeds on its second attempt runs no third", () =>
-    Effect.gen(function*() {
-      const jobs = yield* makeInProcessJobQueue({ backoff: "1 second" })
+  it.scoped("gives up after 3 attempts: the job is failed with the last error, readable, and onFailed runs once", () =>
+    live(Effect.gen(function*() {
+      const jobs = yield* makeInProcessJobQueue({ backoff: "20 millis" })
       const tries = yield* Ref.make(0)
-      yield* jobs.register("once-flaky", () =>
-        Effect.flatMap(Ref.updateAndGet(tries, (n) => n + 1), (n) => n === 1 ? Effect.fail("blip") : Effect.void))
-      yield* jobs.enqueue("once-flaky", {})
-      yield* TestClock.adjust("1 minute")
-      expect(yield* Ref.get(tries)).toBe(2)
-    }))
+      const failedWith = yield* Ref.make<Array<string>>([])
+      yield* jobs.register(
+        "test.down",
+        () =>
+          Effect.zipRight(
+            Ref.update(tries, (n) => n + 1),
+            Effect.fail(new Error("the provider answered 503"))
+          ),
+        { onFailed: (_, error) => Ref.update(failedWith, (list) => [...list, error]) }
+      )
+      const before = yield* outcomes("test.down", "failed")
+      const id = yield* jobs.enqueue("test.down", {})
+      // between attempts the job is queued again, with the reason of the retry
+      const retrying = yield* waitForRecord(id, (row) => row.status === "queued" && row.attempts >= 1)
+      expect(retrying.error).toBe("the provider answered 503")
+      const failed = yield* waitForRecord(id, (row) => row.status === "failed")
+      expect(failed).toMatchObject({ attempts: 3, error: "the provider answered 503", result: null })
+      expect(failed.finished_at).toBeInstanceOf(Date)
+      yield* Effect.sleep("200 millis")
+      expect(yield* Ref.get(tries)).toBe(3)
+      expect(yield* Ref.get(failedWith)).toEqual(["the provider answered 503"])
+      expect((yield* outcomes("test.down", "failed")) - before).toBe(1)
+    })))
+
+  it.scoped("a permanent failure is not retried; a defect's internals never reach the record", () =>
+    live(Effect.gen(function*() {
+      const jobs = yield* makeInProcessJobQueue({ backoff: "20 millis" })
+      yield* jobs.register(
+        "test.permanent",
+        () => Effect.fail(new PermanentJobFailure({ reason: "the thread is gone" }))
+      )
+      yield* jobs.register("test.defect", () => Effect.dieMessage("SELECT secret FROM somewhere exploded"))
+      const permanent = yield* jobs.enqueue("test.permanent", {})
+      expect(yield* waitForRecord(permanent, (row) => row.status === "failed")).toMatchObject({
+        attempts: 1,
+        error: "the thread is gone"
+      })
+      const defect = yield* jobs.enqueue("test.defect", {})
+      const died = yield* waitForRecord(defect, (row) => row.status === "failed")
+      expect(died.attempts).toBe(3)
+      expect(died.error).toBe("the job failed with an internal error (see the worker's log)")
+    })))
+
+  it.scoped("records the owner it is given", () =>
+    live(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const [user] = yield* sql<{ id: number }>`
+        INSERT INTO users (email, password_hash, is_admin) VALUES ('job-owner@example.com', 'x', false) RETURNING id`
+      const jobs = yield* makeInProcessJobQueue()
+      yield* jobs.register("test.owned", () => Effect.void)
+      const id = yield* jobs.enqueue("test.owned", {}, { owner: user!.id })
+      expect((yield* waitForRecord(id, (row) => row.status === "completed")).owner_id).toBe(user!.id)
+    })))
+
+  it.scoped("completeWith writes nothing when another worker completed the job first", () =>
+    live(Effect.gen(function*() {
+      const records = yield* JobRecords
+      const jobs = yield* makeInProcessJobQueue()
+      const writes = yield* Ref.make(0)
+      yield* jobs.register("test.raced", (_, job) =>
+        Effect.gen(function*() {
+          // another worker, retaking the job from this one, completes it first
+          yield* records.complete(job.id, { by: "the other worker" })
+          return yield* job.completeWith(Effect.as(Ref.update(writes, (n) => n + 1), { by: "this worker" }))
+        }))
+      const before = yield* outcomes("test.raced", "skipped")
+      const id = yield* jobs.enqueue("test.raced", {})
+      yield* Effect.sleep("50 millis")
+      const row = yield* waitForRecord(id, (r) => r.status === "completed")
+      yield* Effect.sleep("100 millis")
+      expect(row.result).toEqual({ by: "the other worker" })
+      expect(yield* Ref.get(writes)).toBe(0)
+      expect((yield* outcomes("test.raced", "skipped")) - before).toBe(1)
+    })))
 
   it.scoped("runs at most `concurrency` jobs at once", () =>
-    Effect.gen(function*() {
+    live(Effect.gen(function*() {
       const jobs = yield* makeInProcessJobQueue({ concurrency: 2 })
       const running = yield* Ref.make(0)
       const peak = yield* Ref.make(0)
       const release = yield* Deferred.make<void>()
-      yield* jobs.register("slow", () =>
+      yield* jobs.register("test.slow", () =>
         Effect.gen(function*() {
           const now = yield* Ref.updateAndGet(running, (n) => n + 1)
           yield* Ref.update(peak, (p) => Math.max(p, now))
           yield* Deferred.await(release)
           yield* Ref.update(running, (n) => n - 1)
         }))
-      for (let i = 0; i < 5; i++) yield* jobs.enqueue("slow", { i })
-      yield* TestClock.adjust("10 millis")
+      const ids = []
+      for (let i = 0; i < 5; i++) ids.push(yield* jobs.enqueue("test.slow", { i }))
+      yield* Effect.sleep("200 millis")
       expect(yield* Ref.get(peak)).toBe(2)
       yield* Deferred.succeed(release, undefined)
-    }))
+      for (const id of ids) yield* waitForRecord(id, (row) => row.status === "completed")
+    })))
 
-  it.effect("stops its workers with its scope: a running job is interrupted, not retried", () =>
-    Effect.gen(function*() {
-      const started = yield* Deferred.make<void>()
+  it.effect("stops its workers with its scope: the running job is interrupted, not retried, and recorded as failed", () =>
+    live(Effect.gen(function*() {
+      const started = yield* Deferred.make<string>()
       const tries = yield* Ref.make(0)
       const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
         const jobs = yield* makeInProcessJobQueue()
-        yield* jobs.register(
-          "long",
-          () =>
-            Effect.zipRight(
-              Ref.update(tries, (n) => n + 1),
-              Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
-            )
-        )
-        yield* jobs.enqueue("long", {})
+        yield* jobs.register("test.long", (_, job) =>
+          Effect.zipRight(
+            Ref.update(tries, (n) => n + 1),
+            Effect.zipRight(Deferred.succeed(started, job.id), Effect.never)
+          ))
+        yield* jobs.enqueue("test.long", {})
         yield* Effect.never
       })))
-      yield* Deferred.await(started)
+      const id = yield* Deferred.await(started)
       yield* Fiber.interrupt(fiber)
       expect(yield* Ref.get(tries)).toBe(1)
-    }))
+      expect(yield* recordOf(id)).toMatchObject({
+        status: "failed",
+        error: "the server stopped before the job finished (in-process queue, no Redis)"
+      })
+    })))
+})
+
+describe("job records", () => {
+  layer(Env, { timeout: 60_000 })("guards", (it) => {
+    it.effect("a finished job never starts, completes or fails again", () =>
+      Effect.gen(function*() {
+        const records = yield* JobRecords
+        yield* records.insert({ id: "job_guard-1", type: "test.guard", ownerId: null })
+        expect(yield* records.start("job_guard-1")).toEqual(Option.some({ attempts: 1 }))
+        expect(yield* records.complete("job_guard-1", { n: 1 })).toBe(true)
+        expect(yield* records.complete("job_guard-1", { n: 2 })).toBe(false)
+        expect(yield* records.fail("job_guard-1", "late")).toBe(false)
+        expect(yield* records.start("job_guard-1")).toEqual(Option.none())
+        expect(yield* recordOf("job_guard-1")).toMatchObject({ status: "completed", result: { n: 1 }, attempts: 1 })
+      }))
+
+    it.effect("the table refuses an unknown status, a bad id and progress out of 0-100", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const refused = (statement: Effect.Effect<unknown, unknown>) =>
+          Effect.map(Effect.flip(statement), (e) => (e as { _tag?: string })._tag)
+        expect(yield* refused(sql`INSERT INTO jobs (id, type, status) VALUES ('job_x1', 't', 'lost')`)).toBe("SqlError")
+        expect(yield* refused(sql`INSERT INTO jobs (id, type) VALUES ('nojob', 't')`)).toBe("SqlError")
+        expect(yield* refused(sql`INSERT INTO jobs (id, type, progress) VALUES ('job_x2', 't', 101)`)).toBe("SqlError")
+        expect(yield* refused(sql`INSERT INTO jobs (id, type, status) VALUES ('job_x3', 't', 'completed')`)).toBe(
+          "SqlError"
+        )
+      }))
+  })
 })

@@ -10,6 +10,7 @@ import {
 import { AuditApi } from "./AuditApi.js"
 import { AuthApi } from "./AuthApi.js"
 import { ConversationsApi, ThreadsAdminApi } from "./ConversationsApi.js"
+import { JobsApi } from "./JobsApi.js"
 import { ModelsApi } from "./ModelsApi.js"
 import { OperationsApi } from "./OperationsApi.js"
 import { SettingsApi } from "./SettingsApi.js"
@@ -32,6 +33,7 @@ export class ChatkitApi extends HttpApi.make("chatkit")
   .add(ConversationsApi)
   .add(ThreadsAdminApi)
   .add(VectorStoresApi)
+  .add(JobsApi)
   .prefix("/api/v1")
   .add(OperationsApi)
   .addError(ValidationErrorProblem)

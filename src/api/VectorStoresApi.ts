@@ -112,6 +112,18 @@ export const IngestPayload = Payload({
 })
 export type IngestPayload = typeof IngestPayload.Type
 
+/**
+ * A document too large to ingest inline, accepted for a `document.ingest` job (API.md section 8:
+ * `doc_id`, `status: "pending"`, `job_id`), with the rest of the document's state as GET answers it.
+ */
+export const IngestAccepted = Schema.Struct({
+  ...VectorDocument.fields,
+  status: Schema.Literal("pending"),
+  /** GET /api/v1/jobs/{job_id} follows the ingestion */
+  job_id: Schema.String
+}).annotations({ identifier: "VectorDocumentAccepted" })
+export type IngestAccepted = typeof IngestAccepted.Type
+
 const SlugPath = Schema.Struct({ slug: VectorStoreSlug })
 const DocumentPath = Schema.Struct({ slug: VectorStoreSlug, doc_id: VectorDocId })
 
@@ -180,6 +192,8 @@ export class VectorStoresApi extends HttpApiGroup.make("vectorStores")
     HttpApiEndpoint.post("ingest", "/vector-stores/:slug/documents")
       .setPath(SlugPath)
       .setPayload(IngestPayload)
+      // first: a pending document with a job_id is the 202, any other document the 201
+      .addSuccess(IngestAccepted, { status: 202 })
       .addSuccess(VectorDocument, { status: 201 })
       .addError(NotFoundProblem)
       .addError(ConflictProblem)
@@ -188,9 +202,14 @@ export class VectorStoresApi extends HttpApiGroup.make("vectorStores")
       .annotate(OpenApi.Summary, "Ingest a document (admin)")
       .annotate(
         OpenApi.Description,
-        "Flattened to `path: value` lines, chunked, embedded and made live before the answer (201, status ready). " +
-          "Re-ingesting a doc_id replaces it atomically. 409 when the store's dimension is not the embeddings " +
-          "provider's; 503 upstream_unavailable when the provider fails (nothing is written)."
+        "Flattened to `path: value` lines, chunked and embedded. A document whose JSON is at most " +
+          "VECTOR_INLINE_MAX_BYTES (64 KiB) is made live before the answer (201, status ready; 503 " +
+          "upstream_unavailable when the embeddings provider fails, nothing written). A larger one is answered " +
+          "202 {doc_id, status: pending, job_id} and ingested by a document.ingest job (GET /jobs/{job_id}); " +
+          "the document turns ready, or failed with a readable error after 3 attempts. Re-ingesting a doc_id " +
+          "replaces it atomically once the new version is ready; meanwhile search serves the old one. 409 when " +
+          "the store's dimension is not the embeddings provider's; 503 service_unavailable when the job queue " +
+          "cannot take the job."
       )
   )
   .add(

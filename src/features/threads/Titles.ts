@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 
 import { orDieOnSqlError } from "../../platform/Database.js"
-import { JobQueue } from "../../platform/JobQueue.js"
+import { JobQueue, PermanentJobFailure } from "../../platform/JobQueue.js"
 import { complete } from "../../platform/LlmProvider.js"
 import { SettingsService } from "../settings/Service.js"
 import { LlmRouter } from "./LlmRouter.js"
@@ -62,11 +62,30 @@ export class ThreadTitles extends Effect.Service<ThreadTitles>()("chatkit/Thread
         yield* repo.setTitleIfUntitled(job.thread_id, title)
       }).pipe(orDieOnSqlError, Effect.withSpan("ThreadTitles.run"))
 
-    yield* jobs.register(THREAD_TITLE_JOB, (payload) => Effect.flatMap(Schema.decodeUnknown(TitleJob)(payload), run))
+    yield* jobs.register(THREAD_TITLE_JOB, (payload) =>
+      Effect.flatMap(
+        Schema.decodeUnknown(TitleJob)(payload).pipe(
+          Effect.mapError(() => new PermanentJobFailure({ reason: "the thread.title job's payload is malformed" }))
+        ),
+        run
+      ))
 
-    /** Queues the title of a thread whose first message is `message`. */
+    /**
+     * Queues the title of a thread whose first message is `message` (a system job: no owner, so
+     * admins read it). A title is a nicety: a queue that refuses the job leaves the thread untitled
+     * and the turn unharmed.
+     */
     const request = (threadId: string, message: string) =>
-      Effect.asVoid(jobs.enqueue(THREAD_TITLE_JOB, { thread_id: threadId, message } satisfies TitleJob))
+      jobs.enqueue(THREAD_TITLE_JOB, { thread_id: threadId, message } satisfies TitleJob).pipe(
+        Effect.asVoid,
+        Effect.catchTag(
+          "JobQueueUnavailable",
+          (error) =>
+            Effect.logWarning("thread title not queued", error.message).pipe(
+              Effect.annotateLogs({ thread_id: threadId })
+            )
+        )
+      )
 
     return { request } as const
   }),

@@ -1,18 +1,19 @@
 import { createHash } from "node:crypto"
 
 import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Effect, Option, Schema } from "effect"
 
 import { Page } from "../../api/schemas.js"
 import {
   type CreateStorePayload,
+  type IngestAccepted,
   type IngestPayload,
   type SearchDocumentsPayload,
   type SearchPayload,
   type UpdateStorePayload,
   VECTOR_LIMITS
 } from "../../api/VectorStoresApi.js"
-import { Conflict, NotFound, UpstreamUnavailable } from "../../domain/errors.js"
+import { Conflict, NotFound, ServiceUnavailable, UpstreamUnavailable } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
 import {
   DocumentResults,
@@ -22,8 +23,10 @@ import {
   VectorStore
 } from "../../domain/VectorStore.js"
 import { Cache } from "../../platform/Cache.js"
+import { AppConfig } from "../../platform/Config.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { Embeddings, type EmbeddingsError } from "../../platform/Embeddings.js"
+import { type JobContext, JobQueue, PermanentJobFailure } from "../../platform/JobQueue.js"
 import { AuditLog, changedFields, diffChanges } from "../audit/AuditLog.js"
 import type { JsonValue } from "../workflows/Expressions.js"
 import { chunk, flatten, ingestionMetadata, linearizedText } from "./Ingestion.js"
@@ -38,6 +41,22 @@ import {
 
 /** Search results are cached under this prefix, keyed by store id and version (see `searchKey`). */
 export const VECTOR_SEARCH_CACHE_PREFIX = "vectors"
+
+/** The job that ingests a document too large to ingest inline (API.md section 9's job types). */
+export const DOCUMENT_INGEST_JOB = "document.ingest"
+
+/** What a document.ingest job is given: the submission to ingest (its content waits in the document's row). */
+const IngestJob = Schema.Struct({
+  store_id: Schema.Int,
+  doc_id: Schema.String,
+  generation: Schema.Int,
+  /** the administrator who submitted it, the actor of the audit row */
+  requested_by: Schema.NullOr(Schema.Int)
+})
+type IngestJob = typeof IngestJob.Type
+
+/** The serialized size of a document, what VECTOR_INLINE_MAX_BYTES is compared with. */
+export const documentBytes = (document: unknown) => Buffer.byteLength(JSON.stringify(document) ?? "", "utf8")
 
 const storeNotFound = (slug: string) => new NotFound({ detail: `Vector store ${slug} does not exist` })
 const documentNotFound = (slug: string, docId: string) =>
@@ -112,6 +131,8 @@ export class VectorStoresService extends Effect.Service<VectorStoresService>()("
     const cache = yield* Cache
     const audit = yield* AuditLog
     const embeddings = yield* Embeddings
+    const jobs = yield* JobQueue
+    const config = yield* AppConfig
 
     const liveStore = (slug: string) =>
       Effect.flatMap(
@@ -222,13 +243,12 @@ export class VectorStoresService extends Effect.Service<VectorStoresService>()("
      * switch to the new generation and the audit row. Re-ingesting a doc_id replaces it: readers
      * see the old chunks or the new ones, never a mix.
      */
-    const ingest = (
-      slug: string,
+    const ingestInline = (
+      store: StoreRow,
       input: IngestPayload
-    ): Effect.Effect<VectorDocument, NotFound | Conflict | UpstreamUnavailable> =>
-      Effect.gen(function*() {
-        const store = yield* liveStore(slug)
-        yield* requireProviderDimension(store, "write to")
+    ): Effect.Effect<VectorDocument, NotFound | Conflict | UpstreamUnavailable> => {
+      const slug = store.slug
+      return Effect.gen(function*() {
         const flat = flatten(input.document as JsonValue)
         const chunks = chunk(flat.lines)
         const vectors = yield* embed(chunks.map((c) => c.text))
@@ -279,11 +299,178 @@ export class VectorStoresService extends Effect.Service<VectorStoresService>()("
         return toDocument(row)
       }).pipe(
         // a non-finite vector from the provider is the provider's fault, not the caller's
-        Effect.catchTag("ValidationError", () =>
-          Effect.fail(new UpstreamUnavailable({ detail: "The embeddings provider answered unusable vectors" }))),
-        orDieOnSqlError,
-        Effect.withSpan("VectorStoresService.ingest", { attributes: { store: slug } })
+        Effect.catchTag(
+          "ValidationError",
+          () => Effect.fail(new UpstreamUnavailable({ detail: "The embeddings provider answered unusable vectors" }))
+        ),
+        orDieOnSqlError
       )
+    }
+
+    /**
+     * Accepts a large document for a document.ingest job: the submission (status pending, the
+     * content kept in the row, search still serving the live version if any) and its audit row
+     * commit first, then the job is queued with the submission's generation. A queue that refuses
+     * the job fails the submission (with the reason) and answers 503.
+     */
+    const ingestLater = (
+      store: StoreRow,
+      input: IngestPayload,
+      requestedBy: number | null
+    ): Effect.Effect<IngestAccepted, NotFound | ServiceUnavailable> =>
+      Effect.gen(function*() {
+        const submitted = yield* sql.withTransaction(
+          Effect.gen(function*() {
+            const row = yield* repo.submitDocument({
+              storeId: store.id,
+              docId: input.doc_id,
+              document: input.document,
+              metadata: input.metadata ?? {}
+            })
+            if (Option.isNone(row)) return yield* storeNotFound(store.slug)
+            yield* audit.record({
+              action: "vector_store.document.submit",
+              resourceType: "vector_document",
+              resourceId: row.value.id,
+              changes: { store: store.slug, doc_id: input.doc_id, generation: row.value.latest_generation }
+            })
+            return row.value
+          })
+        )
+        const generation = submitted.latest_generation
+        const jobId = yield* jobs.enqueue(
+          DOCUMENT_INGEST_JOB,
+          { store_id: store.id, doc_id: input.doc_id, generation, requested_by: requestedBy } satisfies IngestJob,
+          requestedBy === null ? {} : { owner: requestedBy }
+        ).pipe(
+          Effect.catchTag("JobQueueUnavailable", (error) =>
+            Effect.zipRight(
+              Effect.ignore(repo.failIngestion({
+                storeId: store.id,
+                docId: input.doc_id,
+                generation,
+                error: `The ingestion could not be queued: ${error.reason}`
+              })),
+              Effect.fail(
+                new ServiceUnavailable({
+                  detail: "The job queue is unavailable; the document was not ingested, retry later"
+                })
+              )
+            ))
+        )
+        return { ...toDocument(submitted), status: "pending", job_id: jobId } as const
+      }).pipe(orDieOnSqlError)
+
+    /**
+     * Ingests a document: inline (201, ready) up to VECTOR_INLINE_MAX_BYTES of JSON, through a
+     * document.ingest job beyond (202, pending, with the job's id).
+     */
+    const ingest = (
+      slug: string,
+      input: IngestPayload,
+      requestedBy: number | null = null
+    ): Effect.Effect<VectorDocument | IngestAccepted, NotFound | Conflict | UpstreamUnavailable | ServiceUnavailable> =>
+      Effect.gen(function*() {
+        const store = yield* liveStore(slug).pipe(orDieOnSqlError)
+        yield* requireProviderDimension(store, "write to")
+        const bytes = documentBytes(input.document)
+        yield* Effect.annotateCurrentSpan({ bytes })
+        return bytes > config.vectorInlineMaxBytes
+          ? yield* ingestLater(store, input, requestedBy)
+          : yield* ingestInline(store, input)
+      }).pipe(Effect.withSpan("VectorStoresService.ingest", { attributes: { store: slug } }))
+
+    /**
+     * The document.ingest job: the submission of `generation` flattened, chunked and embedded
+     * (no transaction held meanwhile), then made live in one transaction with the job's completion,
+     * so a job retaken from a worker that was only slow never writes its chunks twice. A newer
+     * submission, or the document's deletion, leaves nothing to do (completed, `superseded`). The
+     * provider failing is retried; once the job fails for good, `failSubmission` fails the document
+     * with the job's error.
+     */
+    const runIngestJob = (job: IngestJob, context: JobContext) =>
+      Effect.gen(function*() {
+        const superseded = { doc_id: job.doc_id, generation: job.generation, superseded: true }
+        const store = yield* repo.findStore(job.store_id)
+        if (Option.isNone(store)) return superseded
+        const pending = yield* repo.pendingSubmission(job.store_id, job.doc_id)
+        if (Option.isNone(pending) || pending.value.generation !== job.generation) return superseded
+        if (store.value.dimension !== embeddings.dimension) {
+          return yield* new PermanentJobFailure({
+            reason: `The vector store holds vectors of dimension ${store.value.dimension} but the embeddings ` +
+              `provider ${embeddings.name} gives dimension ${embeddings.dimension}`
+          })
+        }
+        const flat = flatten(pending.value.raw_json as JsonValue)
+        const chunks = chunk(flat.lines)
+        yield* context.progress(10)
+        const vectors = yield* embed(chunks.map((c) => c.text))
+        yield* context.progress(80)
+        const metadata = { ...ingestionMetadata(flat), ...pending.value.metadata }
+        return yield* context.completeWith(
+          Effect.gen(function*() {
+            const live = yield* repo.completeIngestion({
+              storeId: job.store_id,
+              docId: job.doc_id,
+              generation: job.generation,
+              linearizedText: linearizedText(flat.lines),
+              metadata,
+              chunks: chunks.map((c, i) => ({
+                index: c.index,
+                text: c.text,
+                metadata: { line_start: c.lineStart, line_end: c.lineEnd },
+                embedding: vectors[i]!
+              }))
+            })
+            yield* audit.record({
+              action: "vector_store.document.ingest",
+              resourceType: "vector_document",
+              resourceId: live.id,
+              userId: job.requested_by,
+              changes: {
+                store: store.value.slug,
+                doc_id: job.doc_id,
+                generation: job.generation,
+                chunk_count: live.chunk_count,
+                job_id: context.id
+              }
+            })
+            return { doc_id: job.doc_id, generation: job.generation, chunk_count: live.chunk_count }
+          }).pipe(
+            // replaced or deleted between the read above and this transaction: nothing to do
+            Effect.catchTag("IngestionSuperseded", () => Effect.succeed(superseded))
+          )
+        )
+      }).pipe(
+        Effect.catchTag(
+          "DimensionMismatch",
+          (error) => Effect.fail(new PermanentJobFailure({ reason: error.message }))
+        ),
+        Effect.catchTag("ValidationError", (error) => Effect.fail(new PermanentJobFailure({ reason: error.detail }))),
+        Effect.withSpan("VectorStoresService.runIngestJob", { attributes: { doc_id: job.doc_id } })
+      )
+
+    /** The job failed for good: its submission is failed with the job's error (a live older version stays searchable). */
+    const failSubmission = (payload: unknown, error: string) =>
+      Effect.flatMap(Schema.decodeUnknown(IngestJob)(payload), (job) =>
+        repo.failIngestion({
+          storeId: job.store_id,
+          docId: job.doc_id,
+          generation: job.generation,
+          error: `Ingestion failed: ${error}`
+        })).pipe(Effect.catchTag("IngestionSuperseded", () => Effect.void))
+
+    yield* jobs.register(
+      DOCUMENT_INGEST_JOB,
+      (payload, context) =>
+        Effect.flatMap(
+          Schema.decodeUnknown(IngestJob)(payload).pipe(
+            Effect.mapError(() => new PermanentJobFailure({ reason: "the document.ingest job's payload is malformed" }))
+          ),
+          (job) => runIngestJob(job, context)
+        ),
+      { onFailed: failSubmission }
+    )
 
     const listDocuments = (slug: string, page: PageRequest): Effect.Effect<DocumentPage, NotFound> =>
       Effect.gen(function*() {

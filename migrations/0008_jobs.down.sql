@@ -1,0 +1,2 @@
+-- 0008_jobs (down)
+DROP TABLE jobs;

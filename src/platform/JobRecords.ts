@@ -1,0 +1,100 @@
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Context, Effect, Layer, Option, Schema } from "effect"
+
+/**
+ * The `jobs` table (migration 0008): one row per job, written by the queue in both modes (BullMQ
+ * and in-process), so a job's state survives the queue and `GET /jobs/{id}` reads it from the
+ * database (features/jobs reads it). Every transition is one guarded statement: only a `queued` or `running` job starts,
+ * completes or fails, so a job retaken from a dead worker is never completed twice.
+ */
+
+export const JobStatus = Schema.Literal("queued", "running", "completed", "failed")
+export type JobStatus = typeof JobStatus.Type
+
+export const JobRow = Schema.Struct({
+  id: Schema.String,
+  type: Schema.String,
+  status: JobStatus,
+  attempts: Schema.Int,
+  progress: Schema.Int,
+  result: Schema.NullOr(Schema.Unknown),
+  error: Schema.NullOr(Schema.String),
+  owner_id: Schema.NullOr(Schema.Int),
+  created_at: Schema.DateFromSelf,
+  updated_at: Schema.DateFromSelf,
+  started_at: Schema.NullOr(Schema.DateFromSelf),
+  finished_at: Schema.NullOr(Schema.DateFromSelf)
+})
+export type JobRow = typeof JobRow.Type
+
+/** Job errors are stored for people to read: one bounded line of text. */
+export const MAX_JOB_ERROR_LENGTH = 2000
+
+const boundedError = (error: string) =>
+  error.length <= MAX_JOB_ERROR_LENGTH ? error : `${error.slice(0, MAX_JOB_ERROR_LENGTH - 1)}…`
+
+export interface JobRecordsService {
+  readonly insert: (
+    job: { readonly id: string; readonly type: string; readonly ownerId: number | null }
+  ) => Effect.Effect<void, SqlError>
+  /** Marks the job running and counts the attempt; `None` when it is already completed or failed (or unknown). */
+  readonly start: (id: string) => Effect.Effect<Option.Option<{ readonly attempts: number }>, SqlError>
+  readonly setProgress: (id: string, percent: number) => Effect.Effect<void, SqlError>
+  /** Locks the job's row until the transaction ends; false when it is already completed or failed. */
+  readonly lockUnfinished: (id: string) => Effect.Effect<boolean, SqlError>
+  /** `completed` with its result; false (nothing written) when it was already completed or failed. */
+  readonly complete: (id: string, result: unknown) => Effect.Effect<boolean, SqlError>
+  /** Back to `queued` with the attempt's error, for a retry. */
+  readonly retryLater: (id: string, error: string) => Effect.Effect<void, SqlError>
+  /** `failed` with a readable error; false when it was already completed or failed. */
+  readonly fail: (id: string, error: string) => Effect.Effect<boolean, SqlError>
+}
+
+export const makeJobRecords = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const unfinished = sql.literal("status IN ('queued', 'running')")
+  /** `result` as jsonb; `undefined` (a handler that answers nothing) is stored as NULL. */
+  const jsonOrNull = (value: unknown) => value === undefined ? sql`NULL::jsonb` : sql`${JSON.stringify(value)}::jsonb`
+
+  const service: JobRecordsService = {
+    insert: ({ id, ownerId, type }) =>
+      sql`INSERT INTO jobs (id, type, owner_id) VALUES (${id}, ${type}, ${ownerId})`.pipe(
+        Effect.asVoid,
+        Effect.withSpan("JobRecords.insert")
+      ),
+    start: (id) =>
+      sql<{ attempts: number }>`
+        UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, now()),
+          updated_at = now()
+        WHERE id = ${id} AND ${unfinished}
+        RETURNING attempts`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => ({ attempts: Number(row.attempts) }))),
+        Effect.withSpan("JobRecords.start")
+      ),
+    setProgress: (id, percent) =>
+      sql`UPDATE jobs SET progress = ${Math.max(0, Math.min(100, Math.round(percent)))}, updated_at = now()
+        WHERE id = ${id} AND status = 'running'`.pipe(Effect.asVoid),
+    lockUnfinished: (id) =>
+      sql`SELECT 1 FROM jobs WHERE id = ${id} AND ${unfinished} FOR UPDATE`.pipe(Effect.map((rows) => rows.length > 0)),
+    complete: (id, result) =>
+      sql`
+        UPDATE jobs SET status = 'completed', result = ${jsonOrNull(result)}, error = NULL, progress = 100,
+          finished_at = now(), updated_at = now()
+        WHERE id = ${id} AND ${unfinished}
+        RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), Effect.withSpan("JobRecords.complete")),
+    retryLater: (id, error) =>
+      sql`UPDATE jobs SET status = 'queued', error = ${boundedError(error)}, updated_at = now()
+        WHERE id = ${id} AND ${unfinished}`.pipe(Effect.asVoid, Effect.withSpan("JobRecords.retryLater")),
+    fail: (id, error) =>
+      sql`
+        UPDATE jobs SET status = 'failed', error = ${boundedError(error)}, finished_at = now(), updated_at = now()
+        WHERE id = ${id} AND ${unfinished}
+        RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), Effect.withSpan("JobRecords.fail"))
+  }
+  return service
+})
+
+export class JobRecords extends Context.Tag("chatkit/JobRecords")<JobRecords, JobRecordsService>() {
+  static readonly layer: Layer.Layer<JobRecords, never, SqlClient.SqlClient> = Layer.effect(JobRecords, makeJobRecords)
+}
