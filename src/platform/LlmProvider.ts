@@ -11,9 +11,22 @@ export interface ChatMessage {
   readonly content: string
 }
 
+/**
+ * A passage an agent node retrieved from a vector store for this call, best first. Its text is
+ * already in `messages` (the `retrievalContext` system message); the local model reads it from here.
+ */
+export interface RetrievedSource {
+  readonly docId: string
+  readonly title: string
+  readonly text: string
+  readonly score: number
+}
+
 export interface CompletionRequest {
   readonly model: string
   readonly messages: ReadonlyArray<ChatMessage>
+  /** what retrieval found (possibly nothing); absent when the node retrieves nothing */
+  readonly sources?: ReadonlyArray<RetrievedSource> | undefined
 }
 
 /** Token counts of one call, as its provider reports them (once, at the end of a complete answer). */
@@ -51,6 +64,45 @@ export class LlmProvider extends Context.Tag("chatkit/LlmProvider")<LlmProvider,
 export const complete = (provider: LlmProviderService, request: CompletionRequest) =>
   Stream.runFold(provider.stream(request), "", (text, delta) => text + delta)
 
+/** At most this many characters of retrieved text go into a call's context, whatever `top_k` asks. */
+export const RETRIEVAL_CONTEXT_MAX_CHARS = 12_000
+/** At most this many characters of one passage (a chunk may hold 20,000): a long one leaves room for others. */
+export const RETRIEVAL_PASSAGE_MAX_CHARS = 4_000
+
+/** `text` cut to at most `max` UTF-16 units, never inside a surrogate pair, marked when cut. */
+const cut = (text: string, max: number) => {
+  if (text.length <= max) return text
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(max - 2)) ? max - 2 : max - 1
+  return `${text.slice(0, end)}…`
+}
+
+/**
+ * The passages a call may carry, best first, within RETRIEVAL_CONTEXT_MAX_CHARS (each at most
+ * RETRIEVAL_PASSAGE_MAX_CHARS); those that do not fit are dropped, so the model sees, and the
+ * answer cites, the same sources.
+ */
+export const boundedSources = (sources: ReadonlyArray<RetrievedSource>): ReadonlyArray<RetrievedSource> => {
+  const kept: Array<RetrievedSource> = []
+  let left = RETRIEVAL_CONTEXT_MAX_CHARS
+  for (const source of sources) {
+    if (left < 200) break
+    const text = cut(source.text, Math.min(RETRIEVAL_PASSAGE_MAX_CHARS, left))
+    kept.push({ ...source, text })
+    left -= text.length
+  }
+  return kept
+}
+
+/** The system message that lists a call's retrieved sources with their text (already bounded). */
+export const retrievalContext = (sources: ReadonlyArray<RetrievedSource>): string =>
+  sources.length === 0
+    ? "A search of this assistant's sources for the user's last message found nothing. Say so if the answer needed them."
+    : [
+      "Sources retrieved for the user's last message, best first. Use them when they are relevant and name the " +
+      "source (its title) of what you take from them.",
+      ...sources.map((source, i) => `[${i + 1}] ${source.title} (document ${source.docId})\n${source.text}`)
+    ].join("\n\n")
+
 const lastUserMessage = (messages: ReadonlyArray<ChatMessage>) =>
   [...messages].reverse().find((message) => message.role === "user")?.content.trim() ?? ""
 
@@ -60,14 +112,29 @@ const quote = (text: string, max: number) => {
 }
 
 /**
+ * The retrieval part of a local answer: the best passage quoted (its first 60 words), so
+ * retrieval shows offline; a search that found nothing says so; a call without retrieval, nothing.
+ */
+const retrievalAnswer = (sources: ReadonlyArray<RetrievedSource> | undefined): ReadonlyArray<string> => {
+  if (sources === undefined) return []
+  const [best] = sources
+  if (best === undefined) return ["I searched the sources of this assistant and found nothing about it."]
+  return [`According to ${best.title}: "${quote(best.text, 60)}"`]
+}
+
+/**
  * What the local model answers: the same text for the same conversation, useful enough to see a
- * conversation work end to end and honest about being no model.
+ * conversation work end to end and honest about being no model. With retrieved sources it quotes
+ * the best one first; the system message listing them is not taken for the instructions.
  */
 export const localAnswer = (request: CompletionRequest): string => {
   const said = lastUserMessage(request.messages)
   const turns = request.messages.filter((message) => message.role === "user").length
-  const instructions = request.messages.find((message) => message.role === "system")?.content.trim()
+  const context = request.sources === undefined ? undefined : retrievalContext(request.sources)
+  const instructions = request.messages.find((message) => message.role === "system" && message.content !== context)
+    ?.content.trim()
   return [
+    ...retrievalAnswer(request.sources),
     said === "" ? "You sent an empty message." : `You wrote: "${quote(said, 40)}"`,
     `This is turn ${turns} of the conversation${
       instructions === undefined ? "" : `, under the instructions "${quote(instructions, 20)}"`

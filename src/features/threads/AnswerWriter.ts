@@ -2,6 +2,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Cause, DateTime, Duration, Effect, Exit, Fiber, Option, Schedule } from "effect"
 
 import type { ThreadId, ThreadItem, ThreadItemId } from "../../domain/Thread.js"
+import type { RetrievedSource } from "../../platform/LlmProvider.js"
 import { newItemId, type ThreadsRepo, toThreadItem } from "./Repo.js"
 
 /**
@@ -37,8 +38,51 @@ const lasting = <A, E>(write: Effect.Effect<A, E>) =>
  */
 export type AnswerStatus = "in_progress" | "incomplete" | "failed"
 
-const assistantPayload = (text: string, status?: AnswerStatus) => ({
-  content: [{ type: "output_text", text, annotations: [] }],
+/**
+ * A source of an answer as ChatKit shows it: an `annotation` on the `output_text` content whose
+ * source is a `file` (chatkit-python `types.py`: `Annotation {type, source, index?}`, `FileSource
+ * {type: "file", filename, title, description?}`): the document's id, its title, an excerpt.
+ */
+export interface SourceAnnotation {
+  readonly type: "annotation"
+  readonly source: {
+    readonly type: "file"
+    readonly filename: string
+    readonly title: string
+    readonly description: string
+  }
+}
+
+const EXCERPT_LENGTH = 200
+
+const excerpt = (text: string) => {
+  const flat = text.replace(/\s+/g, " ").trim()
+  if (flat.length <= EXCERPT_LENGTH) return flat
+  const end = /[\uD800-\uDBFF]/.test(flat.charAt(EXCERPT_LENGTH - 2)) ? EXCERPT_LENGTH - 2 : EXCERPT_LENGTH - 1
+  return `${flat.slice(0, end)}…`
+}
+
+/** One annotation per document, in the order of its best passage (sources come best first). */
+export const annotationsOf = (sources: ReadonlyArray<RetrievedSource>): ReadonlyArray<SourceAnnotation> => {
+  const seen = new Set<string>()
+  const annotations: Array<SourceAnnotation> = []
+  for (const source of sources) {
+    if (seen.has(source.docId)) continue
+    seen.add(source.docId)
+    annotations.push({
+      type: "annotation",
+      source: { type: "file", filename: source.docId, title: source.title, description: excerpt(source.text) }
+    })
+  }
+  return annotations
+}
+
+const assistantPayload = (
+  text: string,
+  status: AnswerStatus | undefined,
+  annotations: ReadonlyArray<SourceAnnotation>
+) => ({
+  content: [{ type: "output_text", text, annotations }],
   ...(status === undefined ? {} : { status })
 })
 
@@ -60,11 +104,26 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
   Effect.gen(function*() {
     const lock = yield* Effect.makeSemaphore(1)
     const serialised = lock.withPermits(1)
-    /** the answer streaming now: `text` so far, `saved` the text last written */
-    let open: { readonly id: ThreadItemId; readonly item: ThreadItem; text: string; saved: string } | undefined
+    /**
+     * the answer streaming now: `text` so far, its `annotations`, `saved` the text last written
+     * (undefined: something else changed since, so the next save writes)
+     */
+    let open: {
+      readonly id: ThreadItemId
+      readonly item: ThreadItem
+      text: string
+      annotations: ReadonlyArray<SourceAnnotation>
+      saved: string | undefined
+    } | undefined
 
-    const inMemory = (id: ThreadItemId, createdAt: Date, text: string, status?: AnswerStatus): ThreadItem => ({
-      ...assistantPayload(text, status),
+    const inMemory = (
+      id: ThreadItemId,
+      createdAt: Date,
+      text: string,
+      status: AnswerStatus | undefined,
+      annotations: ReadonlyArray<SourceAnnotation>
+    ): ThreadItem => ({
+      ...assistantPayload(text, status, annotations),
       id,
       thread_id: threadId,
       created_at: createdAt,
@@ -75,14 +134,21 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
     const start = serialised(Effect.gen(function*() {
       const id = newItemId("assistant_message")
       const [stored] = yield* repo.appendItems(threadId, [
-        { id, type: "assistant_message", payload: assistantPayload("", "in_progress") }
+        { id, type: "assistant_message", payload: assistantPayload("", "in_progress", []) }
       ])
       const item = stored === undefined
-        ? inMemory(id, DateTime.toDateUtc(yield* DateTime.now), "", "in_progress")
+        ? inMemory(id, DateTime.toDateUtc(yield* DateTime.now), "", "in_progress", [])
         : toThreadItem(stored)
-      open = { id, item, text: "", saved: "" }
+      open = { id, item, text: "", annotations: [], saved: "" }
       return item
     })).pipe(lasting, Effect.orDie) // never cut between the row written and the answer open to settle
+
+    /** Gives the open answer its sources; they are stored with its next write, and settled with it. */
+    const annotate = (annotations: ReadonlyArray<SourceAnnotation>) => {
+      if (open === undefined) return
+      open.annotations = annotations
+      open.saved = undefined
+    }
 
     /** Adds a delta to the open answer (synchronous: it runs once per token). */
     const append = (delta: string) => {
@@ -94,9 +160,10 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
       const answer = open
       if (answer === undefined || answer.text === answer.saved) return Effect.void
       const text = answer.text
-      return repo.updateInProgressItem(threadId, answer.id, assistantPayload(text, "in_progress")).pipe(
-        Effect.tap(() => (answer.saved = text))
-      )
+      return repo.updateInProgressItem(threadId, answer.id, assistantPayload(text, "in_progress", answer.annotations))
+        .pipe(
+          Effect.tap(() => (answer.saved = text))
+        )
     }))
 
     const settle = (status: AnswerStatus | undefined, finalText?: string) =>
@@ -106,15 +173,17 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
         open = undefined
         const text = finalText ?? answer.text
         const createdAt = answer.item.created_at
+        const annotations = answer.annotations
         if (status !== undefined && text === "") {
           return Effect.as(repo.deleteItem(threadId, answer.id), Option.some({ _tag: "Removed", id: answer.id }))
         }
-        return repo.updateItemPayload(threadId, answer.id, assistantPayload(text, status)).pipe(
+        return repo.updateItemPayload(threadId, answer.id, assistantPayload(text, status, annotations)).pipe(
           Effect.map((row) =>
             Option.some({
               _tag: "Stored",
               item: Option.match(row, {
-                onNone: () => inMemory(answer.id, createdAt, text, status), // the thread was deleted meanwhile
+                // the thread was deleted meanwhile
+                onNone: () => inMemory(answer.id, createdAt, text, status, annotations),
                 onSome: toThreadItem
               })
             })
@@ -141,6 +210,7 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
 
     return {
       start,
+      annotate,
       append,
       /** the answer done: its full text, no status */
       complete: (text: string) => settle(undefined, text).pipe(Effect.orDie),

@@ -1,7 +1,15 @@
 import { Data, Effect, Either, Option, Stream } from "effect"
 
+import { VECTOR_LIMITS } from "../../api/VectorStoresApi.js"
 import type { Graph, GraphEdge, GraphNode } from "../../domain/Workflow.js"
-import { type ChatMessage, type LlmError, type LlmProviderService } from "../../platform/LlmProvider.js"
+import {
+  boundedSources,
+  type ChatMessage,
+  type LlmError,
+  type LlmProviderService,
+  retrievalContext,
+  type RetrievedSource
+} from "../../platform/LlmProvider.js"
 import {
   evaluate,
   jsonEquals,
@@ -11,6 +19,7 @@ import {
   renderTemplate,
   type Scope
 } from "../workflows/Expressions.js"
+import { type AgentRetrieval, agentRetrieval } from "../workflows/Graph.js"
 
 /**
  * One turn of a thread's workflow (API.md section 6): from where the thread stands (its start, or
@@ -33,6 +42,8 @@ export const DEFAULT_STEP_LIMIT = 100
 export type TurnEvent =
   /** an assistant message begins (from an `agent` or an `assistant_message` node) */
   | { readonly _tag: "MessageStarted"; readonly node: string }
+  /** the sources the message's model was given (an agent node that retrieves), right after its start */
+  | { readonly _tag: "SourcesFound"; readonly sources: ReadonlyArray<RetrievedSource> }
   | { readonly _tag: "TextDelta"; readonly text: string }
   | { readonly _tag: "MessageDone"; readonly text: string }
   /**
@@ -44,10 +55,26 @@ export type TurnEvent =
 
 /** Why a turn stopped early; `message` is safe to show the user. */
 export class TurnFailed extends Data.TaggedError("TurnFailed")<{
-  readonly reason: "graph" | "expression" | "step_limit" | "llm"
+  /** `retrieval_unavailable`: the embeddings provider failed, so a retry may work; `retrieval`: it will not as is */
+  readonly reason: "graph" | "expression" | "step_limit" | "llm" | "retrieval" | "retrieval_unavailable"
   readonly message: string
   readonly llm?: LlmError
 }> {}
+
+/**
+ * Why a search for an agent node found no answer: the store does not exist (or was deleted), it
+ * cannot be searched as it is (its vectors do not fit the embeddings provider), or the provider
+ * is unavailable. `detail` is safe to show the user.
+ */
+export class RetrievalFailed extends Data.TaggedError("RetrievalFailed")<{
+  readonly reason: "not_found" | "unusable" | "unavailable"
+  readonly detail: string
+}> {}
+
+/** A search an agent node asks for: the user's message in the store `storeSlug`, `topK` chunks. */
+export interface RetrievalRequest extends AgentRetrieval {
+  readonly query: string
+}
 
 export interface TurnInput {
   readonly graph: Graph
@@ -59,12 +86,24 @@ export interface TurnInput {
   readonly llmFor: (
     model: string | undefined
   ) => Effect.Effect<{ readonly provider: LlmProviderService; readonly model: string }>
+  /** the hybrid search of the vector stores, best first; without it an agent node that retrieves fails the turn */
+  readonly retrieve?: (request: RetrievalRequest) => Effect.Effect<ReadonlyArray<RetrievedSource>, RetrievalFailed>
   readonly stepLimit?: number
 }
 
 const textParameter = (node: GraphNode, key: string): string | undefined => {
   const value = node.parameters[key]
   return typeof value === "string" ? value : undefined
+}
+
+const MAX_QUERY_LENGTH = VECTOR_LIMITS.queryLength
+
+/** The user's message as a search query: trimmed, at most the search API's bound, never cut inside a surrogate pair. */
+const searchQuery = (message: string) => {
+  const trimmed = message.trim()
+  if (trimmed.length <= MAX_QUERY_LENGTH) return trimmed
+  const end = /[\uD800-\uDBFF]/.test(trimmed.charAt(MAX_QUERY_LENGTH - 1)) ? MAX_QUERY_LENGTH - 1 : MAX_QUERY_LENGTH
+  return trimmed.slice(0, end)
 }
 
 const graphError = (message: string) => new TurnFailed({ reason: "graph", message })
@@ -149,16 +188,62 @@ export const runTurn = (input: TurnInput): Stream.Stream<TurnEvent, TurnFailed> 
     return Either.mapLeft(text, (error) => expressionError(node, error.message))
   }
 
+  const retrievalError = (node: GraphNode, store: string, error: RetrievalFailed) => {
+    const at = `Node "${node.slug}"`
+    switch (error.reason) {
+      case "not_found":
+        return new TurnFailed({ reason: "retrieval", message: `${at}: the vector store "${store}" does not exist` })
+      case "unusable":
+        return new TurnFailed({
+          reason: "retrieval",
+          message: `${at}: the vector store "${store}" cannot be searched: ${error.detail}`
+        })
+      case "unavailable":
+        return new TurnFailed({
+          reason: "retrieval_unavailable",
+          message: `${at}: the vector store "${store}" could not be searched (${error.detail})`
+        })
+    }
+  }
+
+  /**
+   * The sources of an agent node that retrieves (undefined when it does not), bounded for the
+   * model's context. A failed search fails the turn before its message starts: nothing is stored
+   * for an answer that never began.
+   */
+  const sourcesFor = (node: GraphNode): Effect.Effect<ReadonlyArray<RetrievedSource> | undefined, TurnFailed> =>
+    Effect.gen(function*() {
+      const retrieval = agentRetrieval(node.parameters)
+      if (Either.isLeft(retrieval)) {
+        const problem = retrieval.left[0]!
+        return yield* graphError(`Node "${node.slug}": parameters.${problem.parameter} ${problem.message}`)
+      }
+      if (retrieval.right === undefined) return undefined
+      const { storeSlug, topK } = retrieval.right
+      const query = searchQuery(input.userMessage)
+      if (query === "") return []
+      if (input.retrieve === undefined) {
+        return yield* graphError(`Node "${node.slug}": retrieval from vector stores is not available here`)
+      }
+      const found = yield* input.retrieve({ storeSlug, topK, query }).pipe(
+        Effect.mapError((error) => retrievalError(node, storeSlug, error))
+      )
+      return boundedSources(found)
+    })
+
   /** An assistant message whose text streams from the node's model. */
   const agentMessage = (node: GraphNode): Stream.Stream<TurnEvent, TurnFailed> =>
     Stream.unwrap(Effect.gen(function*() {
       const instructions = yield* render(node, "instructions")
+      const sources = yield* sourcesFor(node)
       const { model, provider } = yield* input.llmFor(textParameter(node, "model"))
-      const messages: ReadonlyArray<ChatMessage> = instructions.trim() === ""
-        ? conversation
-        : [{ role: "system", content: instructions }, ...conversation]
+      const system: Array<ChatMessage> = [
+        ...(instructions.trim() === "" ? [] : [{ role: "system", content: instructions } as const]),
+        ...(sources === undefined ? [] : [{ role: "system", content: retrievalContext(sources) } as const])
+      ]
+      const messages: ReadonlyArray<ChatMessage> = system.length === 0 ? conversation : [...system, ...conversation]
       let text = ""
-      const deltas = provider.stream({ model, messages }).pipe(
+      const deltas = provider.stream({ model, messages, sources }).pipe(
         Stream.mapError((llm) => new TurnFailed({ reason: "llm", message: "The model could not answer", llm })),
         Stream.map((delta): TurnEvent => {
           text += delta
@@ -169,7 +254,9 @@ export const runTurn = (input: TurnInput): Stream.Stream<TurnEvent, TurnFailed> 
         conversation.push({ role: "assistant", content: text })
         return Stream.make<Array<TurnEvent>>({ _tag: "MessageDone", text })
       })
-      return Stream.make<Array<TurnEvent>>({ _tag: "MessageStarted", node: node.slug }).pipe(
+      const opening: Array<TurnEvent> = [{ _tag: "MessageStarted", node: node.slug }]
+      if (sources !== undefined && sources.length > 0) opening.push({ _tag: "SourcesFound", sources })
+      return Stream.fromIterable(opening).pipe(
         Stream.concat(deltas),
         Stream.concat(done)
       )

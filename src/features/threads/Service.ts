@@ -15,15 +15,24 @@ import { HIDDEN_ITEM_TYPES, type InvalidCursor, type ThreadId, type ThreadItem }
 import { CurrentUser } from "../../domain/User.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { renderedJsonResponse } from "../../platform/Http.js"
-import type { ChatMessage } from "../../platform/LlmProvider.js"
+import type { ChatMessage, RetrievedSource } from "../../platform/LlmProvider.js"
 import { protocolJson, sseResponse } from "../../platform/Sse.js"
+import { VectorStoresService } from "../vectors/Service.js"
 import { WorkflowsPolicy } from "../workflows/Policy.js"
 import { WorkflowsRepo } from "../workflows/Repo.js"
-import { makeAnswerWriter, type Settled } from "./AnswerWriter.js"
+import { annotationsOf, makeAnswerWriter, type Settled } from "./AnswerWriter.js"
 import { LlmRouter } from "./LlmRouter.js"
 import { threadNotFound, ThreadsPolicy } from "./Policy.js"
 import { type ThreadRow, ThreadsRepo, toThreadItem, toThreadMetadata } from "./Repo.js"
-import { INITIAL_RUNTIME_STATE, type RuntimeState, runTurn, type TurnEvent, type TurnFailed } from "./Runtime.js"
+import {
+  INITIAL_RUNTIME_STATE,
+  RetrievalFailed,
+  type RetrievalRequest,
+  type RuntimeState,
+  runTurn,
+  type TurnEvent,
+  type TurnFailed
+} from "./Runtime.js"
 import { ThreadTitles } from "./Titles.js"
 
 /**
@@ -72,6 +81,31 @@ const runtimeOf = (row: ThreadRow): RuntimeState => {
   }
 }
 
+const TITLE_LENGTH = 200
+
+/** A hit's document title for its citation: the document's `metadata.title` when it is text, else its id. */
+const titleOf = (docId: string, metadata: { readonly [key: string]: unknown }) => {
+  const title = metadata["title"]
+  const flat = typeof title === "string" ? title.replace(/\s+/g, " ").trim() : ""
+  if (flat === "") return docId
+  return flat.length <= TITLE_LENGTH ? flat : `${flat.slice(0, TITLE_LENGTH - 1).replace(/[\uD800-\uDBFF]$/, "")}…`
+}
+
+/** Why a search failed, as a turn tells the user: the vectors service's errors carry a safe `detail`. */
+const retrievalFailed = (error: { readonly _tag: string; readonly detail?: string }): RetrievalFailed => {
+  switch (error._tag) {
+    case "NotFound":
+      return new RetrievalFailed({ reason: "not_found", detail: error.detail ?? "the vector store does not exist" })
+    case "UpstreamUnavailable":
+      return new RetrievalFailed({
+        reason: "unavailable",
+        detail: error.detail ?? "the embeddings provider is unavailable; retry later"
+      })
+    default:
+      return new RetrievalFailed({ reason: "unusable", detail: error.detail ?? "the search failed" })
+  }
+}
+
 const errorEvent = (message: string, allowRetry: boolean) => ({
   type: "error",
   code: "stream.error",
@@ -93,6 +127,25 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     const workflowsPolicy = yield* WorkflowsPolicy
     const router = yield* LlmRouter
     const titles = yield* ThreadTitles
+    const vectors = yield* VectorStoresService
+
+    /**
+     * An agent node's search: the store's hybrid search (cached per store version), as any
+     * signed-in user may read stores. Each hit keeps its document's id and title for the citation.
+     */
+    const retrieve = (request: RetrievalRequest): Effect.Effect<ReadonlyArray<RetrievedSource>, RetrievalFailed> =>
+      vectors.searchJson(request.storeSlug, { query: request.query, top_k: request.topK }).pipe(
+        Effect.map(({ results }) =>
+          results.map((hit): RetrievedSource => ({
+            docId: hit.doc_id,
+            title: titleOf(hit.doc_id, hit.metadata),
+            text: hit.text,
+            score: hit.score
+          }))
+        ),
+        Effect.mapError(retrievalFailed),
+        Effect.withSpan("ThreadsService.retrieve", { attributes: { store: request.storeSlug, top_k: request.topK } })
+      )
 
     const thread = (row: ThreadRow) =>
       Effect.map(repo.latestItems(row.id), (page) => ({
@@ -201,6 +254,22 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
                 switch (event._tag) {
                   case "MessageStarted":
                     return [{ type: "thread.item.added", item: yield* answer.start }]
+                  case "SourcesFound": {
+                    // stored with the answer; told to the client now, so it can show them while the text streams
+                    const annotations = annotationsOf(event.sources)
+                    answer.annotate(annotations)
+                    const itemId = answer.currentId()
+                    return annotations.map((annotation, index) => ({
+                      type: "thread.item.updated",
+                      item_id: itemId,
+                      update: {
+                        type: "assistant_message.content_part.annotation_added",
+                        content_index: 0,
+                        annotation_index: index,
+                        annotation
+                      }
+                    }))
+                  }
                   case "MessageDone":
                     return Option.toArray(Option.map(yield* answer.complete(event.text), settledEvent))
                   case "TurnEnded":
@@ -213,14 +282,15 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           const failed = (error: TurnFailed) =>
             Effect.map(answer.fail, (settled) => [
               ...Option.toArray(Option.map(settled, settledEvent)),
-              errorEvent(error.message, error.reason === "llm")
+              errorEvent(error.message, error.reason === "llm" || error.reason === "retrieval_unavailable")
             ])
           return runTurn({
             graph,
             runtime: version.value.runtime,
             userMessage: text,
             history,
-            llmFor: router.route
+            llmFor: router.route,
+            retrieve
           }).pipe(
             // mapConcatEffect, not mapEffect + flatMap(fromIterable): a stream per element cost ~70 µs per token
             Stream.mapConcatEffect(toEvents),
@@ -364,6 +434,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     WorkflowsRepo.Default,
     WorkflowsPolicy.Default,
     LlmRouter.Default,
-    ThreadTitles.Default
+    ThreadTitles.Default,
+    VectorStoresService.Default
   ]
 }) {}

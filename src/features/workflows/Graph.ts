@@ -1,5 +1,6 @@
-import type { Either } from "effect"
+import { Either, Schema } from "effect"
 
+import { VECTOR_LIMITS, VectorStoreSlug } from "../../api/VectorStoresApi.js"
 import type { FieldIssue } from "../../domain/errors.js"
 import { utf8Length } from "../../domain/Text.js"
 import { type Graph, NODE_KINDS } from "../../domain/Workflow.js"
@@ -86,6 +87,59 @@ const expressionIssues = (graph: Graph, issue: (path: string, message: string) =
         }
         return
       }
+    }
+  })
+}
+
+/** What an `agent` node retrieves before it answers: the `topK` best chunks of the store `storeSlug`. */
+export interface AgentRetrieval {
+  readonly storeSlug: string
+  readonly topK: number
+}
+
+const isStoreSlug = Schema.is(VectorStoreSlug)
+
+/**
+ * An agent node's retrieval (issue 12): `vector_store_slug` (absent or null: none) and `top_k`
+ * (absent or null: 5; else an integer from 1 to 50, as the search API's), or the problems of its
+ * parameters, by parameter name. Only the shape is checked: whether the store exists is a matter
+ * for the turn that searches it (a store may be created after the workflow, or deleted).
+ */
+export const agentRetrieval = (
+  parameters: { readonly [key: string]: unknown }
+): Either.Either<
+  AgentRetrieval | undefined,
+  ReadonlyArray<{ readonly parameter: string; readonly message: string }>
+> => {
+  const slug = Object.hasOwn(parameters, "vector_store_slug") ? parameters["vector_store_slug"] : undefined
+  const topK = Object.hasOwn(parameters, "top_k") ? parameters["top_k"] : undefined
+  const problems: Array<{ parameter: string; message: string }> = []
+  if (slug !== undefined && slug !== null && !isStoreSlug(slug)) {
+    problems.push({
+      parameter: "vector_store_slug",
+      message: "must be a vector store slug: 1-128 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+    })
+  }
+  if (
+    topK !== undefined && topK !== null &&
+    !(typeof topK === "number" && Number.isInteger(topK) && topK >= 1 && topK <= VECTOR_LIMITS.maxTopK)
+  ) {
+    problems.push({ parameter: "top_k", message: `must be an integer from 1 to ${VECTOR_LIMITS.maxTopK}` })
+  } else if (topK !== undefined && topK !== null && (slug === undefined || slug === null)) {
+    problems.push({ parameter: "top_k", message: "applies only with vector_store_slug (the store to retrieve from)" })
+  }
+  if (problems.length > 0) return Either.left(problems)
+  if (typeof slug !== "string") return Either.right(undefined)
+  return Either.right({ storeSlug: slug, topK: typeof topK === "number" ? topK : VECTOR_LIMITS.defaultTopK })
+}
+
+/** The retrieval parameters of every agent node, disabled ones too (enabling one later must not meet a broken one). */
+const retrievalIssues = (graph: Graph, issue: (path: string, message: string) => void) => {
+  graph.nodes.forEach((node, i) => {
+    if (node.kind !== "agent") return
+    const found = agentRetrieval(node.parameters)
+    if (Either.isLeft(found)) {
+      for (const problem of found.left) issue(`nodes[${i}].parameters.${problem.parameter}`, problem.message)
     }
   })
 }
@@ -209,6 +263,7 @@ export const validateGraph = (graph: Graph): ReadonlyArray<FieldIssue> => {
   })
 
   expressionIssues(graph, issue)
+  retrievalIssues(graph, issue)
 
   return issues
 }
