@@ -1,4 +1,4 @@
-import type { HttpServerResponse } from "@effect/platform"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Cache, Duration, Effect, Either, Option, Stream } from "effect"
 
 import {
