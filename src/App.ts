@@ -100,7 +100,7 @@ export const ApiHandlers = HttpApiBuilder.api(ChatkitApi).pipe(
  * Build it after the migrations (the vector stores read the migrated schema).
  */
 export const JobHandlers = Layer.mergeAll(ThreadTitles.Default, VectorStoresService.Default).pipe(
-  Layer.provide(SharedServices)
+  Layer.provide(AuditLog.Default)
 )
 
 /**

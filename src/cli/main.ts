@@ -16,9 +16,11 @@ import { AppConfig, AppConfigLive, type AppConfigShape } from "../platform/Confi
 import { DatabaseLive } from "../platform/Database.js"
 import { makeLoggerLayer } from "../platform/Telemetry.js"
 import { runCli } from "./run.js"
+import { worker } from "./worker.js"
 
 /**
- * `chatkit users create-admin --email E [--password-file F] | users list [--page N] [--page-size N] [--q Q]`.
+ * `chatkit users create-admin --email E [--password-file F] | users list [--page N] [--page-size N] [--q Q] | worker`
+ * (worker.ts: job consumers only).
  * Results go to stdout, log lines and errors to stderr; any failure exits with code 1 after
  * printing its message (no stack trace). The database is DATABASE_URL's, or the embedded one in
  * CHATKIT_DATA_DIR; its migrations must already be applied.
@@ -212,8 +214,12 @@ const users = Command.make("users", {}, () =>
     Command.withSubcommands([createAdmin, list])
   )
 
-const chatkit = Command.make("chatkit", {}, () => Console.log("Usage: chatkit users ...   (--help for details)")).pipe(
-  Command.withSubcommands([users])
+const chatkit = Command.make(
+  "chatkit",
+  {},
+  () => Console.log("Usage: chatkit users ... | worker   (--help for details)")
+).pipe(
+  Command.withSubcommands([users, worker])
 )
 
 const cli = Command.run(chatkit, { name: "chatkit", version: "0.1.0" })
