@@ -4,13 +4,21 @@ import effect from "@effect/eslint-plugin"
 import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
+/** The barrel loads every module of the package, the API readers' 21 MB of bundled strings included. */
+const modulesOnly = [{
+  name: "@effect/platform",
+  message:
+    "import the module itself (import * as HttpApi from \"@effect/platform/HttpApi\"): see src/platform/ApiDocs.ts"
+}]
+
 /** The dependency arrows: features -> api, domain, platform; api -> domain; platform -> domain; nothing else. */
 const layer = (folder, forbidden) => ({
   files: [`src/${folder}/**/*.ts`],
   rules: {
     "no-restricted-imports": ["error", {
+      paths: modulesOnly,
       patterns: forbidden.map((name) => ({
-        group: [`**/${name}/*`],
+        group: [`**/${name}/*`, "!@effect/**"],
         message: `src/${folder} must not import src/${name}: see "Dependency direction" in the README`
       }))
     }]
@@ -55,6 +63,7 @@ export default tseslint.config(
       }]
     }
   },
+  { files: ["src/**/*.ts"], rules: { "no-restricted-imports": ["error", { paths: modulesOnly }] } },
   layer("domain", ["api", "platform", "features", "client", "cli"]),
   layer("api", ["platform", "features", "client", "cli"]),
   layer("platform", ["api", "features", "client", "cli"])

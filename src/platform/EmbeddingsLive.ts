@@ -1,5 +1,5 @@
-import type { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import { Duration, Effect, Layer, Option, type Redacted } from "effect"
 
 import type { CircuitBreaker } from "./CircuitBreaker.js"

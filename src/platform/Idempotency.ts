@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto"
 
-import { HttpServerResponse } from "@effect/platform"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Exit, Option, Schema } from "effect"

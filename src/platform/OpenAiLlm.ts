@@ -1,5 +1,8 @@
-import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Chunk, Effect, identity, Layer, Option, Redacted, Stream } from "effect"
 
 import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService, type LlmUsage } from "./LlmProvider.js"

@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http"
 
-import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { Clock, Effect, Layer } from "effect"
 
 import { problemBody, ServiceUnavailable } from "../domain/errors.js"

@@ -1,4 +1,4 @@
-import { HttpServerResponse } from "@effect/platform"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Chunk, Duration, Effect, Mailbox, Stream } from "effect"
 
 /**

@@ -1,5 +1,5 @@
-import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
+import * as HttpClient from "@effect/platform/HttpClient"
 import { Effect, Option, Scope, SynchronizedRef } from "effect"
 
 import type { ModelProvider } from "../../domain/Settings.js"

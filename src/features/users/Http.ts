@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto"
 
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Redacted } from "effect"
 
 import { ChatkitApi } from "../../api/Api.js"
