@@ -170,6 +170,61 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
   }
 )
 
+describe.runIf(Option.isSome(testRedisUrl))("a server on Redis with WORKER_MODE=on (TEST_REDIS_URL)", () => {
+  it(
+    "consumes its own jobs: a large document turns ready with no worker process; /metrics counts the job",
+    async () => {
+      const port = await freePort()
+      const server = startServer({
+        PORT: String(port),
+        AUTH_SECRET_KEY,
+        ADMIN_EMAIL,
+        ADMIN_PASSWORD,
+        METRICS_TOKEN: "metrics-token-for-job-tests",
+        REDIS_URL: Option.getOrThrow(testRedisUrl),
+        REDIS_NAMESPACE: `jobs_server_${randomBytes(4).toString("hex")}`
+      })
+      const run = collect(server)
+      try {
+        await waitFor(() => run.output.stdout.includes("listening on"), 90_000)
+        expect(run.output.stdout).toContain("job consumers started")
+        const base = `http://127.0.0.1:${port}/api/v1`
+        const login = await request("POST", `${base}/auth/login`, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
+        const token = login.body.access_token as string
+        expect((await request("POST", `${base}/vector-stores`, { slug: "handbook", title: "Handbook" }, token)).status)
+          .toBe(201)
+        const accepted = await request(
+          "POST",
+          `${base}/vector-stores/handbook/documents`,
+          { doc_id: "plant", document: largeDocument() },
+          token
+        )
+        expect(accepted.status).toBe(202)
+        let job: Record<string, unknown> = {}
+        for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+          job = (await request("GET", `${base}/jobs/${accepted.body.job_id as string}`, undefined, token)).body
+          if (job.status === "completed" || job.status === "failed") break
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        expect(job).toMatchObject({ type: "document.ingest", status: "completed", attempts: 1 })
+        const document = await request("GET", `${base}/vector-stores/handbook/documents/plant`, undefined, token)
+        expect(document.body.status).toBe("ready")
+
+        const metrics = await fetch(`http://127.0.0.1:${port}/metrics`, {
+          headers: { authorization: "Bearer metrics-token-for-job-tests" }
+        })
+        const text = await metrics.text()
+        expect(text).toMatch(/^jobs_total\{.*outcome="completed".*type="document.ingest".*\} 1$/m)
+        expect(text).toMatch(/^jobs_queue_depth\{state="waiting"\} \d+$/m)
+      } finally {
+        server.kill("SIGTERM")
+        expect(await run.exited).toBe(0)
+      }
+    },
+    120_000
+  )
+})
+
 describe("chatkit worker", () => {
   it("refuses to start without REDIS_URL, saying why", async () => {
     const child = startWorker({ AUTH_SECRET_KEY, CHATKIT_DATA_DIR: "memory://" })
