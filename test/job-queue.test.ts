@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { describe, expect, layer } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { Clock, Deferred, Effect, Fiber, Layer, Metric, Option, Ref } from "effect"
 
 import { JobsRepo } from "../src/features/jobs/Repo.js"
@@ -191,55 +191,63 @@ layer(Env, { timeout: 60_000 })("the in-process job queue", (it) => {
       for (const id of ids) yield* waitForRecord(id, (row) => row.status === "completed")
     })))
 
-  it.effect("stops its workers with its scope: the running job is interrupted, not retried, and recorded as failed", () =>
+  it.effect("stops with its scope: the running job is interrupted, not retried; it and the queued ones are failed, onFailed told", () =>
     live(Effect.gen(function*() {
       const started = yield* Deferred.make<string>()
+      const queuedId = yield* Deferred.make<string>()
       const tries = yield* Ref.make(0)
+      const told = yield* Ref.make<Array<unknown>>([])
       const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
-        const jobs = yield* makeInProcessJobQueue()
-        yield* jobs.register("test.long", (_, job) =>
-          Effect.zipRight(
-            Ref.update(tries, (n) => n + 1),
-            Effect.zipRight(Deferred.succeed(started, job.id), Effect.never)
-          ))
-        yield* jobs.enqueue("test.long", {})
+        const jobs = yield* makeInProcessJobQueue({ concurrency: 1 })
+        yield* jobs.register(
+          "test.long",
+          (_, job) =>
+            Effect.zipRight(
+              Ref.update(tries, (n) => n + 1),
+              Effect.zipRight(Deferred.succeed(started, job.id), Effect.never)
+            ),
+          { onFailed: (payload) => Ref.update(told, (list) => [...list, payload]) }
+        )
+        yield* jobs.enqueue("test.long", { n: 1 })
+        yield* Deferred.succeed(queuedId, yield* jobs.enqueue("test.long", { n: 2 }))
         yield* Effect.never
       })))
       const id = yield* Deferred.await(started)
+      const waiting = yield* Deferred.await(queuedId)
+      expect((yield* recordOf(waiting)).status).toBe("queued")
       yield* Fiber.interrupt(fiber)
       expect(yield* Ref.get(tries)).toBe(1)
-      expect(yield* recordOf(id)).toMatchObject({
-        status: "failed",
-        error: "the server stopped before the job finished (in-process queue, no Redis)"
-      })
+      for (const lost of [id, waiting]) {
+        expect(yield* recordOf(lost)).toMatchObject({
+          status: "failed",
+          error: "the server stopped before the job finished (in-process queue, no Redis)"
+        })
+      }
+      expect(yield* Ref.get(told)).toEqual([{ n: 1 }, { n: 2 }])
     })))
-})
 
-describe("job records", () => {
-  layer(Env, { timeout: 60_000 })("guards", (it) => {
-    it.effect("a finished job never starts, completes or fails again", () =>
-      Effect.gen(function*() {
-        const records = yield* JobRecords
-        yield* records.insert({ id: "job_guard-1", type: "test.guard", ownerId: null })
-        expect(yield* records.start("job_guard-1")).toEqual(Option.some({ attempts: 1 }))
-        expect(yield* records.complete("job_guard-1", { n: 1 })).toBe(true)
-        expect(yield* records.complete("job_guard-1", { n: 2 })).toBe(false)
-        expect(yield* records.fail("job_guard-1", "late")).toBe(false)
-        expect(yield* records.start("job_guard-1")).toEqual(Option.none())
-        expect(yield* recordOf("job_guard-1")).toMatchObject({ status: "completed", result: { n: 1 }, attempts: 1 })
-      }))
+  it.effect("a finished job never starts, completes or fails again", () =>
+    Effect.gen(function*() {
+      const records = yield* JobRecords
+      yield* records.insert({ id: "job_guard-1", type: "test.guard", ownerId: null })
+      expect(yield* records.start("job_guard-1")).toEqual(Option.some({ attempts: 1 }))
+      expect(yield* records.complete("job_guard-1", { n: 1 })).toBe(true)
+      expect(yield* records.complete("job_guard-1", { n: 2 })).toBe(false)
+      expect(yield* records.fail("job_guard-1", "late")).toBe(false)
+      expect(yield* records.start("job_guard-1")).toEqual(Option.none())
+      expect(yield* recordOf("job_guard-1")).toMatchObject({ status: "completed", result: { n: 1 }, attempts: 1 })
+    }))
 
-    it.effect("the table refuses an unknown status, a bad id and progress out of 0-100", () =>
-      Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const refused = (statement: Effect.Effect<unknown, unknown>) =>
-          Effect.map(Effect.flip(statement), (e) => (e as { _tag?: string })._tag)
-        expect(yield* refused(sql`INSERT INTO jobs (id, type, status) VALUES ('job_x1', 't', 'lost')`)).toBe("SqlError")
-        expect(yield* refused(sql`INSERT INTO jobs (id, type) VALUES ('nojob', 't')`)).toBe("SqlError")
-        expect(yield* refused(sql`INSERT INTO jobs (id, type, progress) VALUES ('job_x2', 't', 101)`)).toBe("SqlError")
-        expect(yield* refused(sql`INSERT INTO jobs (id, type, status) VALUES ('job_x3', 't', 'completed')`)).toBe(
-          "SqlError"
-        )
-      }))
-  })
+  it.effect("the table refuses an unknown status, a bad id and progress out of 0-100", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const refused = (statement: Effect.Effect<unknown, unknown>) =>
+        Effect.map(Effect.flip(statement), (e) => (e as { _tag?: string })._tag)
+      expect(yield* refused(sql`INSERT INTO jobs (id, type, status) VALUES ('job_x1', 't', 'lost')`)).toBe("SqlError")
+      expect(yield* refused(sql`INSERT INTO jobs (id, type) VALUES ('nojob', 't')`)).toBe("SqlError")
+      expect(yield* refused(sql`INSERT INTO jobs (id, type, progress) VALUES ('job_x2', 't', 101)`)).toBe("SqlError")
+      expect(yield* refused(sql`INSERT INTO jobs (id, type, status) VALUES ('job_x3', 't', 'completed')`)).toBe(
+        "SqlError"
+      )
+    }))
 })

@@ -278,8 +278,8 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
     const handlers = yield* Ref.make(new Map<string, Registration>())
     const attemptOf = makeAttempt(sql, records, handlers)
     const backoff = Duration.decode(options.backoff ?? "200 millis")
-    // jobs taken by a worker and not finished yet, failed in the records if the scope closes first
-    const unfinished = new Set<string>()
+    // jobs enqueued and not finished yet: failed (records and onFailed) if the scope closes first
+    const unfinished = new Map<string, QueuedJob>()
     const depth = Effect.flatMap(Queue.size(queue), (n) => Metric.set(jobsQueueDepth({ state: "waiting" }), n))
 
     const run = (job: QueuedJob) =>
@@ -290,7 +290,9 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
           const jitter = yield* Random.nextRange(0.8, 1.2)
           yield* Effect.sleep(Duration.times(backoff, 2 ** (attempt - 1) * jitter))
         }
-      }).pipe(Effect.ensuring(Effect.sync(() => unfinished.delete(job.id))))
+      }).pipe(
+        Effect.onExit((exit) => Exit.isInterrupted(exit) ? Effect.void : Effect.sync(() => unfinished.delete(job.id)))
+      )
 
     yield* Effect.forEach(
       Array.from({ length: Math.max(1, options.concurrency ?? 2) }),
@@ -303,13 +305,14 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
     // Declared after the workers, so it runs once they are interrupted.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        const waiting = yield* Queue.takeAll(queue)
-        const lost = [...unfinished, ...Array.from(waiting, (job) => job.id)]
-        yield* Effect.forEach(
-          lost,
-          (id) => records.fail(id, "the server stopped before the job finished (in-process queue, no Redis)"),
-          { discard: true }
-        )
+        const reason = "the server stopped before the job finished (in-process queue, no Redis)"
+        const registered = yield* Ref.get(handlers)
+        yield* Effect.forEach(unfinished.values(), (job) =>
+          Effect.gen(function*() {
+            if (!(yield* records.fail(job.id, reason))) return
+            const onFailed = registered.get(job.type)?.onFailed
+            if (onFailed !== undefined) yield* Effect.ignore(onFailed(job.payload, reason))
+          }).pipe(Effect.ignore), { discard: true })
       }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
     )
 
@@ -318,7 +321,7 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
         Effect.gen(function*() {
           const id = newJobId()
           yield* records.insert({ id, type, ownerId: enqueueOptions.owner ?? null }).pipe(orDieOnSqlError)
-          unfinished.add(id)
+          unfinished.set(id, { id, type, payload })
           yield* Queue.offer(queue, { id, type, payload })
           yield* depth
           return id
