@@ -172,7 +172,7 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
 
 describe.runIf(Option.isSome(testRedisUrl))("a server on Redis with WORKER_MODE=on (TEST_REDIS_URL)", () => {
   it(
-    "consumes its own jobs: a large document turns ready with no worker process; /metrics counts the job",
+    "consumes its own jobs (a large document turns ready, a thread gets its title) with no worker; /metrics counts them",
     async () => {
       const port = await freePort()
       const server = startServer({
@@ -210,11 +210,36 @@ describe.runIf(Option.isSome(testRedisUrl))("a server on Redis with WORKER_MODE=
         const document = await request("GET", `${base}/vector-stores/handbook/documents/plant`, undefined, token)
         expect(document.body.status).toBe("ready")
 
+        // the thread.title job runs on the same queue
+        const opened = await fetch(`${base}/chatkit`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+          body: JSON.stringify({
+            type: "threads.create",
+            params: { input: { content: [{ type: "input_text", text: "Tell me about durable queues" }] } }
+          })
+        })
+        const events = (await opened.text()).split("\n\n").filter((block) => block.startsWith("data: "))
+          .map((block) => JSON.parse(block.slice(6)) as { type: string; thread?: { id: string } })
+        const threadId = events.find((e) => e.type === "thread.created")?.thread?.id
+        expect(threadId).toMatch(/^thr_/)
+        let title: unknown
+        for (const deadline = Date.now() + 20_000; Date.now() < deadline && title === undefined;) {
+          const thread = await request("POST", `${base}/chatkit`, {
+            type: "threads.get_by_id",
+            params: { thread_id: threadId }
+          }, token)
+          title = thread.body.title
+          if (title === undefined) await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        expect(title).toBe("Tell me about durable queues")
+
         const metrics = await fetch(`http://127.0.0.1:${port}/metrics`, {
           headers: { authorization: "Bearer metrics-token-for-job-tests" }
         })
         const text = await metrics.text()
         expect(text).toMatch(/^jobs_total\{.*outcome="completed".*type="document.ingest".*\} 1$/m)
+        expect(text).toMatch(/^jobs_total\{.*outcome="completed".*type="thread.title".*\} 1$/m)
         expect(text).toMatch(/^jobs_queue_depth\{state="waiting"\} \d+$/m)
       } finally {
         server.kill("SIGTERM")
