@@ -40,7 +40,13 @@ export class VectorSupport extends Effect.Service<VectorSupport>()("chatkit/Vect
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const path = yield* detectVectorPath
-    yield* Effect.logInfo("vector search path").pipe(Effect.annotateLogs({ vector_path: path }))
+    // PGlite is one standalone backend: no autovacuum launcher, so no table is ever analyzed for it
+    const [launcher] = yield* sql<{ running: boolean }>`
+      SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'autovacuum launcher') AS running`
+    const analyzeAfterWrites = launcher?.running !== true
+    yield* Effect.logInfo("vector search path").pipe(
+      Effect.annotateLogs({ vector_path: path, analyze_after_writes: analyzeAfterWrites })
+    )
     /**
      * For /health/ready: fails with a reason when the column no longer has the type detected at
      * start (a migration rolled back or re-run under a running server, whose statements are then
@@ -56,6 +62,10 @@ export class VectorSupport extends Effect.Service<VectorSupport>()("chatkit/Vect
           : Effect.fail(`the vector path changed from ${path} to ${read.path} since start: restart the server`)
       )
     )
-    return { path, check } as const
+    /**
+     * `true` when no autovacuum runs (PGlite): the vector tables' statistics are then the
+     * repository's to refresh, or the planner, guessing a one-row store, never picks the HNSW index.
+     */
+    return { path, analyzeAfterWrites, check } as const
   })
 }) {}

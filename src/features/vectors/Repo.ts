@@ -1,6 +1,6 @@
 import { PgClient } from "@effect/sql-pg"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Data, Effect, Option, Schema } from "effect"
+import { Data, Effect, Option, Ref, Schema } from "effect"
 
 import { Conflict, ValidationError } from "../../domain/errors.js"
 import type { PageRequest } from "../../domain/Page.js"
@@ -169,6 +169,12 @@ const COMMON_WORD_CAP = 1000
 const BM25_K1 = 1.5
 const BM25_B = 0.75
 
+/**
+ * Where no autovacuum runs (PGlite), the chunks an ingestion may write before the repository
+ * analyzes a table that has never been: below this, an exact scan is what the planner picks anyway.
+ */
+const ANALYZE_FIRST_CHUNKS = 500
+
 /** Chunks per INSERT: 7 fields of JSON each, ~8 KB a 384-dimension vector. */
 const CHUNKS_PER_STATEMENT = 250
 
@@ -193,7 +199,7 @@ const finiteVector = (vector: ArrayLike<number>) => Array.from(vector).every((x)
 export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatkit/VectorStoresRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* PgClient.PgClient
-    const { path } = yield* VectorSupport
+    const { analyzeAfterWrites, path } = yield* VectorSupport
     const storeColumns = sql.literal(STORE_COLUMNS)
     const documentColumns = sql.literal(DOCUMENT_COLUMNS)
     const dColumns = sql.literal(D_COLUMNS)
@@ -475,6 +481,38 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
           SELECT * FROM live`
     })
 
+    // Statistics where no autovacuum keeps them (analyzeAfterWrites): chunks written since the last
+    // ANALYZE, and the rows it counted (pg_class.reltuples; -1, never analyzed, counts as 0).
+    const written = yield* Ref.make<{ readonly since: number; readonly analyzedRows: number | undefined }>({
+      since: 0,
+      analyzedRows: undefined
+    })
+    const analyzedRows = Effect.map(
+      sql<{ rows: number }>`SELECT greatest(reltuples, 0)::float8 AS rows FROM pg_class
+        WHERE oid = to_regclass('vector_chunks')`,
+      (rows) => rows[0]?.rows ?? 0
+    )
+
+    /**
+     * After `count` more chunks: ANALYZE both tables once the chunks written since the last one
+     * outnumber the rows it counted (plus ANALYZE_FIRST_CHUNKS), i.e. the table has about doubled,
+     * so its growth costs a few ANALYZEs (each samples at most 30,000 rows), not one per write.
+     * In the ingestion's transaction: its own chunks count, and the next search plans with them.
+     */
+    const analyzeIfGrown = (count: number) =>
+      analyzeAfterWrites
+        ? Effect.gen(function*() {
+          const state = yield* Ref.get(written)
+          const rows = state.analyzedRows ?? (yield* analyzedRows)
+          const since = state.since + count
+          if (since < ANALYZE_FIRST_CHUNKS + rows) return yield* Ref.set(written, { since, analyzedRows: rows })
+          yield* sql`ANALYZE vector_chunks, vector_documents`.pipe(
+            Effect.withSpan("VectorStoresRepo.analyze", { attributes: { chunks_since: since, rows_before: rows } })
+          )
+          yield* Ref.set(written, { since: 0, analyzedRows: yield* analyzedRows })
+        })
+        : Effect.void
+
     const insertChunks = (
       documentId: number,
       generation: number,
@@ -522,6 +560,7 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
           for (let from = 0; from < input.chunks.length; from += CHUNKS_PER_STATEMENT) {
             yield* insertChunks(id, input.generation, dimension, input.chunks.slice(from, from + CHUNKS_PER_STATEMENT))
           }
+          yield* analyzeIfGrown(input.chunks.length)
           return yield* goLive({
             id,
             storeId: input.storeId,
@@ -797,13 +836,18 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
           })
         )
 
-    /** `EXPLAIN` of the search statement, as text lines, under the same settings (tests, diagnosis). */
-    const explainSearch = (request: SearchRequest) =>
+    /**
+     * `EXPLAIN` of the search statement, as text lines, under the same settings (tests, diagnosis);
+     * `analyze` runs it (`EXPLAIN (ANALYZE, BUFFERS)`) for its timings.
+     */
+    const explainSearch = (request: SearchRequest, options: { readonly analyze?: boolean } = {}) =>
       Effect.flatMap(checkSearch(request), (weights) =>
         withHnswSettings(
           request,
           Effect.map(
-            sql<{ "QUERY PLAN": string }>`EXPLAIN ${searchStatement(request, weights)}`,
+            sql<{ "QUERY PLAN": string }>`EXPLAIN ${
+              sql.literal(options.analyze === true ? "(ANALYZE, BUFFERS)" : "")
+            } ${searchStatement(request, weights)}`,
             (rows) => rows.map((row) => row["QUERY PLAN"])
           )
         ))
