@@ -1,4 +1,4 @@
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Layer } from "effect"
 
 import { ChatkitApi } from "./api/Api.js"
@@ -38,8 +38,8 @@ import { WorkflowsHandlers } from "./features/workflows/Http.js"
 import { WorkflowsService } from "./features/workflows/Service.js"
 import { WorkflowShares } from "./features/workflows/Shares.js"
 import { ApiDocsLive } from "./platform/ApiDocs.js"
-import { AppConfig } from "./platform/Config.js"
-import { ProblemResponsesLive, requestPipeline } from "./platform/Http.js"
+import { AppConfig, type AppConfigShape } from "./platform/Config.js"
+import { type LargeBodyRoute, ProblemResponsesLive, requestPipeline } from "./platform/Http.js"
 import { migrateUp } from "./platform/Migrations.js"
 import { RateLimiter } from "./platform/RateLimiter.js"
 
@@ -104,12 +104,25 @@ export const JobHandlers = Layer.mergeAll(ThreadTitles.Default, VectorStoresServ
 )
 
 /**
+ * A vector store document may be up to VECTOR_DOCUMENT_MAX_BYTES (10 MiB), with more keys than
+ * any other body: ingestion flattens it iteratively and its schema does not walk it.
+ */
+const documentIngestBody = (config: AppConfigShape): LargeBodyRoute => {
+  const endpoint = ChatkitApi.groups.vectorStores!.endpoints.ingest!
+  return {
+    method: endpoint.method,
+    path: endpoint.path,
+    limits: { maxBytes: config.vectorDocumentMaxBytes, maxObjectKeys: 100_000, maxBodyKeys: 1_000_000 }
+  }
+}
+
+/**
  * The Api served behind the platform middleware, with the OpenAPI document and two readers
  * (Swagger UI at /docs, Scalar at /redoc, platform/ApiDocs.ts). Needs an HttpServer and the infrastructure layers; build
  * `PrepareToServe` before either.
  */
 export const ServedApi = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) => HttpApiBuilder.serve(requestPipeline(config)))
+  Effect.map(AppConfig, (config) => HttpApiBuilder.serve(requestPipeline(config, [documentIngestBody(config)])))
 ).pipe(
   Layer.provide(ApiDocsLive),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),

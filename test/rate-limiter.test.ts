@@ -37,6 +37,7 @@ import {
   rateLimitRules
 } from "../src/platform/RateLimiter.js"
 import { makeRedis, OptionalRedis, Redis, type RedisService } from "../src/platform/Redis.js"
+import { DEFAULT_BODY_LIMITS } from "../src/platform/RequestInput.js"
 import { captureLogs } from "./support/logs.js"
 import { stalledServer } from "./support/network.js"
 import { reachableRedis, realRedisUrl, testRedisUrl } from "./support/redis.js"
@@ -60,6 +61,7 @@ const newInfo = (): Context.Tag.Service<RequestInfo> => ({
   ip: "127.0.0.1",
   userAgent: undefined,
   userId: undefined,
+  bodyLimits: DEFAULT_BODY_LIMITS,
   responseHeaders: {}
 })
 

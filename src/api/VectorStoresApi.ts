@@ -74,7 +74,9 @@ const ChunksPerDocument = Schema.Int.pipe(Schema.between(1, VECTOR_LIMITS.maxChu
 /** Any JSON value, but present: an absent `document` decodes as undefined. */
 const DocumentBody = Schema.Unknown.pipe(
   Schema.filter((value) => value !== undefined || "is required: any JSON value")
-).annotations({ description: "Any JSON value (nested at most 64 levels; the body at most 1 MiB)." })
+).annotations({
+  description: "Any JSON value (nested at most 64 levels; the body at most VECTOR_DOCUMENT_MAX_BYTES, 10 MiB)."
+})
 
 const searchFields = {
   query: SearchQuery,

@@ -1,3 +1,5 @@
+import type { IncomingMessage } from "node:http"
+
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
@@ -8,7 +10,7 @@ import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { SqlError } from "@effect/sql/SqlError"
-import { Cause, Clock, Context, Effect, Metric, Option } from "effect"
+import { Cause, Clock, Context, Effect, type Exit, Metric, Option } from "effect"
 import { v7 as uuidv7 } from "uuid"
 
 import {
@@ -25,7 +27,7 @@ import {
 import { pathKey } from "../domain/Text.js"
 import type { AppConfigShape } from "./Config.js"
 import { httpRequestDurationSecondsKey, httpRequestsTotalKey, labelled } from "./Metrics.js"
-import { checkBodyHeaders, checkUrlText, MAX_JSON_BODY_BYTES, parseJsonBody } from "./RequestInput.js"
+import { type BodyLimits, checkBodyHeaders, checkUrlText, DEFAULT_BODY_LIMITS, parseJsonBody } from "./RequestInput.js"
 
 export { MAX_JSON_BODY_BYTES } from "./RequestInput.js"
 
@@ -41,7 +43,36 @@ export class RequestInfo extends Context.Tag("chatkit/RequestInfo")<RequestInfo,
   userId: string | undefined
   /** set by handlers and middleware (e.g. RateLimit-*); added to the response, error or not */
   readonly responseHeaders: Record<string, string>
+  /** the body this route accepts */
+  readonly bodyLimits: BodyLimits
 }>() {}
+
+/** A route that takes a larger body than every other: its endpoint's method and path template. */
+export interface LargeBodyRoute {
+  readonly method: string
+  /** as the Api declares it, `/api/v1/vector-stores/:slug/documents` */
+  readonly path: string
+  readonly limits: BodyLimits
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/** The limits of the route a request is for, from its method and path, before any routing. */
+const bodyLimitsFor = (routes: ReadonlyArray<LargeBodyRoute>) => {
+  const compiled = routes.map((route) => ({
+    method: route.method,
+    limits: route.limits,
+    pattern: new RegExp(
+      `^${route.path.split("/").map((part) => part.startsWith(":") ? "[^/]+" : escapeRegExp(part)).join("/")}/?$`
+    )
+  }))
+  return (method: string, url: string): BodyLimits => {
+    if (compiled.length === 0) return DEFAULT_BODY_LIMITS
+    const path = url.split("?", 1)[0] ?? ""
+    return compiled.find((route) => route.method === method && route.pattern.test(path))?.limits ??
+      DEFAULT_BODY_LIMITS
+  }
+}
 
 /**
  * The client IP. Each trusted proxy appends the address it saw to X-Forwarded-For, so with N
@@ -147,16 +178,46 @@ const withStandardHeaders = (response: HttpServerResponse.HttpServerResponse, he
  * (nested too deep, too many keys, text PostgreSQL cannot store). Routes read it after their
  * middleware (authentication, rate limits), so a refused body still counts as an attempt.
  */
-const withCheckedJson = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest => {
-  let json: Effect.Effect<unknown, HttpServerError.RequestError> | undefined
-  const checkedJson = () =>
-    json ??= Effect.flatMap(request.text, (text) => {
-      const parsed = parseJsonBody(text)
-      // routes turn a failed body read into a defect anyway; the problem is classified as the 400 it is
-      return "problem" in parsed ? Effect.die(parsed.problem) : Effect.succeed(parsed.body)
-    })
-  return new Proxy(request, { get: (target, key) => key === "json" ? checkedJson() : Reflect.get(target, key, target) })
+const withCheckedJson = (
+  request: HttpServerRequest.HttpServerRequest,
+  limits: BodyLimits
+): HttpServerRequest.HttpServerRequest => {
+  let read: Exit.Exit<unknown, HttpServerError.RequestError> | undefined
+  // routes turn a failed body read into a defect anyway; the problem is classified as the 4xx it is
+  const json = Effect.suspend(() =>
+    read ??
+      Effect.flatMap(readBoundedText(NodeHttpServerRequest.toIncomingMessage(request), limits.maxBytes), (text) => {
+        const parsed = parseJsonBody(text, limits)
+        return "problem" in parsed ? Effect.die(parsed.problem) : Effect.succeed(parsed.body)
+      }).pipe(Effect.onExit((exit) => Effect.sync(() => read = exit)))
+  )
+  return new Proxy(request, { get: (target, key) => key === "json" ? json : Reflect.get(target, key, target) })
 }
+
+/**
+ * The body as text, refused past `maxBytes` with a 413 while what is left keeps being read and
+ * discarded: the platform's own reader destroys the socket there, and the client, still sending,
+ * would see a reset instead of the answer.
+ */
+const readBoundedText = (message: IncomingMessage, maxBytes: number) =>
+  Effect.async<string>((resume) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= maxBytes) return void chunks.push(chunk)
+      message.off("data", onData).on("data", () => {})
+      chunks.length = 0
+      resume(Effect.die(new PayloadTooLarge({ detail: `The body is over the limit of ${maxBytes} bytes` })))
+    }
+    const onEnd = () => resume(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+    const onError = () => resume(Effect.die(new ValidationError({ detail: "The body could not be read", errors: [] })))
+    message.on("data", onData).once("end", onEnd).once("error", onError)
+    return Effect.sync(() => {
+      message.off("end", onEnd).off("error", onError)
+      message.resume()
+    })
+  })
 
 // label values are bounded: Node's parser knows some 30 methods, routes are the Api's templates, statuses are few
 const requestCount = labelled(httpRequestsTotalKey)
@@ -165,18 +226,30 @@ const requestDuration = labelled(httpRequestDurationSecondsKey)
 /**
  * The outermost middleware: request id, standard and CORS headers, input checks (headers, URL
  * text; the JSON body's shape when a route reads it), the request's log annotations, one JSON log line and the HTTP metrics per request.
+ * Bodies are bounded by DEFAULT_BODY_LIMITS but on the `largeBodies` routes.
  */
-export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default): HttpApp.Default =>
+export const requestPipeline = (config: AppConfigShape, largeBodies: ReadonlyArray<LargeBodyRoute> = []) => {
+  const limitsOf = bodyLimitsFor(largeBodies)
+  return (app: HttpApp.Default): HttpApp.Default => serveOne(config, limitsOf, app)
+}
+
+const serveOne = (
+  config: AppConfigShape,
+  limitsOf: (method: string, url: string) => BodyLimits,
+  app: HttpApp.Default
+): HttpApp.Default =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = requestIdFrom(request.headers["x-request-id"])
     const origin = request.headers["origin"]
+    const bodyLimits = limitsOf(request.method, request.url)
     const info: Context.Tag.Service<RequestInfo> = {
       requestId,
       ip: clientIp(request, config.trustProxyHops),
       userAgent: request.headers["user-agent"]?.slice(0, 512),
       userId: undefined,
-      responseHeaders: {}
+      responseHeaders: {},
+      bodyLimits
     }
     const span = yield* Effect.option(Effect.currentSpan)
     const traceId = Option.match(span, { onNone: () => undefined, onSome: (s) => s.traceId })
@@ -191,14 +264,14 @@ export const requestPipeline = (config: AppConfigShape) => (app: HttpApp.Default
 
     const serve = Effect.gen(function*() {
       if (isPreflight(request)) return finish(preflightResponse(config, origin))
-      const problem = checkBodyHeaders(request) ?? checkUrlText(request.url)
+      const problem = checkBodyHeaders(request, bodyLimits) ?? checkUrlText(request.url)
       if (problem !== undefined) return finish(yield* problemResponse(problem, requestId))
       return yield* app.pipe(
         Effect.provideService(RequestInfo, info),
-        Effect.provideService(HttpServerRequest.HttpServerRequest, withCheckedJson(request))
+        Effect.provideService(HttpServerRequest.HttpServerRequest, withCheckedJson(request, bodyLimits))
       )
     }).pipe(
-      Effect.provideService(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(MAX_JSON_BODY_BYTES))),
+      Effect.provideService(HttpIncomingMessage.MaxBodySize, Option.some(FileSystem.Size(bodyLimits.maxBytes))),
       Effect.annotateLogs({ request_id: requestId, ...(traceId === undefined ? {} : { trace_id: traceId }) })
     )
     const response = yield* serve
@@ -246,7 +319,11 @@ const isUnavailableDatabase = (error: SqlError) => {
 const BODY_LIMIT_HINT = /max|limit|too large|exceed/i
 
 /** Every failure of a request, mapped to the problem it is for the caller. */
-const classify = (error: unknown, request: HttpServerRequest.HttpServerRequest): ProblemError | undefined => {
+const classify = (
+  error: unknown,
+  request: HttpServerRequest.HttpServerRequest,
+  maxBodyBytes: number
+): ProblemError | undefined => {
   if (problemKindOf(error) !== undefined) return error as ProblemError
   if (error instanceof HttpApiError.HttpApiDecodeError) {
     return new ValidationError({
@@ -261,7 +338,7 @@ const classify = (error: unknown, request: HttpServerRequest.HttpServerRequest):
     if (error._tag === "RequestError" && error.reason === "Decode") {
       const text = `${error.description ?? ""} ${String((error.cause as Error | undefined)?.message ?? "")}`
       return BODY_LIMIT_HINT.test(text)
-        ? new PayloadTooLarge({ detail: `The body is over the limit of ${MAX_JSON_BODY_BYTES} bytes` })
+        ? new PayloadTooLarge({ detail: `The body is over the limit of ${maxBodyBytes} bytes` })
         : new ValidationError({
           detail: "The body is not valid JSON",
           errors: [{ path: "body", message: "malformed JSON" }]
@@ -289,12 +366,17 @@ export const ProblemResponsesLive = HttpApiBuilder.middleware((app) =>
     Effect.gen(function*() {
       if (Cause.isInterruptedOnly(cause)) return yield* Effect.failCause(cause)
       const request = yield* HttpServerRequest.HttpServerRequest
-      const requestId = Option.match(yield* Effect.serviceOption(RequestInfo), {
+      const info = yield* Effect.serviceOption(RequestInfo)
+      const requestId = Option.match(info, {
         onNone: () => requestIdFrom(request.headers["x-request-id"]),
         onSome: (info) => info.requestId
       })
       const error = Cause.squash(cause)
-      const problem = classify(error, request)
+      const maxBodyBytes = Option.match(info, {
+        onNone: () => DEFAULT_BODY_LIMITS.maxBytes,
+        onSome: (info) => info.bodyLimits.maxBytes
+      })
+      const problem = classify(error, request, maxBodyBytes)
       if (problem !== undefined) return yield* problemResponse(problem, requestId)
       // any other typed failure is an error the endpoint declares (NotReady): its own schema encodes it
       if (Cause.isFailType(cause)) return yield* Effect.failCause(cause)

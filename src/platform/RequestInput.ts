@@ -24,6 +24,20 @@ export const MAX_OBJECT_KEYS = 1_000
 /** Most object keys in a whole body (the largest graph has 500 nodes and 2,000 edges). */
 export const MAX_BODY_KEYS = 50_000
 
+/** How much body a route accepts: its bytes, and the keys of one object and of the whole body. */
+export interface BodyLimits {
+  readonly maxBytes: number
+  readonly maxObjectKeys: number
+  readonly maxBodyKeys: number
+}
+
+/** Every route's limits but those declared larger (a vector store document). */
+export const DEFAULT_BODY_LIMITS: BodyLimits = {
+  maxBytes: MAX_JSON_BODY_BYTES,
+  maxObjectKeys: MAX_OBJECT_KEYS,
+  maxBodyKeys: MAX_BODY_KEYS
+}
+
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
 const JSON_CONTENT_TYPE = /^application\/json\s*(?:;.*)?$/i
 
@@ -34,7 +48,10 @@ const hasBody = (request: HttpServerRequest.HttpServerRequest) => {
 }
 
 /** 415 / 413 decided from the headers, before the body is read. */
-export const checkBodyHeaders = (request: HttpServerRequest.HttpServerRequest): ProblemError | undefined => {
+export const checkBodyHeaders = (
+  request: HttpServerRequest.HttpServerRequest,
+  limits: BodyLimits = DEFAULT_BODY_LIMITS
+): ProblemError | undefined => {
   if (!hasBody(request)) return undefined
   const contentType = request.headers["content-type"]
   if (contentType === undefined || !JSON_CONTENT_TYPE.test(contentType)) {
@@ -45,8 +62,8 @@ export const checkBodyHeaders = (request: HttpServerRequest.HttpServerRequest): 
     })
   }
   const length = Number(request.headers["content-length"] ?? 0)
-  if (length > MAX_JSON_BODY_BYTES) {
-    return new PayloadTooLarge({ detail: `The body is ${length} bytes; the limit is ${MAX_JSON_BODY_BYTES} bytes` })
+  if (length > limits.maxBytes) {
+    return new PayloadTooLarge({ detail: `The body is ${length} bytes; the limit is ${limits.maxBytes} bytes` })
   }
   return undefined
 }
@@ -102,7 +119,8 @@ const hexAt = (text: string, i: number) =>
  * an unpaired surrogate). Raw NULs are invalid JSON and decoded UTF-8 has no lone surrogate, so
  * escapes are the only way such text gets in. Malformed JSON is left to `JSON.parse`.
  */
-export const scanJsonText = (text: string): ValidationError | undefined => {
+export const scanJsonText = (text: string, limits: BodyLimits = DEFAULT_BODY_LIMITS): ValidationError | undefined => {
+  const { maxBodyKeys, maxObjectKeys } = limits
   const frames: Array<Frame> = []
   let totalKeys = 0
   const here = () => formatPath(frames.slice(0, 8).map((frame) => frame.at)) + (frames.length > 8 ? "…" : "")
@@ -133,16 +151,16 @@ export const scanJsonText = (text: string): ValidationError | undefined => {
       if (top !== undefined && top.isObject && top.expectsKey) {
         top.at = pathKey(text.slice(i + 1, j))
         top.expectsKey = false
-        if (++top.keys > MAX_OBJECT_KEYS) {
-          return invalid(`An object in the body has more than ${MAX_OBJECT_KEYS} keys`, {
+        if (++top.keys > maxObjectKeys) {
+          return invalid(`An object in the body has more than ${maxObjectKeys} keys`, {
             path: formatPath(frames.slice(0, -1).map((frame) => frame.at)),
-            message: `must have at most ${MAX_OBJECT_KEYS} keys`
+            message: `must have at most ${maxObjectKeys} keys`
           })
         }
-        if (++totalKeys > MAX_BODY_KEYS) {
-          return invalid(`The body has more than ${MAX_BODY_KEYS} keys in all`, {
+        if (++totalKeys > maxBodyKeys) {
+          return invalid(`The body has more than ${maxBodyKeys} keys in all`, {
             path: "body",
-            message: `must have at most ${MAX_BODY_KEYS} keys in all`
+            message: `must have at most ${maxBodyKeys} keys in all`
           })
         }
       }
@@ -168,8 +186,11 @@ export const scanJsonText = (text: string): ValidationError | undefined => {
 }
 
 /** The parse of a body the headers announced as JSON: a value, or the 400 a client should see. */
-export const parseJsonBody = (text: string): { readonly body: unknown } | { readonly problem: ValidationError } => {
-  const problem = scanJsonText(text)
+export const parseJsonBody = (
+  text: string,
+  limits: BodyLimits = DEFAULT_BODY_LIMITS
+): { readonly body: unknown } | { readonly problem: ValidationError } => {
+  const problem = scanJsonText(text, limits)
   if (problem !== undefined) return { problem }
   try {
     return { body: text === "" ? null : JSON.parse(text) }
