@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8"
+
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 
@@ -63,5 +65,10 @@ const program = Layer.launch(Application).pipe(
     })
   )
 )
+
+// After each full GC V8 lets the old space grow to up to 4x what survived; under load that is
+// 100+ MB of garbage kept as RSS. Growing by 30 % holds RSS near its idle size for the same
+// throughput (bench/http.ts, issue 11's note).
+setFlagsFromString("--heap-growing-percent=30")
 
 NodeRuntime.runMain(program, { disablePrettyLogger: true })
