@@ -62,26 +62,25 @@ const suite = (
 const embedded = layerEmbedded("memory://").pipe(Layer.provide(testConfig()), Layer.provide(LiveClock))
 suite("readiness on PGlite", embedded, Effect.succeed("pgvector"))
 
+/** The path migration 0007 takes on a database: pgvector when the extension is available. */
+const pathOfDatabase = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.map(
+    sql`SELECT 1 FROM pg_available_extensions WHERE name = 'vector'`,
+    (rows): VectorPath => rows.length > 0 ? "pgvector" : "portable"
+  ))
+
 describe.runIf(Option.isSome(testDatabaseUrl))("on TEST_DATABASE_URL", () => {
-  suite(
-    "readiness on PostgreSQL",
-    testDatabaseLayer("health_vector"),
-    Effect.flatMap(SqlClient.SqlClient, (sql) =>
-      Effect.map(
-        sql`SELECT 1 FROM pg_available_extensions WHERE name = 'vector'`,
-        (rows): VectorPath => rows.length > 0 ? "pgvector" : "portable"
-      ))
-  )
+  suite("readiness on PostgreSQL", testDatabaseLayer("health_vector"), pathOfDatabase)
 })
 
 layer(TestApp("health-vector"), { timeout: 120_000 })("GET /health/ready", (it) => {
-  it.effect("answers 200 with the vector check beside the database's", () =>
+  it.effect("answers 200 with the vector check, naming its path, beside the database's", () =>
     Effect.gen(function*() {
       const response = yield* raw("GET", "/health/ready")
       expect(response.status).toBe(200)
       expect(response.body).toMatchObject({
         status: "ok",
-        checks: { database: { status: "ok" }, vector: { status: "ok" } }
+        checks: { database: { status: "ok" }, vector: { status: "ok", path: yield* pathOfDatabase } }
       })
     }))
 })

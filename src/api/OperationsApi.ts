@@ -14,7 +14,9 @@ export const Liveness = Schema.Struct({ status: Schema.Literal("ok") }).annotati
 export const DependencyCheck = Schema.Struct({
   status: Schema.Literal("ok", "error"),
   latency_ms: Schema.Number,
-  error: Schema.optional(Schema.String)
+  error: Schema.optional(Schema.String),
+  /** the vector check's search path: pgvector's HNSW index, or `real[]` scored in SQL */
+  path: Schema.optional(Schema.Literal("pgvector", "portable"))
 }).annotations({ identifier: "DependencyCheck" })
 
 export const Readiness = Schema.Struct({
@@ -24,7 +26,11 @@ export const Readiness = Schema.Struct({
   identifier: "Readiness",
   examples: [{
     status: "ok",
-    checks: { database: { status: "ok", latency_ms: 1.2 }, redis: { status: "ok", latency_ms: 0.4 } }
+    checks: {
+      database: { status: "ok", latency_ms: 1.2 },
+      vector: { status: "ok", latency_ms: 0.8, path: "pgvector" },
+      redis: { status: "ok", latency_ms: 0.4 }
+    }
   }]
 })
 
