@@ -1,4 +1,4 @@
-import { Duration, Effect, Option, Schema } from "effect"
+import { Cache as LocalCache, Duration, Effect, Exit, Option, Schema } from "effect"
 
 import { AdminUser, type UserId } from "../../domain/User.js"
 import { Cache } from "../../platform/Cache.js"
@@ -7,6 +7,10 @@ import { toAdminUser, UsersRepo } from "./Repo.js"
 
 /** At most this stale: a deleted or demoted user loses access within it, and at once on this instance. */
 const USER_TTL = Duration.seconds(30)
+/** Kept in the process too, so most requests need no Redis round trip; another instance's change is seen within it. */
+const LOCAL_TTL = Duration.seconds(1)
+/** users remembered in the process at most */
+const LOCAL_USERS = 10_000
 
 const cacheKey = (id: UserId) => `users:${id}`
 
@@ -21,15 +25,18 @@ export class UserLookup extends Effect.Service<UserLookup>()("chatkit/UserLookup
     const cache = yield* Cache
     const repo = yield* UsersRepo
 
+    const local = yield* LocalCache.makeWith({
+      capacity: LOCAL_USERS,
+      lookup: (id: UserId) =>
+        cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL),
+      timeToLive: (exit) => Exit.isSuccess(exit) ? LOCAL_TTL : Duration.zero
+    })
+
     /** The user if it is live (exists and is not soft-deleted). */
-    const findLive = (id: UserId) =>
-      cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL)
-        .pipe(
-          withHotSpan("UserLookup.findLive")
-        )
+    const findLive = (id: UserId) => local.get(id).pipe(withHotSpan("UserLookup.findLive"))
 
     // by prefix: unlike a plain delete, it also stops a read that overlaps the write from caching the old row
-    const invalidate = (id: UserId) => cache.invalidatePrefix(cacheKey(id))
+    const invalidate = (id: UserId) => Effect.zipRight(cache.invalidatePrefix(cacheKey(id)), local.invalidate(id))
 
     return { findLive, invalidate } as const
   }),
