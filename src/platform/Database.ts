@@ -161,6 +161,9 @@ export const layerEmbedded = (dataDir: string, options: DatabaseOptions = {}) =>
       yield* Effect.promise(() =>
         db.exec(
           `CREATE EXTENSION IF NOT EXISTS vector; SET statement_timeout = ${config.databaseStatementTimeoutMs};` +
+            // its pages are in memory: a random read costs what a sequential one does, so index
+            // lookups (nested loops) are not priced as if from disk against hashing whole tables
+            "SET random_page_cost = 1.1;" +
             (schema === undefined ? "" : `CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}, public;`)
         )
       )

@@ -724,6 +724,7 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
       const pgvector = path === "pgvector"
       const query = sql`${vector}::real[]`
       const words = sql`(SELECT words FROM sparse_query)`
+      const lexemes = sql`(SELECT lexemes FROM sparse_query)`
       const dot = sql`(SELECT sum(a::float8 * b) FROM unnest(c.embedding, ${query}) AS t(a, b))`
       // pgvector: `<=>` is the cosine distance, 1 - cos; ordered by it, the HNSW index of `dim` serves
       const denseOrder = pgvector ? sql`c.embedding::vector(${dim}) <=> ${query}::vector(${dim})` : sql`${dot} DESC`
@@ -747,31 +748,38 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
           WHERE store_id = ${request.storeId} AND deleted_at IS NULL AND live_generation IS NOT NULL
         ),
         terms AS MATERIALIZED (
-          SELECT t.lexeme, t.quoted, (
-              SELECT count(*) FROM (
-                SELECT 1 FROM ${liveChunks} AND c.tsv @@ t.quoted::tsquery LIMIT (SELECT common FROM stats)
-              ) x
-            ) AS df
+          SELECT t.lexeme, t.quoted, m.df, m.ids
           FROM (
             SELECT w.lexeme,
               chr(39) || replace(replace(w.lexeme, chr(92), chr(92) || chr(92)), chr(39), chr(39) || chr(39))
                 || chr(39) AS quoted
             FROM unnest(to_tsvector('simple', ${request.query})) AS w
           ) t
+          -- the chunks counted are kept: a word below the threshold was counted whole, so the
+          -- chunks of the distinctive words are the sparse candidates, read once
+          CROSS JOIN LATERAL (
+            SELECT count(*) AS df, array_agg(x.id) AS ids FROM (
+              SELECT c.id FROM ${liveChunks} AND c.tsv @@ t.quoted::tsquery LIMIT (SELECT common FROM stats)
+            ) x
+          ) m
         ),
         weighted AS MATERIALIZED (
-          SELECT t.lexeme, t.quoted, ln((s.n - t.df + 0.5) / (t.df + 0.5) + 1) AS idf
+          SELECT t.lexeme, t.quoted, t.ids, ln((s.n - t.df + 0.5) / (t.df + 0.5) + 1) AS idf
           FROM terms t CROSS JOIN stats s
           WHERE t.df > 0 AND t.df < s.common
         ),
         sparse_query AS MATERIALIZED (
-          SELECT COALESCE((SELECT string_agg(quoted, ' | ') FROM weighted), '')::tsquery AS words
+          SELECT COALESCE((SELECT string_agg(quoted, ' | ') FROM weighted), '')::tsquery AS words,
+            COALESCE((SELECT array_agg(lexeme) FROM weighted), '{}') AS lexemes
         ),
         candidates AS (
           (SELECT c.id FROM ${liveChunks} ORDER BY ${denseOrder} LIMIT ${candidates})
           UNION
-          (SELECT c.id FROM ${liveChunks} AND c.tsv @@ ${words}
-            ORDER BY ts_rank_cd(c.tsv, ${words}) DESC LIMIT ${candidates})
+          -- ranked by the idf of the distinctive words each holds, from the counted ids alone (no
+          -- row read): ts_rank_cd over every match read and decompressed each tsvector (100 ms for
+          -- 2,500 matches at 100k chunks on PGlite) and knew no idf
+          (SELECT m.id FROM weighted w CROSS JOIN LATERAL unnest(w.ids) AS m(id)
+            GROUP BY m.id ORDER BY sum(w.idf) DESC, m.id LIMIT ${candidates})
         ),
         scored AS MATERIALIZED (
           SELECT d.doc_id, c.chunk_index, c.text, d.metadata, c.metadata AS chunk_metadata,
@@ -788,7 +796,9 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
                 w.idf * ${tf} * ${k1plus1}
                   / (${tf} + ${k1} * (1 - ${b} + ${b} * s.length / greatest(s.average, 1)))
               ), 0)
-              FROM weighted w JOIN unnest(s.tsv) u ON u.lexeme = w.lexeme
+              -- only the query's lexemes of the chunk: marked (weight A) and kept by ts_filter
+              FROM weighted w
+              JOIN unnest(ts_filter(setweight(s.tsv, 'A', ${lexemes}), '{a}')) u ON u.lexeme = w.lexeme
             )::float8 AS sparse_score -- 0 without a match (tsv NULL)
           FROM (SELECT scored.*, avg(length) OVER () AS average FROM scored) s
         )
