@@ -542,6 +542,39 @@ const suite = (
         expect(yield* countChunks(second.id)).toEqual({ n: 1, generations: 1 })
       }))
 
+    it.effect("the store counts its live chunks (BM25's N) through ingestions, replacements, failures and deletes", () =>
+      Effect.gen(function*() {
+        const repo = yield* VectorStoresRepo
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* newStore("counted")
+        const counted = Effect.map(
+          sql<{ kept: number; actual: number }>`
+            SELECT s.live_chunks::int AS kept, (
+              SELECT count(*)::int FROM vector_chunks c JOIN vector_documents d ON d.id = c.document_id
+              WHERE d.store_id = s.id AND d.deleted_at IS NULL AND c.generation = d.live_generation
+            ) AS actual
+            FROM vector_stores s WHERE s.id = ${store.id}`,
+          (rows) => rows[0]!
+        )
+        expect(yield* counted).toEqual({ kept: 0, actual: 0 })
+        yield* ingest(store.id, "long", longDocument(100, (i) => `line ${i}`))
+        yield* ingest(store.id, "short", { text: "one chunk" })
+        expect(yield* counted).toEqual({ kept: 4, actual: 4 })
+        // a replacement swaps the 3 chunks for 1; a pending or failed submission changes nothing
+        yield* ingest(store.id, "long", { text: "now short" })
+        expect(yield* counted).toEqual({ kept: 2, actual: 2 })
+        const generation = yield* submit(store.id, "short", longDocument(100, (i) => `again ${i}`))
+        expect(yield* counted).toEqual({ kept: 2, actual: 2 })
+        yield* repo.failIngestion({ storeId: store.id, docId: "short", generation, error: "provider down" })
+        expect(yield* counted).toEqual({ kept: 2, actual: 2 })
+        // a document never live, deleted, takes nothing away; a live one its chunks
+        yield* submit(store.id, "never", { text: "pending" })
+        yield* repo.deleteDocument(store.id, "never")
+        expect(yield* counted).toEqual({ kept: 2, actual: 2 })
+        yield* repo.deleteDocument(store.id, "long")
+        expect(yield* counted).toEqual({ kept: 1, actual: 1 })
+      }))
+
     it.effect("a search running during re-ingestions sees one whole edition of the document, never a mix", () =>
       Effect.gen(function*() {
         const store = yield* newStore("concurrent")

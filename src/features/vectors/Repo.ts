@@ -477,7 +477,14 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
           old AS (
             DELETE FROM vector_chunks WHERE document_id = ${id} AND generation <> ${generation} RETURNING 1
           ),
-          bump AS (UPDATE vector_stores SET version = version + 1 WHERE id = ${storeId} RETURNING 1)
+          -- the statement's snapshot: the document as it was, its live generation's chunks replaced
+          before AS (SELECT CASE WHEN live_generation IS NULL THEN 0 ELSE chunk_count END AS chunks
+            FROM vector_documents WHERE id = ${id}),
+          bump AS (
+            UPDATE vector_stores SET version = version + 1,
+              live_chunks = live_chunks + ${chunkCount} - COALESCE((SELECT chunks FROM before), 0)
+            WHERE id = ${storeId} RETURNING 1
+          )
           SELECT * FROM live`
     })
 
@@ -653,7 +660,12 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
             RETURNING ${dColumns}
           ),
           chunks AS (DELETE FROM vector_chunks WHERE document_id IN (SELECT id FROM gone) RETURNING 1),
-          bump AS (UPDATE vector_stores SET version = version + 1 WHERE id IN (SELECT store_id FROM gone) RETURNING 1)
+          bump AS (
+            UPDATE vector_stores SET version = version + 1,
+              live_chunks = live_chunks
+                - (SELECT COALESCE(sum(chunk_count) FILTER (WHERE live_generation IS NOT NULL), 0) FROM gone)
+            WHERE id IN (SELECT store_id FROM gone) RETURNING 1
+          )
           SELECT * FROM gone`
     })
 
@@ -696,16 +708,16 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
     /**
      * The statement of a search. Candidates: the `topK * 10` chunks nearest the query (pgvector:
      * `<=>` over the dimension's HNSW index; portable: the dot product of unit vectors, computed
-     * over the store's chunks in the database) and the `topK * 10` best by `ts_rank_cd` for the
-     * query's distinctive words (GIN; cheap, so the BM25 below runs on the candidates only). Each
-     * candidate gets both scores, fused as test-chatkit does:
-     * `dense_weight * (1 + cos) / 2 + sparse_weight * bm25 / max bm25`, weights summing to 1.
+     * over the store's chunks in the database) and the `topK * 10` chunks holding the query's
+     * distinctive words with the highest summed idf (from the GIN-backed df counts, so the BM25
+     * below runs on the candidates only). Each candidate gets both scores, fused as test-chatkit
+     * does: `dense_weight * (1 + cos) / 2 + sparse_weight * bm25 / max bm25`, weights summing to 1.
      *
      * BM25 as test-chatkit's (k1 1.5, b 0.75, idf `ln((N - df + 0.5) / (df + 0.5) + 1)`) over the
-     * `simple` tsvector: N is the store's live chunks, df is counted with the GIN index up to the
-     * common-word threshold (a common word is left out: it would cost a count of most of the store
-     * and weigh almost nothing), a chunk's length is its number of distinct words and the average
-     * length is the candidates'. `ts_rank_cd` alone has
+     * `simple` tsvector: N is the store's live chunks (`vector_stores.live_chunks`, migration 0009),
+     * df is counted with the GIN index up to the common-word threshold (a common word is left out:
+     * it would cost a count of most of the store and weigh almost nothing), a chunk's length is its
+     * number of distinct words and the average length is the candidates'. `ts_rank_cd` alone has
      * no idf: "is" three times outranked "event horizon" (2 questions of the 32 of the tests).
      * Only the live generation of live documents of a live store.
      */
@@ -741,11 +753,12 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
           WHERE id = ${request.storeId} AND deleted_at IS NULL AND dimension = ${request.dimension}
         ),
         stats AS MATERIALIZED (
-          SELECT COALESCE(sum(chunk_count), 0)::float8 AS n,
-            greatest(2, least(${COMMON_WORD_CAP}, ceil(${COMMON_WORD_SHARE}::float8 * COALESCE(sum(chunk_count), 0))))::int
-              AS common
-          FROM vector_documents
-          WHERE store_id = ${request.storeId} AND deleted_at IS NULL AND live_generation IS NOT NULL
+          SELECT n, greatest(2, least(${COMMON_WORD_CAP}, ceil(${COMMON_WORD_SHARE}::float8 * n)))::int AS common
+          FROM (
+            SELECT COALESCE((
+              SELECT live_chunks FROM vector_stores WHERE id = ${request.storeId} AND deleted_at IS NULL
+            ), 0)::float8 AS n
+          ) x
         ),
         terms AS MATERIALIZED (
           SELECT t.lexeme, t.quoted, m.df, m.ids
