@@ -5,6 +5,7 @@ import type { UserId } from "../src/domain/User.js"
 import { type UserRow, UsersRepo } from "../src/features/users/Repo.js"
 import { UserLookup } from "../src/features/users/UserLookup.js"
 import { Cache, passThroughCache } from "../src/platform/Cache.js"
+import { testConfig } from "../src/platform/Config.js"
 import { fakeUser, makeTestLayer } from "./support/fakes.js"
 
 /*
@@ -16,18 +17,20 @@ import { fakeUser, makeTestLayer } from "./support/fakes.js"
 const loads = Ref.unsafeMake(0)
 let current: UserRow = { ...fakeUser(7), deleted_at: null, password_hash: "x" }
 
-const Lookup = UserLookup.DefaultWithoutDependencies.pipe(
-  Layer.provide(
-    makeTestLayer(UsersRepo)({
-      findLiveById: () => Effect.as(Ref.update(loads, (n) => n + 1), Option.some(current))
-    })
-  ),
-  Layer.provide(Layer.succeed(Cache, passThroughCache))
-)
+const lookupWith = (env: Record<string, string>) =>
+  UserLookup.DefaultWithoutDependencies.pipe(
+    Layer.provide(
+      makeTestLayer(UsersRepo)({
+        findLiveById: () => Effect.as(Ref.update(loads, (n) => n + 1), Option.some(current))
+      })
+    ),
+    Layer.provide(Layer.succeed(Cache, passThroughCache)),
+    Layer.provide(testConfig(env))
+  )
 
 const id = 7 as UserId
 
-layer(Lookup)("UserLookup", (it) => {
+layer(lookupWith({}))("UserLookup", (it) => {
   it.effect("reads a user once for the requests of one second", () =>
     Effect.gen(function*() {
       const lookup = yield* UserLookup
@@ -47,5 +50,15 @@ layer(Lookup)("UserLookup", (it) => {
       current = { ...current, is_admin: true }
       yield* lookup.invalidate(id)
       expect(Option.getOrThrow(yield* lookup.findLive(id)).is_admin).toBe(true)
+    }))
+})
+
+layer(lookupWith({ CACHE_DISABLED: "true" }))("UserLookup with CACHE_DISABLED=true", (it) => {
+  it.effect("reads the user for every request", () =>
+    Effect.gen(function*() {
+      const lookup = yield* UserLookup
+      const before = yield* Ref.get(loads)
+      for (let i = 0; i < 3; i++) yield* lookup.findLive(id)
+      expect((yield* Ref.get(loads)) - before).toBe(3)
     }))
 })

@@ -2,6 +2,7 @@ import { Cache as LocalCache, Duration, Effect, Exit, Option, Schema } from "eff
 
 import { AdminUser, type UserId } from "../../domain/User.js"
 import { Cache } from "../../platform/Cache.js"
+import { AppConfig } from "../../platform/Config.js"
 import { withHotSpan } from "../../platform/Spans.js"
 import { toAdminUser, UsersRepo } from "./Repo.js"
 
@@ -22,18 +23,21 @@ const CachedUser = Schema.Option(AdminUser)
  */
 export class UserLookup extends Effect.Service<UserLookup>()("chatkit/UserLookup", {
   effect: Effect.gen(function*() {
+    const config = yield* AppConfig
     const cache = yield* Cache
     const repo = yield* UsersRepo
 
+    const shared = (id: UserId) =>
+      cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL)
     const local = yield* LocalCache.makeWith({
       capacity: LOCAL_USERS,
-      lookup: (id: UserId) =>
-        cache.getOrLoad(cacheKey(id), CachedUser, Effect.map(repo.findLiveById(id), Option.map(toAdminUser)), USER_TTL),
+      lookup: shared,
       timeToLive: (exit) => Exit.isSuccess(exit) ? LOCAL_TTL : Duration.zero
     })
 
-    /** The user if it is live (exists and is not soft-deleted). */
-    const findLive = (id: UserId) => local.get(id).pipe(withHotSpan("UserLookup.findLive"))
+    /** The user if it is live (exists and is not soft-deleted); CACHE_DISABLED=true reads it every time. */
+    const findLive = (id: UserId) =>
+      (config.cacheDisabled ? shared(id) : local.get(id)).pipe(withHotSpan("UserLookup.findLive"))
 
     // by prefix: unlike a plain delete, it also stops a read that overlaps the write from caching the old row
     const invalidate = (id: UserId) => Effect.zipRight(cache.invalidatePrefix(cacheKey(id)), local.invalidate(id))
