@@ -237,6 +237,56 @@ export class VectorStoresService extends Effect.Service<VectorStoresService>()("
     // -----------------------------------------------------------------------------------------
     // documents
 
+    /** A document flattened, chunked and embedded: the work done before any transaction is held. */
+    const prepareDocument = (document: unknown, metadata: Record<string, unknown> | null | undefined) =>
+      Effect.gen(function*() {
+        const flat = flatten(document as JsonValue)
+        const chunks = chunk(flat.lines)
+        const vectors = yield* embed(chunks.map((c) => c.text))
+        return { flat, chunks, vectors, metadata: { ...ingestionMetadata(flat), ...metadata } }
+      })
+
+    /** Makes a prepared generation of a document the live one, with its audit row (inside the caller's transaction). */
+    const makeLive = (
+      target: {
+        readonly store: StoreRow
+        readonly docId: string
+        readonly generation: number
+        readonly userId?: typeof IngestJob.Type.requested_by
+        readonly jobId?: string
+      },
+      { chunks, flat, metadata, vectors }: Effect.Effect.Success<ReturnType<typeof prepareDocument>>
+    ) =>
+      Effect.gen(function*() {
+        const live = yield* repo.completeIngestion({
+          storeId: target.store.id,
+          docId: target.docId,
+          generation: target.generation,
+          linearizedText: linearizedText(flat.lines),
+          metadata,
+          chunks: chunks.map((c, i) => ({
+            index: c.index,
+            text: c.text,
+            metadata: { line_start: c.lineStart, line_end: c.lineEnd },
+            embedding: vectors[i]!
+          }))
+        })
+        yield* audit.record({
+          action: "vector_store.document.ingest",
+          resourceType: "vector_document",
+          resourceId: live.id,
+          ...(target.userId === undefined ? {} : { userId: target.userId }),
+          changes: {
+            store: target.store.slug,
+            doc_id: target.docId,
+            generation: target.generation,
+            chunk_count: live.chunk_count,
+            ...(target.jobId === undefined ? {} : { job_id: target.jobId })
+          }
+        })
+        return live
+      })
+
     /**
      * Ingests a document inline: flatten, chunk and embed first (no transaction is held while the
      * provider answers; its failure writes nothing), then, in one transaction, the submission, the
@@ -249,44 +299,20 @@ export class VectorStoresService extends Effect.Service<VectorStoresService>()("
     ): Effect.Effect<VectorDocument, NotFound | Conflict | UpstreamUnavailable> => {
       const slug = store.slug
       return Effect.gen(function*() {
-        const flat = flatten(input.document as JsonValue)
-        const chunks = chunk(flat.lines)
-        const vectors = yield* embed(chunks.map((c) => c.text))
-        const metadata = { ...ingestionMetadata(flat), ...input.metadata }
+        const prepared = yield* prepareDocument(input.document, input.metadata)
         const row = yield* sql.withTransaction(
           Effect.gen(function*() {
             const submitted = yield* repo.submitDocument({
               storeId: store.id,
               docId: input.doc_id,
               document: input.document,
-              metadata
+              metadata: prepared.metadata
             })
             if (Option.isNone(submitted)) return yield* storeNotFound(slug)
-            const live = yield* repo.completeIngestion({
-              storeId: store.id,
-              docId: input.doc_id,
-              generation: submitted.value.latest_generation,
-              linearizedText: linearizedText(flat.lines),
-              metadata,
-              chunks: chunks.map((c, i) => ({
-                index: c.index,
-                text: c.text,
-                metadata: { line_start: c.lineStart, line_end: c.lineEnd },
-                embedding: vectors[i]!
-              }))
-            })
-            yield* audit.record({
-              action: "vector_store.document.ingest",
-              resourceType: "vector_document",
-              resourceId: live.id,
-              changes: {
-                store: store.slug,
-                doc_id: input.doc_id,
-                generation: submitted.value.latest_generation,
-                chunk_count: live.chunk_count
-              }
-            })
-            return live
+            return yield* makeLive(
+              { store, docId: input.doc_id, generation: submitted.value.latest_generation },
+              prepared
+            )
           })
         ).pipe(
           Effect.catchTags({
@@ -401,40 +427,18 @@ export class VectorStoresService extends Effect.Service<VectorStoresService>()("
               `provider ${embeddings.name} gives dimension ${embeddings.dimension}`
           })
         }
-        const flat = flatten(pending.value.raw_json as JsonValue)
-        const chunks = chunk(flat.lines)
         yield* context.progress(10)
-        const vectors = yield* embed(chunks.map((c) => c.text))
+        const prepared = yield* prepareDocument(pending.value.raw_json, pending.value.metadata)
         yield* context.progress(80)
-        const metadata = { ...ingestionMetadata(flat), ...pending.value.metadata }
         return yield* context.completeWith(
           Effect.gen(function*() {
-            const live = yield* repo.completeIngestion({
-              storeId: job.store_id,
+            const live = yield* makeLive({
+              store: store.value,
               docId: job.doc_id,
               generation: job.generation,
-              linearizedText: linearizedText(flat.lines),
-              metadata,
-              chunks: chunks.map((c, i) => ({
-                index: c.index,
-                text: c.text,
-                metadata: { line_start: c.lineStart, line_end: c.lineEnd },
-                embedding: vectors[i]!
-              }))
-            })
-            yield* audit.record({
-              action: "vector_store.document.ingest",
-              resourceType: "vector_document",
-              resourceId: live.id,
               userId: job.requested_by,
-              changes: {
-                store: store.value.slug,
-                doc_id: job.doc_id,
-                generation: job.generation,
-                chunk_count: live.chunk_count,
-                job_id: context.id
-              }
-            })
+              jobId: context.id
+            }, prepared)
             return { doc_id: job.doc_id, generation: job.generation, chunk_count: live.chunk_count }
           }).pipe(
             // replaced or deleted between the read above and this transaction: nothing to do
