@@ -2,7 +2,8 @@
  * `npm run bench`: chatkit-backend's compiled server (production mode on PostgreSQL + Redis, or the
  * embedded default with `--embedded`) against `bench/baseline.mjs`, a bare node:http + pg server
  * answering the same JSON from the same database, driven by wrk in the same run. Per scenario:
- * req/s, p50/p95/p99, errors, the ratio to the baseline, the server's RSS after it; start-up time.
+ * req/s, p50/p95/p99, errors, the ratio to the baseline, CPU µs per request of both and their ratio
+ * (steadier than req/s when other work shares the cores), the server's RSS after it; start-up time.
  * Printed as a table and written to bench/results/latest.json.
  *
  *   npm run bench [-- --embedded] [-- --seconds 10 --warmup 3 --connections 64 --runs 1]
@@ -209,6 +210,8 @@ interface Row {
   readonly baseline?: WrkResult
   /** app req/s over the baseline's */
   readonly ratio?: number
+  /** the baseline's CPU per request over the app's: the req/s ratio if both were CPU-bound on a quiet machine */
+  readonly cpuRatio?: number
   readonly rssMb: number
 }
 
@@ -265,14 +268,20 @@ const run = async (round: number) => {
     ) => {
       if (!selected(scenario)) return
       for (let time = 1; time <= repeat; time++) {
-        const baseResult = basePath === undefined ? undefined : await wrk({ url: `${baseline!.base}${basePath}` }, load)
-        const appResult = await wrk({ url: `${app!.base}${path}`, headers }, load)
+        const baseResult = basePath === undefined
+          ? undefined
+          : await wrk({ url: `${baseline!.base}${basePath}` }, load, baseline!.child.pid)
+        const appResult = await wrk({ url: `${app!.base}${path}`, headers }, load, app!.child.pid)
         rows.push({
           scenario: repeat === 1 ? scenario : `${scenario} #${time}`,
           app: appResult,
           ...(baseResult === undefined
             ? {}
-            : { baseline: baseResult, ratio: appResult.requestsPerSecond / baseResult.requestsPerSecond }),
+            : {
+              baseline: baseResult,
+              ratio: appResult.requestsPerSecond / baseResult.requestsPerSecond,
+              cpuRatio: (baseResult.cpuUsPerRequest ?? 0) / (appResult.cpuUsPerRequest ?? 1)
+            }),
           rssMb: rssMb(app!.child.pid!)
         })
       }
@@ -281,11 +290,15 @@ const run = async (round: number) => {
     await measure("models page, cache warm", MODELS_PAGE, MODELS_PAGE)
     await measure("GET /auth/me (vs baseline models page)", "/api/v1/auth/me", MODELS_PAGE)
     if (selected(LOGIN)) {
-      const login = await wrk({
-        url: `${app.base}/api/v1/auth/login`,
-        postBody: JSON.stringify({ email: "bench-user-{{i}}@example.com", password: PASSWORD }),
-        indexBelow: LOGIN_USERS
-      }, load)
+      const login = await wrk(
+        {
+          url: `${app.base}/api/v1/auth/login`,
+          postBody: JSON.stringify({ email: "bench-user-{{i}}@example.com", password: PASSWORD }),
+          indexBelow: LOGIN_USERS
+        },
+        load,
+        app.child.pid
+      )
       rows.push({ scenario: LOGIN, app: login, rssMb: rssMb(app.child.pid!) })
     }
     await stop(app.child)
@@ -311,7 +324,9 @@ const print = (result: Awaited<ReturnType<typeof run>>) => {
   console.log(
     `${"scenario".padEnd(40)} ${"req/s".padStart(8)} ${"p50".padStart(6)} ${"p95".padStart(6)} ${"p99".padStart(6)} ${
       "err".padStart(5)
-    } ${"baseline".padStart(9)} ${"ratio".padStart(6)} ${"RSS MB".padStart(7)}`
+    } ${"baseline".padStart(9)} ${"ratio".padStart(6)} ${"µs/req".padStart(7)} ${"base µs".padStart(7)} ${
+      "CPU ratio".padStart(9)
+    } ${"RSS MB".padStart(7)}`
   )
   for (const row of result.rows) {
     console.log(
@@ -319,7 +334,9 @@ const print = (result: Awaited<ReturnType<typeof run>>) => {
         ms(row.app.p95)
       } ${ms(row.app.p99)} ${String(row.app.errors).padStart(5)} ${
         (row.baseline?.requestsPerSecond.toFixed(0) ?? "–").padStart(9)
-      } ${(row.ratio?.toFixed(2) ?? "–").padStart(6)} ${row.rssMb.toFixed(0).padStart(7)}`
+      } ${(row.ratio?.toFixed(2) ?? "–").padStart(6)} ${(row.app.cpuUsPerRequest?.toFixed(0) ?? "–").padStart(7)} ${
+        (row.baseline?.cpuUsPerRequest?.toFixed(0) ?? "–").padStart(7)
+      } ${(row.cpuRatio?.toFixed(2) ?? "–").padStart(9)} ${row.rssMb.toFixed(0).padStart(7)}`
     )
   }
 }
