@@ -152,7 +152,8 @@ interface PathResult {
   readonly database: string
   readonly documents: number
   readonly chunks: number
-  readonly ingestSeconds: number
+  /** null when the documents of an earlier run (--data-dir) were reused */
+  readonly ingestSeconds: number | null
   readonly indexBuildSeconds: number | null
   readonly queries: number
   readonly p50Ms: number
@@ -294,7 +295,7 @@ const run = (path: VectorPath, database: string) =>
       database,
       documents: DOCUMENTS,
       chunks,
-      ingestSeconds: reused ? Number.NaN : ingestSeconds,
+      ingestSeconds: reused ? null : ingestSeconds,
       indexBuildSeconds,
       queries: times.length,
       p50Ms: median(times),
@@ -365,7 +366,7 @@ const main = Effect.gen(function*() {
     console.log(line([
       r.database,
       String(r.chunks),
-      r.ingestSeconds.toFixed(1),
+      r.ingestSeconds === null ? "reused" : r.ingestSeconds.toFixed(1),
       r.indexBuildSeconds === null ? "-" : r.indexBuildSeconds.toFixed(1),
       r.p50Ms.toFixed(1),
       r.p95Ms.toFixed(1),
