@@ -51,6 +51,35 @@ const largeDocument = () => ({
   }))
 })
 
+/** As the admin: the handbook store, and a document too large to ingest inline (202); its job id and the token. */
+const submitLargeDocument = async (base: string) => {
+  const login = await request("POST", `${base}/auth/login`, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
+  expect(login.status).toBe(200)
+  const token = login.body.access_token as string
+  expect((await request("POST", `${base}/vector-stores`, { slug: "handbook", title: "Handbook" }, token)).status)
+    .toBe(201)
+  const accepted = await request(
+    "POST",
+    `${base}/vector-stores/handbook/documents`,
+    { doc_id: "plant", document: largeDocument() },
+    token
+  )
+  expect(accepted.status).toBe(202)
+  expect(accepted.body).toMatchObject({ doc_id: "plant", status: "pending" })
+  return { token, jobId: accepted.body.job_id as string }
+}
+
+/** The job once completed or failed, polled for at most `ms`. */
+const settledJob = async (base: string, token: string, jobId: string, ms: number) => {
+  let job: Record<string, unknown> = {}
+  for (const deadline = Date.now() + ms; Date.now() < deadline;) {
+    job = (await request("GET", `${base}/jobs/${jobId}`, undefined, token)).body
+    if (job.status === "completed" || job.status === "failed") break
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return job
+}
+
 describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
   "job worker processes (TEST_REDIS_URL, TEST_DATABASE_URL)",
   () => {
@@ -96,20 +125,7 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
       await waitFor(() => firstRun.output.stdout.includes("worker ready"), 90_000)
       expect(firstRun.output.stdout).toContain("job consumers started")
 
-      const login = await request("POST", `${base}/auth/login`, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
-      expect(login.status).toBe(200)
-      const token = login.body.access_token as string
-      expect((await request("POST", `${base}/vector-stores`, { slug: "handbook", title: "Handbook" }, token)).status)
-        .toBe(201)
-      const accepted = await request(
-        "POST",
-        `${base}/vector-stores/handbook/documents`,
-        { doc_id: "plant", document: largeDocument() },
-        token
-      )
-      expect(accepted.status).toBe(202)
-      expect(accepted.body).toMatchObject({ doc_id: "plant", status: "pending" })
-      const jobId = accepted.body.job_id as string
+      const { jobId, token } = await submitLargeDocument(base)
 
       // the first worker has taken the job and waits for the provider: kill it there
       await waitFor(() => fake.requests.length >= 1, 30_000)
@@ -123,12 +139,7 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
       const secondRun = collect(second)
       await waitFor(() => secondRun.output.stdout.includes("worker ready"), 90_000)
 
-      let job: Record<string, unknown> = {}
-      for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
-        job = (await request("GET", `${base}/jobs/${jobId}`, undefined, token)).body
-        if (job.status === "completed" || job.status === "failed") break
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
+      const job = await settledJob(base, token, jobId, 60_000)
       expect(job).toMatchObject({ status: "completed", attempts: 2, progress: 100 })
       expect(fake.requests).toHaveLength(2)
 
@@ -189,23 +200,8 @@ describe.runIf(Option.isSome(testRedisUrl))("a server on Redis with WORKER_MODE=
         await waitFor(() => run.output.stdout.includes("listening on"), 90_000)
         expect(run.output.stdout).toContain("job consumers started")
         const base = `http://127.0.0.1:${port}/api/v1`
-        const login = await request("POST", `${base}/auth/login`, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
-        const token = login.body.access_token as string
-        expect((await request("POST", `${base}/vector-stores`, { slug: "handbook", title: "Handbook" }, token)).status)
-          .toBe(201)
-        const accepted = await request(
-          "POST",
-          `${base}/vector-stores/handbook/documents`,
-          { doc_id: "plant", document: largeDocument() },
-          token
-        )
-        expect(accepted.status).toBe(202)
-        let job: Record<string, unknown> = {}
-        for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
-          job = (await request("GET", `${base}/jobs/${accepted.body.job_id as string}`, undefined, token)).body
-          if (job.status === "completed" || job.status === "failed") break
-          await new Promise((resolve) => setTimeout(resolve, 100))
-        }
+        const { jobId, token } = await submitLargeDocument(base)
+        const job = await settledJob(base, token, jobId, 30_000)
         expect(job).toMatchObject({ type: "document.ingest", status: "completed", attempts: 1 })
         const document = await request("GET", `${base}/vector-stores/handbook/documents/plant`, undefined, token)
         expect(document.body.status).toBe("ready")
