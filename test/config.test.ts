@@ -34,6 +34,7 @@ describe("configuration", () => {
       expect(config.allowedOrigins).toEqual(["http://localhost:5173", "http://127.0.0.1:5173"])
       expect(config.migrateOnStart).toBe(true)
       expect(config.shutdownGraceMs).toBe(10_000)
+      expect(config.shutdownDelayMs).toBe(0)
     }))
 
   it.effect("gives LLM calls the documented timeouts, retries and breaker unless told otherwise, within bounds", () =>
@@ -68,6 +69,15 @@ describe("configuration", () => {
       expect(problems.join("\n")).toContain("LOCAL_LLM_DELAY_MS: must be an integer between 0 and 10000")
       expect(problems.join("\n")).toMatch(/LLM_CIRCUIT_FAILURES/)
       expect(problems).toHaveLength(3)
+    }))
+
+  it.effect("keeps accepting for SHUTDOWN_DELAY_MS after a SIGTERM: 5 s in production, none elsewhere, within bounds", () =>
+    Effect.gen(function*() {
+      expect((yield* loadConfigFromEnv({ NODE_ENV: "test" })).shutdownDelayMs).toBe(0)
+      expect((yield* loadConfigFromEnv({ SHUTDOWN_DELAY_MS: "1500" })).shutdownDelayMs).toBe(1_500)
+      expect(yield* problemsOf({ SHUTDOWN_DELAY_MS: "-1" })).toEqual([
+        "SHUTDOWN_DELAY_MS: must be an integer between 0 and 600000"
+      ])
     }))
 
   it.effect("reports every problem at once, naming each variable and what is expected", () =>
@@ -146,6 +156,7 @@ describe("configuration", () => {
       })
       expect(config.host).toBe("0.0.0.0")
       expect(config.migrateOnStart).toBe(false)
+      expect(config.shutdownDelayMs).toBe(5_000)
       expect(config.logFormat).toBe("json")
       expect(config.allowedOrigins).toEqual(["https://chat.example.com", "https://admin.example.com"])
       expect(String(config.authSecretKey)).not.toContain(PRODUCTION_SECRET)

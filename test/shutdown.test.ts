@@ -1,5 +1,7 @@
 import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { Effect, Exit, Layer, Scope } from "effect"
+import * as net from "node:net"
+
 import { describe, expect, it } from "vitest"
 
 import { testConfig } from "../src/platform/Config.js"
@@ -53,5 +55,38 @@ describe("graceful shutdown", () => {
     expect(result.status).toBe(0)
     expect(closeMs).toBeGreaterThanOrEqual(250)
     expect(closeMs).toBeLessThan(5_000)
+  })
+})
+
+/** Opens `count` connections, each sending one request: when all are established, and each one's status line or error code. */
+const openRequests = (port: number, count: number) => {
+  const outcomes: Array<Promise<string>> = []
+  const connected: Array<Promise<void>> = []
+  for (let i = 0; i < count; i++) {
+    const socket = net.connect(port, "127.0.0.1")
+    connected.push(new Promise((resolve) => socket.once("connect", () => resolve())))
+    outcomes.push(
+      new Promise((resolve) => {
+        let text = ""
+        socket.on("data", (chunk) => (text += String(chunk)))
+        socket.on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? "error"))
+        socket.on("close", () => resolve(text.split("\r\n")[0] ?? ""))
+      })
+    )
+    socket.write(`GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`)
+  }
+  return { connected: Promise.all(connected), answers: Promise.all(outcomes) }
+}
+
+describe("graceful shutdown of connections still in the accept queue", () => {
+  it("answers every connection established before the shutdown began, none reset", async () => {
+    const port = await freePort()
+    const scope = Effect.runSync(Scope.make())
+    await Effect.runPromise(Layer.buildWithScope(slowServer(port, 50, 5_000), scope))
+    const { answers, connected } = openRequests(port, 48)
+    // the shutdown starts as soon as the connections are established, before the server accepted them all
+    await connected
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    expect(await answers).toEqual(Array.from({ length: 48 }, () => "HTTP/1.1 200 OK"))
   })
 })

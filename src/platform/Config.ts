@@ -61,6 +61,8 @@ export interface AppConfigShape {
   readonly jobStalledIntervalMs: number
   readonly migrateOnStart: boolean
   readonly shutdownGraceMs: number
+  /** how long readiness answers 503 while the server still accepts, before it drains (load balancers take it out meanwhile) */
+  readonly shutdownDelayMs: number
   readonly cacheTtlSeconds: number
   /** CACHE_DISABLED=true: every cache read goes to the source (benchmarks, debugging) */
   readonly cacheDisabled: boolean
@@ -176,6 +178,7 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     jobStalledIntervalMs: boundedInt("JOB_STALLED_INTERVAL_MS", 30_000, 500, 600_000),
     migrateOnStart: booleanFlag("MIGRATE_ON_START", !production),
     shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000, 600_000),
+    shutdownDelayMs: boundedInt("SHUTDOWN_DELAY_MS", production ? 5_000 : 0, 0, 600_000),
     cacheTtlSeconds: positiveInt("CACHE_TTL_SECONDS", 300, 86_400),
     cacheDisabled: booleanFlag("CACHE_DISABLED", false),
     rateLimitApiPerMinute: positiveInt("RATE_LIMIT_API_PER_MINUTE", 300, 10_000_000),
@@ -332,6 +335,7 @@ export const CONFIG_VARIABLES = [
   "JOB_STALLED_INTERVAL_MS",
   "MIGRATE_ON_START",
   "SHUTDOWN_GRACE_MS",
+  "SHUTDOWN_DELAY_MS",
   "CACHE_TTL_SECONDS",
   "CACHE_DISABLED",
   "RATE_LIMIT_API_PER_MINUTE"

@@ -1,23 +1,56 @@
 import { createServer, type Server } from "node:http"
+import { Server as NetServer, type Socket } from "node:net"
 
 import { NodeHttpServer } from "@effect/platform-node"
 import * as HttpServer from "@effect/platform/HttpServer"
-import { Clock, Effect, Layer } from "effect"
+import { Clock, Context, Deferred, Effect, Layer } from "effect"
 
 import { problemBody, ServiceUnavailable } from "../domain/errors.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { requestIdFrom, standardHeaders } from "./Http.js"
 
 /**
- * Requests being served, counted from the node server's own events. While no app handler is
- * attached (the instant between listening and serving, or after shutdown removed it) a request
- * would never be answered: it gets a 503 problem with `Retry-After: 1` instead.
+ * The instance's shutdown as the rest of the app sees it: `draining` completes at SIGTERM (readiness
+ * answers 503 from then on), `ending` when the grace period is nearly over (open SSE streams send
+ * their final event and end, before the remaining connections are cut).
  */
-const trackInFlight = (server: Server, config: AppConfigShape) => {
+export class Shutdown extends Context.Tag("chatkit/Shutdown")<Shutdown, {
+  readonly draining: Deferred.Deferred<void>
+  readonly ending: Deferred.Deferred<void>
+}>() {}
+
+/** The part of the grace period kept for streams to write their final event: 1 s, or a fifth of a shorter grace. */
+const endingMarginMs = (graceMs: number) => Math.min(1_000, Math.floor(graceMs / 5))
+
+/**
+ * Requests being served, and connections accepted that have sent no request yet, counted from the
+ * node server's own events. While no app handler is attached (the instant between listening and
+ * serving, or after shutdown removed it) a request would never be answered: it gets a 503 problem
+ * with `Retry-After: 1` instead. Once draining, every answer closes its connection, so clients
+ * reconnect (to another instance) for the next one.
+ */
+const trackConnections = (server: Server, config: AppConfigShape, draining: () => boolean) => {
   let inFlight = 0
+  let accepted = 0
+  const waiting = new Set<Socket>()
+  const idle = new Set<Socket>()
+  server.on("connection", (socket: Socket) => {
+    accepted++
+    waiting.add(socket)
+    socket.once("close", () => {
+      waiting.delete(socket)
+      idle.delete(socket)
+    })
+  })
   server.on("request", (request, response) => {
     inFlight++
-    response.once("close", () => inFlight--)
+    waiting.delete(request.socket)
+    idle.delete(request.socket)
+    response.once("close", () => {
+      inFlight--
+      if (!request.socket.destroyed) idle.add(request.socket)
+    })
+    if (draining()) response.setHeader("connection", "close")
     if (server.listenerCount("request") > 1) return
     const header = request.headers["x-request-id"]
     const requestId = requestIdFrom(typeof header === "string" ? header : undefined)
@@ -30,41 +63,111 @@ const trackInFlight = (server: Server, config: AppConfigShape) => {
     response.writeHead(503, { ...headers, "content-type": "application/problem+json", connection: "close" })
       .end(JSON.stringify(problemBody(ServiceUnavailable.problem, problem, requestId, new Date().toISOString())))
   })
-  return () => inFlight
+  return {
+    /** requests not answered yet, plus connections whose first request is still to come */
+    pending: () => inFlight + waiting.size,
+    inFlight: () => inFlight,
+    accepted: () => accepted,
+    /** kept-alive connections between two requests; a new connection is not idle until it was answered */
+    closeIdle: () => {
+      for (const socket of idle) socket.destroy()
+    }
+  }
 }
 
-/**
- * Stop accepting, let in-flight requests finish for up to `graceMs`, then cut what is left.
- * Runs before the platform removes its request handler, so in-flight requests complete normally.
- */
-const drain = (server: Server, inFlight: () => number, graceMs: number) =>
+type Connections = ReturnType<typeof trackConnections>
+
+/** Waits (20 ms steps) until nothing is pending or the clock reaches `until`. */
+const settleBy = (connections: Connections, until: number) =>
   Effect.gen(function*() {
-    yield* Effect.logInfo("shutting down: no longer accepting connections").pipe(
-      Effect.annotateLogs({ in_flight: inFlight(), grace_ms: graceMs })
-    )
-    server.close()
-    server.closeIdleConnections()
     // Finalizers are uninterruptible, so the wait is bounded by a deadline rather than a timeout.
-    const deadline = (yield* Clock.currentTimeMillis) + graceMs
-    while (inFlight() > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("20 millis")
-    if (inFlight() > 0) {
-      yield* Effect.logWarning("shutdown grace period over; closing remaining connections").pipe(
-        Effect.annotateLogs({ in_flight: inFlight() })
-      )
-    }
-    server.closeAllConnections()
+    while (connections.pending() > 0 && (yield* Clock.currentTimeMillis) < until) yield* Effect.sleep("20 millis")
+  })
+
+/** Resumes after the event loop's next poll phase. */
+const afterNextPoll = Effect.async<void>((resume) => {
+  // the first callback may run in the check phase of the current iteration, before any poll
+  setImmediate(() => setImmediate(() => resume(Effect.void)))
+})
+
+/**
+ * Lets the server accept the connections the kernel has completed (libuv takes one or two per
+ * poll phase): until a poll phase accepts none, for at most `maxMs`. Closing the listener before
+ * would reset them.
+ */
+const acceptBacklog = (connections: Connections, maxMs: number) =>
+  Effect.gen(function*() {
+    const until = (yield* Clock.currentTimeMillis) + maxMs
+    let before: number
+    do {
+      before = connections.accepted()
+      yield* afterNextPoll
+    } while (connections.accepted() !== before && (yield* Clock.currentTimeMillis) < until)
   })
 
 /**
- * The node HTTP server on HOST:PORT, plus `GracefulShutdown`, which must be built after the Api is
- * served (so that its finalizer runs first).
+ * Readiness turns 503 and, for `delayMs`, the server still accepts (a load balancer takes the
+ * instance out of rotation meanwhile); then it stops accepting, lets in-flight requests finish for
+ * up to `graceMs`, asks open streams to end shortly before that, and cuts what is left.
+ * Runs before the platform removes its request handler, so in-flight requests complete normally.
+ *
+ * The listener is closed with net.Server's own close: node's http close also destroys the
+ * connections it calls idle, which include accepted ones whose request has not been read yet
+ * (their clients would see ECONNRESET); those are waited for like requests in flight.
  */
-export const makeServer = Effect.map(AppConfig, (config) => {
+const drain = (
+  server: Server,
+  connections: Connections,
+  startDraining: Effect.Effect<unknown>,
+  ending: Deferred.Deferred<void>,
+  options: { readonly delayMs: number; readonly graceMs: number }
+) =>
+  Effect.gen(function*() {
+    yield* startDraining
+    yield* Effect.logInfo("shutting down: readiness answers 503; still accepting connections").pipe(
+      Effect.annotateLogs({ in_flight: connections.inFlight(), delay_ms: options.delayMs, grace_ms: options.graceMs })
+    )
+    yield* Effect.sleep(options.delayMs)
+    yield* acceptBacklog(connections, 1_000)
+    yield* Effect.logInfo("shutting down: no longer accepting connections").pipe(
+      Effect.annotateLogs({ in_flight: connections.inFlight() })
+    )
+    NetServer.prototype.close.call(server)
+    connections.closeIdle()
+    const deadline = (yield* Clock.currentTimeMillis) + options.graceMs
+    yield* settleBy(connections, deadline - endingMarginMs(options.graceMs))
+    yield* Deferred.succeed(ending, undefined)
+    yield* settleBy(connections, deadline)
+    if (connections.pending() > 0) {
+      yield* Effect.logWarning("shutdown grace period over; closing remaining connections").pipe(
+        Effect.annotateLogs({ in_flight: connections.inFlight() })
+      )
+    }
+    server.closeAllConnections()
+    server.close()
+  })
+
+/**
+ * The node HTTP server on HOST:PORT; `GracefulShutdown`, which must be built after the Api is
+ * served (so that its finalizer runs first); and `ShutdownLive`, its state for the Api to read.
+ */
+export const makeServer = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const shutdown = { draining: yield* Deferred.make<void>(), ending: yield* Deferred.make<void>() }
   const server = createServer({ keepAliveTimeout: 5_000, requestTimeout: 120_000 })
-  const inFlight = trackInFlight(server, config)
+  let draining = false
+  const connections = trackConnections(server, config, () => draining)
+  const startDraining = Effect.suspend(() => {
+    draining = true
+    return Deferred.succeed(shutdown.draining, undefined)
+  })
+  const options = { delayMs: config.shutdownDelayMs, graceMs: config.shutdownGraceMs }
   return {
     ServerLive: NodeHttpServer.layer(() => server, { port: config.port, host: config.host }),
-    GracefulShutdown: Layer.scopedDiscard(Effect.addFinalizer(() => drain(server, inFlight, config.shutdownGraceMs))),
+    ShutdownLive: Layer.succeed(Shutdown, shutdown),
+    GracefulShutdown: Layer.scopedDiscard(
+      Effect.addFinalizer(() => drain(server, connections, startDraining, shutdown.ending, options))
+    ),
     LogAddress: Layer.effectDiscard(
       HttpServer.addressFormattedWith((address) =>
         Effect.logInfo(`chatkit-backend listening on ${address} — API docs at ${address}/docs`)
