@@ -10,6 +10,7 @@ import { fakeEmbeddings } from "./support/fakeEmbeddings.js"
 import { freePort } from "./support/network.js"
 import { collect, startServer, waitFor } from "./support/process.js"
 import { testRedisUrl } from "./support/redis.js"
+import { largeDocument, request, settledJob } from "./support/remote.js"
 
 /*
  * Durable jobs across processes (issue 12, point 6), on TEST_REDIS_URL and TEST_DATABASE_URL: a
@@ -29,28 +30,6 @@ const startWorker = (env: Record<string, string>) =>
     stdio: ["ignore", "pipe", "pipe"]
   })
 
-const request = async (method: string, url: string, body?: unknown, token?: string) => {
-  const response = await fetch(url, {
-    method,
-    headers: {
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-      ...(token === undefined ? {} : { authorization: `Bearer ${token}` })
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  const text = await response.text()
-  return { status: response.status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> }
-}
-
-const largeDocument = () => ({
-  title: "Plant handbook",
-  sections: Array.from({ length: 400 }, (_, i) => ({
-    heading: `Section ${i}`,
-    text: `Procedure ${i}: close valve ${i}, read the gauge, note the pressure and hand the sheet to the supervisor ` +
-      `of the shift before leaving the hall, then file it under number ${i}.`
-  }))
-})
-
 /** As the admin: the handbook store, and a document too large to ingest inline (202); its job id and the token. */
 const submitLargeDocument = async (base: string) => {
   const login = await request("POST", `${base}/auth/login`, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
@@ -67,17 +46,6 @@ const submitLargeDocument = async (base: string) => {
   expect(accepted.status).toBe(202)
   expect(accepted.body).toMatchObject({ doc_id: "plant", status: "pending" })
   return { token, jobId: accepted.body.job_id as string }
-}
-
-/** The job once completed or failed, polled for at most `ms`. */
-const settledJob = async (base: string, token: string, jobId: string, ms: number) => {
-  let job: Record<string, unknown> = {}
-  for (const deadline = Date.now() + ms; Date.now() < deadline;) {
-    job = (await request("GET", `${base}/jobs/${jobId}`, undefined, token)).body
-    if (job.status === "completed" || job.status === "failed") break
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return job
 }
 
 describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
