@@ -16,10 +16,30 @@ export const startServer = (env: Record<string, string>) =>
     stdio: ["ignore", "pipe", "pipe"]
   })
 
-export const waitFor = async (predicate: () => boolean, timeoutMs: number) => {
+/**
+ * Runs `node scripts/run-built.mjs dist/<entry> ...args` to its end, as `npm run migrate` or
+ * `npm run cli` do: src/ is compiled first when dist/ is stale, so later `startBuilt` calls need no build.
+ */
+export const runBuilt = (entry: string, args: ReadonlyArray<string>, env: Record<string, string>) => {
+  const child = spawn(process.execPath, ["--enable-source-maps", "scripts/run-built.mjs", `dist/${entry}`, ...args], {
+    env: { PATH: process.env.PATH ?? "", NODE_ENV: "test", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  const { exited, output } = collect(child)
+  return exited.then((code) => ({ code, ...output }))
+}
+
+/** Starts the compiled `dist/<entry>` as a deployment runs it (`node dist/main.js`), with only the given environment. */
+export const startBuilt = (entry: string, args: ReadonlyArray<string>, env: Record<string, string>) =>
+  spawn(process.execPath, ["--enable-source-maps", `dist/${entry}`, ...args], {
+    env: { PATH: process.env.PATH ?? "", NODE_ENV: "test", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+
+export const waitFor = async (predicate: () => boolean, timeoutMs: number, what = "the server") => {
   const deadline = Date.now() + timeoutMs
   while (!predicate()) {
-    if (Date.now() > deadline) throw new Error("timed out waiting for the server")
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 50))
   }
 }
