@@ -6,6 +6,13 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
-    reporters: ["default"]
+    reporters: ["default"],
+    coverage: {
+      provider: "v8",
+      include: ["src/**"],
+      reporter: ["text-summary", "json-summary"],
+      // enforced by .ci/run, which runs the suite with --coverage
+      thresholds: { lines: 90, branches: 85 }
+    }
   }
 })
