@@ -40,13 +40,14 @@ const Infrastructure = Layer.mergeAll(
 )
 
 const Application = Layer.unwrapEffect(
-  Effect.map(makeServer, ({ GracefulShutdown, LogAddress, ServerLive }) =>
+  Effect.map(makeServer, ({ GracefulShutdown, LogAddress, ServerLive, ShutdownLive }) =>
     // Built outermost first: migrations and bootstrap, then the port opens, then the Api serves;
     // GracefulShutdown is built last so that, at shutdown, it drains requests first.
     Layer.mergeAll(GracefulShutdown, LogAddress).pipe(
       Layer.provide(ServedApi),
       Layer.provide(ServerLive),
-      Layer.provide(PrepareToServe)
+      Layer.provide(PrepareToServe),
+      Layer.provide(ShutdownLive)
     ))
 ).pipe(
   Layer.provide(WarnOnGeneratedSecret),

@@ -1,5 +1,7 @@
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Chunk, Duration, Effect, Mailbox, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Fiber, Mailbox, Option, Stream } from "effect"
+
+import { Shutdown } from "./Server.js"
 
 /**
  * Server-sent events as the ChatKit protocol sends them: one `data: <compact JSON>` line per
@@ -34,20 +36,34 @@ const SSE_BUFFER = 64
  * `Stream.merge(data, pings)` did, for a fraction of its cost per event (merge runs a
  * channel-level race per element: ~60 µs per event; the mailbox ~10 µs). The stream's scope
  * closing (the client gone) interrupts both fibers, and so the events.
+ *
+ * When the server's shutdown grace period is nearly over (`Shutdown.ending`), a stream still open
+ * is interrupted and ends with `onShutdown`, so the client knows to retry elsewhere.
  */
 export const sseResponse = (
   events: Stream.Stream<unknown>,
-  options: { readonly pingEvery?: Duration.DurationInput } = {}
+  options: { readonly pingEvery?: Duration.DurationInput; readonly onShutdown?: unknown } = {}
 ): HttpServerResponse.HttpServerResponse => {
   const pingEvery = options.pingEvery ?? SSE_PING_INTERVAL
   const body = Stream.unwrapScoped(Effect.gen(function*() {
     const mailbox = yield* Mailbox.make<string>({ capacity: SSE_BUFFER })
-    yield* Stream.runForEachChunk(events, (chunk) => mailbox.offerAll(Chunk.map(chunk, sseData))).pipe(
+    const producer = yield* Stream.runForEachChunk(events, (chunk) => mailbox.offerAll(Chunk.map(chunk, sseData))).pipe(
       Effect.exit,
       Effect.flatMap((exit) => mailbox.done(exit)),
       Effect.forkScoped
     )
     yield* mailbox.offer(PING).pipe(Effect.delay(pingEvery), Effect.forever, Effect.forkScoped)
+    const shutdown = yield* Effect.serviceOption(Shutdown)
+    if (Option.isSome(shutdown) && options.onShutdown !== undefined) {
+      const last = sseData(options.onShutdown)
+      yield* Deferred.await(shutdown.value.ending).pipe(
+        // interrupted first (its finalizers settle what it stored), so the final event is the last one
+        Effect.zipRight(Fiber.interrupt(producer)),
+        Effect.zipRight(mailbox.offer(last)),
+        Effect.zipRight(mailbox.end),
+        Effect.forkScoped
+      )
+    }
     return Mailbox.toStream(mailbox).pipe(
       Stream.mapChunks((texts) => Chunk.of(encoder.encode(Chunk.join(texts, ""))))
     )

@@ -1,8 +1,9 @@
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Option } from "effect"
+import { Deferred, Duration, Effect, Option } from "effect"
 
 import type { DependencyCheck, NotReady, Readiness } from "../../api/OperationsApi.js"
 import { OptionalRedis } from "../../platform/Redis.js"
+import { Shutdown } from "../../platform/Server.js"
 import { type VectorPath, VectorSupport } from "../../platform/VectorSupport.js"
 
 const CHECK_TIMEOUT = "1 second"
@@ -39,14 +40,21 @@ export interface ReadinessDocument {
 
 /**
  * The checks of /health/ready: the database, the vector search path (the one detected at start,
- * still the schema's), and Redis when it is configured. The database down makes the answer
- * `unavailable`; the vector path or Redis failing, `degraded`.
+ * still the schema's), and Redis when it is configured. The database down, or the instance shutting
+ * down (so load balancers stop sending it requests), makes the answer `unavailable`; the vector path
+ * or Redis failing, `degraded`.
  */
 export class ReadinessChecks extends Effect.Service<ReadinessChecks>()("chatkit/ReadinessChecks", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const redis = yield* OptionalRedis
     const vectors = yield* VectorSupport
+    // absent where no server process is built (tests of the checks alone)
+    const shutdown = yield* Effect.serviceOption(Shutdown)
+    const draining = Option.match(shutdown, {
+      onNone: () => Effect.succeed(false),
+      onSome: (s) => Deferred.isDone(s.draining)
+    })
     /** The readiness document when every check passes; failing with it (`NotReady`, 503) otherwise. */
     const run: Effect.Effect<ReadinessDocument, typeof NotReady.Type> = Effect.gen(function*() {
       const [database, vectorCheck, redisCheck] = yield* Effect.all(
@@ -59,7 +67,7 @@ export class ReadinessChecks extends Effect.Service<ReadinessChecks>()("chatkit/
       )
       const vector: VectorCheck = { ...vectorCheck, path: vectors.path }
       const checks = { database, vector, ...(redisCheck === undefined ? {} : { redis: redisCheck }) }
-      const status = database.status === "error"
+      const status = database.status === "error" || (yield* draining)
         ? "unavailable"
         : vector.status === "error" || redisCheck?.status === "error"
         ? "degraded"

@@ -113,6 +113,9 @@ const errorEvent = (message: string, allowRetry: boolean) => ({
   allow_retry: allowRetry
 })
 
+/** The last event of a stream the server ends because it is shutting down: another instance can take the retry. */
+const SHUTDOWN_EVENT = errorEvent("The server is shutting down; retry", true)
+
 export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/ThreadsService", {
   effect: Effect.gen(function*() {
     const repo = yield* ThreadsRepo
@@ -386,7 +389,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           onRight: Effect.succeed
         })
         if (!isStreamingRequest(request)) return yield* answerJson(request)
-        return sseResponse(yield* answerStream(request))
+        return sseResponse(yield* answerStream(request), { onShutdown: SHUTDOWN_EVENT })
       }).pipe(
         // reads never meet these: a visible workflow is readable, a readable thread needs no write access
         Effect.catchTags({
