@@ -701,14 +701,14 @@ const shapeOf = (answer: Answer) => {
 
 const routeOf = (route: Route) => `${route.method} ${route.path.replace(/\{[^}]+\}/g, "[^/]+")}`
 
+const NAMES: Readonly<Record<Subject, string>> = { anonymous: "anonymous", a: "A", b: "B", admin: "admin" }
+
 const titleOf = (row: Row) =>
   `${row.operation}${row.case === undefined ? "" : ` (${row.case})`}: ` +
-  SUBJECTS.map((subject) =>
-    `${subject === "a" || subject === "b" ? subject.toUpperCase() : subject} ${row.expected[subject]}`
-  )
-    .join(", ")
+  SUBJECTS.map((subject) => `${NAMES[subject]} ${row.expected[subject]}`).join(", ")
 
-let checkedCells = 0
+/** What the run checked, for the figure printed at the end. */
+const checked = { cells: 0, twins: 0 }
 
 layer(
   FixturesLive.pipe(Layer.provideMerge(TestApp("authorization-matrix", {
@@ -720,14 +720,12 @@ layer(
 )("authorization matrix", (it) => {
   afterAll(() => {
     const operations = new Set(ROWS.map((row) => row.operation)).size
-    const types = chatkitRows.length
+    const n = SUBJECTS.length
     console.log(
-      `authorization matrix: ${operations} operations × ${SUBJECTS.length} subjects = ` +
-        `${operations * SUBJECTS.length} cells; ${ROWS.length} rows × ${SUBJECTS.length} = ` +
-        `${
-          ROWS.length * SUBJECTS.length
-        } cells, ${checkedCells} checked; among them ${types} ChatKit request types × ` +
-        `${SUBJECTS.length} = ${types * SUBJECTS.length}`
+      `authorization matrix: ${operations} operations × ${n} subjects = ${operations * n}; ` +
+        `${ROWS.length} rows × ${n} = ${ROWS.length * n} cells (${chatkitRows.length} ChatKit request types × ${n} = ` +
+        `${chatkitRows.length * n} among them), ${checked.cells} checked; ` +
+        `${checked.twins} 404s compared with the 404 of a missing resource`
     )
   })
 
@@ -752,27 +750,27 @@ layer(
             const call = Effect.isEffect(made) ? yield* made : made
             // the row exercises its own operation
             expect(`${call.method} ${call.path}`).toMatch(new RegExp(`^${routeOf(route)}$`))
-            return yield* send(call, fx.tokens[subject])
+            return { subject, answer: yield* send(call, fx.tokens[subject]) }
           }))
-        const got = Object.fromEntries(SUBJECTS.map((subject, i) => [subject, answers[i]?.status]))
-        const bodies = SUBJECTS.map((subject, i) => `${subject}: ${answers[i]?.text.slice(0, 200)}`).join("\n")
-        expect(got, bodies).toEqual(row.expected)
+        expect(
+          Object.fromEntries(answers.map(({ answer, subject }) => [subject, answer.status])),
+          answers.map(({ answer, subject }) => `${subject}: ${answer.text.slice(0, 200)}`).join("\n")
+        ).toEqual(row.expected)
 
-        for (const [i, subject] of SUBJECTS.entries()) {
-          const answer = answers[i]
-          if (answer === undefined) continue
+        for (const { answer, subject } of answers) {
           expectProblem(answer)
           if (subject === "b" || answer.status in REFUSALS) {
             for (const secret of fx.secrets) expect(answer.text, `${subject}'s answer`).not.toContain(secret)
           }
           if (answer.status !== 404) continue
-          // what the subject would be told of a resource that does not exist
+          // what the subject is told of a resource that does not exist
           if (row.missing === undefined) return yield* Effect.dieMessage("a row with a 404 names its missing resource")
           const twin = yield* send(row.missing(fx, subject), fx.tokens[subject])
           expect(twin.status).toBe(404)
           expect(shapeOf(answer), `${subject}'s 404`).toEqual(shapeOf(twin))
+          checked.twins++
         }
-        checkedCells += SUBJECTS.length
+        checked.cells += answers.length
       }))
   }
 })
