@@ -18,8 +18,10 @@ import { type Client, login, PASSWORD, randomIp, runId, seedUser, session } from
  * action the caller may not take, 404 for a resource the caller may not see, as for one that does
  * not exist), with a valid request, so the status is the authorization's, not the validation's.
  * An operation of the document without a row fails, and so does a row whose request is not its
- * operation's route. Every refusal is a problem+json document naming none of the fixtures, and
- * every 404 reads as the 404 of a resource that does not exist.
+ * operation's route. Every refusal is the problem+json document of its status; no refusal and no
+ * answer to B holds text of A's private fixtures; every 404 reads as the 404 the same subject gets
+ * for a resource that does not exist. Rows that delete or change a fixture for good make their own
+ * per subject, so any order of the rows passes (`--sequence.shuffle`).
  */
 
 const SUBJECTS = ["anonymous", "a", "b", "admin"] as const
