@@ -98,6 +98,8 @@ interface Fixtures extends Actors {
   readonly workflows: Readonly<Record<BAccess, WorkflowRef>>
   /** a workflow of B's, shared with nobody */
   readonly workflowOfB: number
+  /** a workflow of A's shared write with B, then deleted */
+  readonly deletedWorkflow: WorkflowRef
   readonly defaultWorkflowId: number
   /** A's conversation: a user message and its answer */
   readonly thread: ThreadRef
@@ -187,6 +189,8 @@ const FixturesLive = Layer.effect(
       read: yield* newWorkflow(actors, "read"),
       write: yield* newWorkflow(actors, "write")
     }
+    const deletedWorkflow = yield* newWorkflow(actors, "write")
+    yield* actors.a.workflows.delete({ path: { id: deletedWorkflow.id } })
     const jobs = yield* JobQueue
     yield* jobs.register("authz.noop", () => Effect.succeed({ done: true }))
     const store = yield* newStore(actors)
@@ -206,6 +210,7 @@ const FixturesLive = Layer.effect(
       ...actors,
       operations,
       workflows,
+      deletedWorkflow,
       workflowOfB: (yield* b.client.workflows.create({
         headers: {},
         payload: { slug: unique("b-own"), display_name: "B's workflow" }
@@ -281,6 +286,12 @@ const workflowOf = (access: BAccess): Resource<WorkflowRef> => ({
 const crossed: Resource<WorkflowRef> = {
   shared: (fx) => ({ id: fx.workflowOfB, versionId: fx.workflows.none.versionId }),
   missing: (fx) => ({ id: fx.workflowOfB, versionId: NO_ID })
+}
+
+/** Soft-deleted: gone for everyone, its owner and administrators included, as one that never existed. */
+const deleted: Resource<WorkflowRef> = {
+  shared: (fx) => fx.deletedWorkflow,
+  missing: () => ({ id: NO_ID, versionId: NO_ID })
 }
 
 const thread: Resource<ThreadRef> = {
@@ -407,12 +418,17 @@ const workflowRows = (access: BAccess): ReadonlyArray<Row> =>
     }
   })
 
-/** The operations that name a version or a share, on B's workflow with A's version or sharee. */
-const crossedRows: ReadonlyArray<Row> = WORKFLOW_OPERATIONS.filter((op) => op.namesPart === true).map((op) => ({
-  operation: op.operation,
-  case: "B's workflow, A's version or sharee",
-  ...owned(crossed, { expected: { anonymous: 401, a: 404, b: 404, admin: 404 }, request: op.request })
-}))
+/** `operations` on a workflow no signed-in subject reaches: a 404 for each, whatever they may do elsewhere. */
+const unreachableRows = (
+  resource: Resource<WorkflowRef>,
+  label: string,
+  operations: ReadonlyArray<WorkflowOperation>
+): ReadonlyArray<Row> =>
+  operations.map((op) => ({
+    operation: op.operation,
+    case: [...(op.case === undefined ? [] : [op.case]), label].join("; "),
+    ...owned(resource, { expected: { anonymous: 401, a: 404, b: 404, admin: 404 }, request: op.request })
+  }))
 
 type ChatkitType = ChatkitRequest["type"]
 
@@ -582,7 +598,12 @@ const ROWS: ReadonlyArray<Row> = [
   ...workflowRows("none"),
   ...workflowRows("read"),
   ...workflowRows("write"),
-  ...crossedRows,
+  ...unreachableRows(
+    crossed,
+    "B's workflow, A's version or sharee",
+    WORKFLOW_OPERATIONS.filter((op) => op.namesPart === true)
+  ),
+  ...unreachableRows(deleted, "A's deleted workflow, shared write with B", WORKFLOW_OPERATIONS),
 
   // conversations
   ...chatkitRows,
