@@ -189,7 +189,7 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
         expect(items[0]?.n).toBe(2)
       }))
 
-    it.effect("unknown and unsupported types, empty and over-long messages, forged cursors and bad retries are 400s", () =>
+    it.effect("unknown and unsupported types, empty and over-long messages, forged cursors, bad retries and workflow ids no row can have are 400s", () =>
       Effect.gen(function*() {
         const { token } = yield* session("careless")
         const threadId = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("first") } }))[1]
@@ -210,6 +210,9 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
             { type: "threads.create", params: { input: say("   ") } },
             { type: "threads.create", params: { input: say("x".repeat(32_001)) } },
             { type: "threads.create", params: {} },
+            // found by the OpenAPI fuzz: these reached the workflow query and failed its id schema (a 500)
+            { type: "threads.create", params: { input: say("which?") }, metadata: { workflow_id: 2 ** 63 } },
+            { type: "threads.create", params: { input: say("which?") }, metadata: { workflow_id: 1.5 } },
             { type: "threads.list", params: { after: "thr_ffffffffffffffff" } },
             { type: "threads.retry_after_item", params: { thread_id: threadId, item_id: assistant } },
             { type: "threads.retry_after_item", params: { thread_id: threadId, item_id: otherThreadUserItem } },

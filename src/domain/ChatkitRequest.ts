@@ -67,9 +67,16 @@ const ThreadPageParams = {
   after: Schema.optional(Schema.NullOr(Cursor))
 }
 
+/** A number in `metadata.workflow_id` is a workflow id: one no id column holds is a 400, not a failed query. */
+const pickedWorkflow = (request: { readonly metadata: JsonObject }) => {
+  const id = request.metadata["workflow_id"]
+  return typeof id !== "number" || (Number.isSafeInteger(id) && id >= 1) ||
+    { path: ["metadata", "workflow_id"], message: "must be a workflow id (a positive integer)" }
+}
+
 /** The requests answered with an SSE stream, by type. */
 const streaming = {
-  "threads.create": request("threads.create", { input: UserMessageInput }),
+  "threads.create": request("threads.create", { input: UserMessageInput }).pipe(Schema.filter(pickedWorkflow)),
   "threads.add_user_message": request("threads.add_user_message", { thread_id: ThreadId, input: UserMessageInput }),
   "threads.retry_after_item": request("threads.retry_after_item", { thread_id: ThreadId, item_id: ThreadItemId }),
   // test-chatkit's client sends it after loading an active thread
