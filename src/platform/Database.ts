@@ -257,6 +257,31 @@ export const findAllRows = <IR, II, IA, AR, AI, A, R, E>(options: RowQuery<IR, I
 export const columnsOf = (row: { readonly fields: Readonly<Record<string, unknown>> }) =>
   Object.keys(row.fields).join(", ")
 
+/** What `countedPageQuery` selects: the rows of `from` (`FROM ... WHERE ...`), in `orderBy` (output column names). */
+export interface CountedPageQuery {
+  readonly columns: Statement.Fragment
+  readonly from: Statement.Fragment
+  readonly orderBy: string
+  readonly limit: number
+  readonly offset: number
+}
+
+/**
+ * One page and the total of the rows it is taken from, in one statement: the lateral join yields one
+ * row of NULLs past the end, so a page past the end is empty with the true total. Decode the rows
+ * with `countedPage<Row>` or `decodedCountedPage`.
+ */
+export const countedPageQuery = <Row extends object = object>(sql: SqlClient.SqlClient, query: CountedPageQuery) => {
+  const orderBy = sql.literal(query.orderBy)
+  return sql<CountedPageRows<Row>[number]>`
+    SELECT c.total, p.*
+    FROM (SELECT count(*)::int AS total ${query.from}) c
+    LEFT JOIN LATERAL (
+      SELECT ${query.columns} ${query.from} ORDER BY ${orderBy} LIMIT ${query.limit} OFFSET ${query.offset}
+    ) p ON true
+    ORDER BY ${orderBy}`
+}
+
 /** The rows of a `SELECT c.total, p.* FROM (count) c LEFT JOIN LATERAL (page) p ON true` query. */
 export type CountedPageRows<Row> = ReadonlyArray<
   { readonly total: number | string } & { readonly [K in keyof Row]: Row[K] | null }

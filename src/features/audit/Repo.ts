@@ -3,7 +3,7 @@ import { Effect } from "effect"
 
 import type { AuditEntry } from "../../domain/Audit.js"
 import type { PageRequest } from "../../domain/Page.js"
-import { countedPage, type CountedPageRows } from "../../platform/Database.js"
+import { countedPage, countedPageQuery } from "../../platform/Database.js"
 
 const COLUMNS = "id, user_id, action, resource_type, resource_id, changes, request_id, ip, created_at"
 
@@ -39,21 +39,17 @@ export class AuditRepo extends Effect.Service<AuditRepo>()("chatkit/AuditRepo", 
      * the total matching rows: one statement whatever the filters (the lateral join yields one row
      * of NULLs past the end, so a page past the end is empty with the true total).
      */
-    const list = (filters: AuditFilters, page: PageRequest) => {
-      const condition = where(filters)
-      return sql<CountedPageRows<AuditEntry>[number]>`
-        SELECT c.total, a.*
-        FROM (SELECT count(*) AS total FROM audit_logs WHERE ${condition}) c
-        LEFT JOIN LATERAL (
-          SELECT ${sql.literal(COLUMNS)} FROM audit_logs WHERE ${condition}
-          ORDER BY created_at DESC, id DESC
-          LIMIT ${page.pageSize} OFFSET ${page.offset}
-        ) a ON true
-        ORDER BY a.created_at DESC, a.id DESC`.pipe(
+    const list = (filters: AuditFilters, page: PageRequest) =>
+      countedPageQuery<AuditEntry>(sql, {
+        columns: sql.literal(COLUMNS),
+        from: sql`FROM audit_logs WHERE ${where(filters)}`,
+        orderBy: "created_at DESC, id DESC",
+        limit: page.pageSize,
+        offset: page.offset
+      }).pipe(
         Effect.map(countedPage<AuditEntry>("id")),
         Effect.withSpan("AuditRepo.list")
       )
-    }
 
     return { list } as const
   })

@@ -6,7 +6,7 @@ import { Model, ModelId } from "../../domain/Model.js"
 import {
   columnsOf,
   countedPage,
-  type CountedPageRows,
+  countedPageQuery,
   findOneRow,
   isUniqueViolation,
   patchColumns,
@@ -46,16 +46,11 @@ export class ModelsRepo extends Effect.Service<ModelsRepo>()("chatkit/ModelsRepo
      * (the lateral join yields one row of NULLs past the end, so the total still comes back).
      */
     const list = (limit: number, offset: number) =>
-      sql<CountedPageRows<Model>[number]>`
-        SELECT c.total, m.*
-        FROM (SELECT count(*) AS total FROM models) c
-        LEFT JOIN LATERAL (
-          SELECT ${columns} FROM models ORDER BY display_name, id LIMIT ${limit} OFFSET ${offset}
-        ) m ON true
-        ORDER BY m.display_name, m.id`.pipe(
-        Effect.map(countedPage<Model>("id")),
-        withHotSpan("ModelsRepo.list")
-      )
+      countedPageQuery<Model>(sql, { columns, from: sql`FROM models`, orderBy: "display_name, id", limit, offset })
+        .pipe(
+          Effect.map(countedPage<Model>("id")),
+          withHotSpan("ModelsRepo.list")
+        )
 
     /** The catalog entry an agent node's `model` names, to find its provider. */
     const findByName = findOneRow({

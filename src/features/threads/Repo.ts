@@ -23,6 +23,7 @@ import {
 import { UserId } from "../../domain/User.js"
 import {
   columnsOf,
+  countedPageQuery,
   decodedCountedPage,
   findAllRows,
   findOneRow,
@@ -502,14 +503,13 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
         ...(filter.workflowId === undefined ? [] : [sql`workflow_id = ${filter.workflowId}`]),
         ...(filter.userId === undefined ? [] : [sql`owner_id = ${filter.userId}`])
       ])
-      return sql`
-        SELECT c.total, p.*
-        FROM (SELECT count(*)::int AS total FROM chat_threads WHERE ${where}) c
-        LEFT JOIN LATERAL (
-          SELECT ${threadColumns} FROM chat_threads WHERE ${where}
-          ORDER BY updated_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}
-        ) p ON true
-        ORDER BY p.updated_at DESC, p.id DESC`.pipe(
+      return countedPageQuery(sql, {
+        columns: threadColumns,
+        from: sql`FROM chat_threads WHERE ${where}`,
+        orderBy: "updated_at DESC, id DESC",
+        limit,
+        offset
+      }).pipe(
         Effect.flatMap(decodedCountedPage(ThreadRow, "id")),
         Effect.withSpan("ThreadsRepo.adminList")
       )
@@ -517,14 +517,13 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
 
     /** Admin review: a thread's items in order, with the total; one statement. */
     const adminItems = (threadId: ThreadId, limit: number, offset: number) =>
-      sql`
-        SELECT c.total, p.*
-        FROM (SELECT count(*)::int AS total FROM chat_thread_items WHERE thread_id = ${threadId}) c
-        LEFT JOIN LATERAL (
-          SELECT ${itemColumns} FROM chat_thread_items WHERE thread_id = ${threadId}
-          ORDER BY seq LIMIT ${limit} OFFSET ${offset}
-        ) p ON true
-        ORDER BY p.seq`.pipe(
+      countedPageQuery(sql, {
+        columns: itemColumns,
+        from: sql`FROM chat_thread_items WHERE thread_id = ${threadId}`,
+        orderBy: "seq",
+        limit,
+        offset
+      }).pipe(
         Effect.flatMap(decodedCountedPage(ItemRow, "id")),
         Effect.withSpan("ThreadsRepo.adminItems")
       )

@@ -6,7 +6,7 @@ import { AdminUser, type User, UserId } from "../../domain/User.js"
 import {
   columnsOf,
   countedPage,
-  type CountedPageRows,
+  countedPageQuery,
   findOneRow,
   isUniqueViolation,
   patchColumns
@@ -126,15 +126,13 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("chatkit/UsersRepo", 
             } ESCAPE '\\')`
           ])
       ]
-      const where = sql.and(filters)
-      return sql<CountedPageRows<UserRow>[number]>`
-        SELECT c.total, u.*
-        FROM (SELECT count(*) AS total FROM users WHERE ${where}) c
-        LEFT JOIN LATERAL (
-          SELECT ${columns} FROM users WHERE ${where}
-          ORDER BY id LIMIT ${query.limit} OFFSET ${query.offset}
-        ) u ON true
-        ORDER BY u.id`.pipe(
+      return countedPageQuery<UserRow>(sql, {
+        columns,
+        from: sql`FROM users WHERE ${sql.and(filters)}`,
+        orderBy: "id",
+        limit: query.limit,
+        offset: query.offset
+      }).pipe(
         Effect.map(countedPage<UserRow>("id")),
         Effect.withSpan("UsersRepo.list")
       )

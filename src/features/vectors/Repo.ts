@@ -8,6 +8,7 @@ import { JsonObject } from "../../domain/Thread.js"
 import { SearchResult } from "../../domain/VectorStore.js"
 import {
   columnsOf,
+  countedPageQuery,
   decodedCountedPage,
   findOneRow,
   isUniqueViolation,
@@ -256,14 +257,13 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
 
     /** A page of the live stores by slug, with their total; one statement. */
     const listStores = (page: PageRequest) =>
-      sql`
-        SELECT c.total, p.*
-        FROM (SELECT count(*)::int AS total FROM vector_stores WHERE deleted_at IS NULL) c
-        LEFT JOIN LATERAL (
-          SELECT ${storeColumns} FROM vector_stores WHERE deleted_at IS NULL
-          ORDER BY slug LIMIT ${page.pageSize} OFFSET ${page.offset}
-        ) p ON true
-        ORDER BY p.slug`.pipe(
+      countedPageQuery(sql, {
+        columns: storeColumns,
+        from: sql`FROM vector_stores WHERE deleted_at IS NULL`,
+        orderBy: "slug",
+        limit: page.pageSize,
+        offset: page.offset
+      }).pipe(
         Effect.flatMap(decodedCountedPage(StoreRow, "id")),
         Effect.withSpan("VectorStoresRepo.listStores")
       )
@@ -634,14 +634,13 @@ export class VectorStoresRepo extends Effect.Service<VectorStoresRepo>()("chatki
 
     /** A page of the store's live documents by doc_id, with their total; one statement. */
     const listDocuments = (storeId: number, page: PageRequest) =>
-      sql`
-        SELECT c.total, p.*
-        FROM (SELECT count(*)::int AS total FROM vector_documents WHERE store_id = ${storeId} AND deleted_at IS NULL) c
-        LEFT JOIN LATERAL (
-          SELECT ${documentColumns} FROM vector_documents WHERE store_id = ${storeId} AND deleted_at IS NULL
-          ORDER BY doc_id LIMIT ${page.pageSize} OFFSET ${page.offset}
-        ) p ON true
-        ORDER BY p.doc_id`.pipe(
+      countedPageQuery(sql, {
+        columns: documentColumns,
+        from: sql`FROM vector_documents WHERE store_id = ${storeId} AND deleted_at IS NULL`,
+        orderBy: "doc_id",
+        limit: page.pageSize,
+        offset: page.offset
+      }).pipe(
         Effect.flatMap(decodedCountedPage(DocumentRow, "id")),
         Effect.withSpan("VectorStoresRepo.listDocuments")
       )

@@ -12,6 +12,7 @@ import {
 } from "../../domain/Workflow.js"
 import {
   columnsOf,
+  countedPageQuery,
   decodedCountedPage,
   findAllRows,
   findOneRow,
@@ -136,16 +137,13 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
       limit: number,
       offset: number
     ) =>
-      sql`
-        SELECT c.total, p.*
-        FROM (SELECT count(*)::int AS total FROM workflows w WHERE ${visibleTo(viewer)}) c
-        LEFT JOIN LATERAL (
-          SELECT ${summaryColumns}
-          FROM workflows w LEFT JOIN users o ON o.id = w.owner_id
-          WHERE ${visibleTo(viewer)}
-          ORDER BY w.id LIMIT ${limit} OFFSET ${offset}
-        ) p ON true
-        ORDER BY p.id`.pipe(
+      countedPageQuery(sql, {
+        columns: summaryColumns,
+        from: sql`FROM workflows w LEFT JOIN users o ON o.id = w.owner_id WHERE ${visibleTo(viewer)}`,
+        orderBy: "id",
+        limit,
+        offset
+      }).pipe(
         Effect.flatMap(decodedCountedPage(SummaryRow, "id")),
         Effect.withSpan("WorkflowsRepo.listSummaries")
       )
@@ -320,16 +318,14 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
     const findVersion = (workflowId: number, versionId: number) => findVersionRow({ workflowId, versionId })
 
     const listVersions = (workflowId: number, limit: number, offset: number) =>
-      sql`
-        SELECT c.total, p.*
-        FROM (SELECT count(*)::int AS total FROM workflow_definitions WHERE workflow_id = ${workflowId}) c
-        LEFT JOIN LATERAL (
-          SELECT ${sql.literal(VERSION_COLUMNS)}
-          FROM workflow_definitions d JOIN workflows w ON w.id = d.workflow_id
-          WHERE d.workflow_id = ${workflowId}
-          ORDER BY d.version DESC LIMIT ${limit} OFFSET ${offset}
-        ) p ON true
-        ORDER BY p.version DESC`.pipe(
+      countedPageQuery(sql, {
+        columns: sql.literal(VERSION_COLUMNS),
+        from:
+          sql`FROM workflow_definitions d JOIN workflows w ON w.id = d.workflow_id WHERE d.workflow_id = ${workflowId}`,
+        orderBy: "version DESC",
+        limit,
+        offset
+      }).pipe(
         Effect.flatMap(decodedCountedPage(VersionRow, "id"))
       )
 
@@ -376,15 +372,14 @@ export class WorkflowsRepo extends Effect.Service<WorkflowsRepo>()("chatkit/Work
     )
 
     const listShares = (workflowId: number, limit: number, offset: number) =>
-      sql`
-        SELECT c.total, p.*
-        FROM (SELECT count(*)::int AS total FROM workflow_shares s JOIN users u ON u.id = s.user_id AND u.deleted_at IS NULL
-              WHERE s.workflow_id = ${workflowId}) c
-        LEFT JOIN LATERAL (
-          SELECT ${SHARE_COLUMNS} FROM workflow_shares s JOIN users u ON u.id = s.user_id AND u.deleted_at IS NULL
-          WHERE s.workflow_id = ${workflowId} ORDER BY s.user_id LIMIT ${limit} OFFSET ${offset}
-        ) p ON true
-        ORDER BY p.user_id`.pipe(
+      countedPageQuery(sql, {
+        columns: SHARE_COLUMNS,
+        from: sql`FROM workflow_shares s JOIN users u ON u.id = s.user_id AND u.deleted_at IS NULL
+          WHERE s.workflow_id = ${workflowId}`,
+        orderBy: "user_id",
+        limit,
+        offset
+      }).pipe(
         Effect.flatMap(decodedCountedPage(ShareRow, "user_id"))
       )
 
