@@ -309,9 +309,16 @@ const isDataException = (error: SqlError) => {
   return typeof code === "string" && code.startsWith("22")
 }
 
+/** pg's errors for a connection that broke under a statement (a terminated backend): they carry no code. */
+const BROKEN_CONNECTION = /^Connection terminated|is not queryable/
+
 /** Connection-level failures mean the database is unavailable (503); anything else is a bug (500). */
 const isUnavailableDatabase = (error: SqlError) => {
-  const code = (error.cause as { code?: unknown } | undefined)?.code
+  // @effect/sql-pg's wording for a connection lost mid-statement or not obtained from the pool
+  if (error.message === "Connection error" || error.message === "Failed to acquire connection") return true
+  const cause = error.cause as { code?: unknown; message?: unknown } | undefined
+  if (typeof cause?.message === "string" && BROKEN_CONNECTION.test(cause.message)) return true
+  const code = cause?.code
   return typeof code === "string" &&
     (/^(08|57P0)/.test(code) || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE"].includes(code))
 }
