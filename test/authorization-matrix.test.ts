@@ -774,7 +774,7 @@ layer(
             // the row exercises its own operation
             expect(`${call.method} ${call.path}`).toMatch(new RegExp(`^${routeOf(route)}$`))
             return { subject, answer: yield* send(call, fx.tokens[subject]) }
-          }))
+          }), { concurrency: "unbounded" })
         expect(
           Object.fromEntries(answers.map(({ answer, subject }) => [subject, answer.status])),
           answers.map(({ answer, subject }) => `${subject}: ${answer.text.slice(0, 200)}`).join("\n")
