@@ -128,7 +128,7 @@ const drain = (
       Effect.annotateLogs({ in_flight: connections.inFlight(), delay_ms: options.delayMs, grace_ms: options.graceMs })
     )
     yield* Effect.sleep(options.delayMs)
-    yield* acceptBacklog(connections, 1_000)
+    yield* acceptBacklog(connections, 250)
     yield* Effect.logInfo("shutting down: no longer accepting connections").pipe(
       Effect.annotateLogs({ in_flight: connections.inFlight() })
     )
