@@ -42,7 +42,7 @@ describe.runIf(Option.isSome(testDatabaseUrl))("PostgreSQL connections killed wh
       const { port } = server
       const token = await adminToken(port)
       // a list that reads the database on every request (no cache in front of it)
-      const traffic = load(6, () => send(server.port, "/api/v1/workflows?page=1&page_size=5", { token }))
+      const traffic = load(4, () => send(server.port, "/api/v1/workflows?page=1&page_size=5", { token }))
       await sleep(300)
 
       const kills: Array<{ at: number; backends: number }> = []

@@ -70,7 +70,7 @@ describe.skipIf(!hasRedisServer)("Redis stopped while requests flow (a private r
             Effect.all([
               timed(raw("GET", "/api/v1/auth/me", { token })),
               timed(raw("GET", "/api/v1/appearance-settings"))
-            ]),
+            ]).pipe(Effect.zipLeft(Effect.sleep("10 millis"))),
           step: (pair) => samples.push(...pair)
         })
         const load = yield* Effect.fork(Effect.all([worker, worker, worker, worker], { concurrency: "unbounded" }))
