@@ -107,7 +107,8 @@ describe("SIGTERM under load", () => {
         expect(short.events.filter((e) => e.type === "thread.item.done" && e.item.type === "assistant_message"))
           .toHaveLength(1)
         expect(long.events.at(-1)).toMatchObject({ type: "error", allow_retry: true })
-        expect(longEnded).toBeLessThan(DELAY_MS + GRACE_MS)
+        // the grace period starts when the listener closes (just before the refusals began)
+        expect(longEnded).toBeLessThan(refusedAfterMs + GRACE_MS)
         expect(code.code).toBe(0)
         expect(code.ms).toBeLessThan(DELAY_MS + GRACE_MS + 2_000)
       } finally {
