@@ -143,6 +143,19 @@ layer(serveEcho())("HTTP platform middleware", (it) => {
         }
       }))
 
+    it.effect(
+      "answers 415 to an empty body declared as anything but JSON (found by the OpenAPI fuzz: empty multipart hung, or was a 500)",
+      () =>
+        Effect.gen(function*() {
+          for (const contentType of ["multipart/form-data; boundary=zz", "multipart/form-data", "text/plain"]) {
+            const response = yield* postJson("/echo/1", "", contentType)
+            expect(response.status, contentType).toBe(415)
+            expectProblem(yield* response.json, 415, "unsupported_media_type")
+          }
+        }),
+      10_000
+    )
+
     it.effect("answers 413 to a declared body over 1 MiB without reading it", () =>
       Effect.gen(function*() {
         const response = yield* postJson("/echo/1", JSON.stringify({ name: "x".repeat(MAX_JSON_BODY_BYTES), count: 1 }))

@@ -42,7 +42,6 @@ const BODY_METHODS = new Set(["POST", "PUT", "PATCH"])
 const JSON_CONTENT_TYPE = /^application\/json\s*(?:;.*)?$/i
 
 const hasBody = (request: HttpServerRequest.HttpServerRequest) => {
-  if (!BODY_METHODS.has(request.method)) return false
   const length = request.headers["content-length"]
   return (length !== undefined && length !== "0") || request.headers["transfer-encoding"] !== undefined
 }
@@ -52,9 +51,10 @@ export const checkBodyHeaders = (
   request: HttpServerRequest.HttpServerRequest,
   limits: BodyLimits = DEFAULT_BODY_LIMITS
 ): ProblemError | undefined => {
-  if (!hasBody(request)) return undefined
+  if (!BODY_METHODS.has(request.method)) return undefined
   const contentType = request.headers["content-type"]
-  if (contentType === undefined || !JSON_CONTENT_TYPE.test(contentType)) {
+  // a declared type picks the route's body parser even for an empty body: an empty multipart one never ends
+  if (contentType === undefined ? hasBody(request) : !JSON_CONTENT_TYPE.test(contentType)) {
     return new UnsupportedMediaType({
       detail: `A ${request.method} body must be sent as application/json${
         contentType === undefined ? "" : `, not ${contentType.slice(0, 100)}`
