@@ -58,6 +58,12 @@ describe("SIGTERM under load", () => {
         await sleep(5)
         const signalledAt = Date.now()
         server.kill("SIGTERM")
+        // timed from here: a callback attached later would time when it was attached
+        const ends = Promise.all([
+          server.exited.then((code) => ({ code, ms: Date.now() - signalledAt })),
+          short.ended.then(() => Date.now() - signalledAt),
+          long.ended.then(() => Date.now() - signalledAt)
+        ])
 
         // the first probe once the signal is delivered (a few ms) already answers 503
         await sleep(20)
@@ -75,11 +81,7 @@ describe("SIGTERM under load", () => {
         const refusedAfterMs = sinceSignal()
         const outcomes = [...await Promise.all(burst), ...await traffic.stop()]
 
-        const [code, shortEnded, longEnded] = await Promise.all([
-          server.exited.then((code) => ({ code, ms: Date.now() - signalledAt })),
-          short.ended.then(() => Date.now() - signalledAt),
-          long.ended.then(() => Date.now() - signalledAt)
-        ])
+        const [code, shortEnded, longEnded] = await ends
         console.log(
           `SIGTERM under load: ${outcomes.length} requests, statuses ${JSON.stringify(histogram(outcomes))}; ` +
             `readiness 503 to the first probe (answered in ${ready.ms} ms); new connections refused after ${refusedAfterMs} ms; streams ended after ${shortEnded} and ${longEnded} ms; ` +
