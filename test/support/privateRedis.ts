@@ -40,11 +40,26 @@ const answersPing = (port: number) =>
     Effect.orDieWith(() => new Error(`the private redis-server on port ${port} does not answer`))
   )
 
-const launch = (port: number) =>
+const launch = (port: number) => {
   // no persistence: a restarted server starts empty, so a key found after it was written after it
-  spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+  const child = spawn("redis-server", [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no"
+  ], {
     stdio: "ignore"
   })
+  // a test process that dies before its scope closes (a hung layer, a timeout) takes its server with it
+  const orphaned = () => child.kill("SIGKILL")
+  process.once("exit", orphaned)
+  child.once("exit", () => process.off("exit", orphaned))
+  return child
+}
 
 const killed = (child: ChildProcess) =>
   Effect.async<void>((resume) => {
