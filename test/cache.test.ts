@@ -1,6 +1,4 @@
-import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import net from "node:net"
 
 import { describe, expect, layer } from "@effect/vitest"
 import {
@@ -26,6 +24,7 @@ import { redisKeyRoot } from "../src/platform/Redis.js"
 import { makeRedis, OptionalRedis, Redis, RedisError, RedisLive, type RedisService } from "../src/platform/Redis.js"
 import { captureLogs } from "./support/logs.js"
 import { stalledServer } from "./support/network.js"
+import { hasRedisServer, privateRedis } from "./support/privateRedis.js"
 import { reachableRedis, realRedisUrl, testRedisUrl } from "./support/redis.js"
 
 const unique = (label: string) => `${label}${randomBytes(4).toString("hex")}`
@@ -496,31 +495,6 @@ describe.skipIf(Option.isNone(testRedisUrl))("Cache on Redis (TEST_REDIS_URL)", 
 // Recovery: a Redis that starts after the app, then goes away again (needs redis-server on PATH)
 // ---------------------------------------------------------------------------------------------
 
-const hasRedisServer = spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0
-
-const freePort = Effect.async<number>((resume) => {
-  const server = net.createServer().listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
-const startRedisServer = (port: number) =>
-  Effect.acquireRelease(
-    Effect.sync(() =>
-      spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-        stdio: "ignore"
-      })
-    ),
-    (child) =>
-      Effect.async<void>((resume) => {
-        if (child.exitCode !== null) return resume(Effect.void)
-        child.once("exit", () => resume(Effect.void))
-        child.kill("SIGKILL")
-      })
-  )
-
 describe.skipIf(!hasRedisServer)("Cache across a Redis outage (local redis-server)", () => {
   layer(testConfig(), { excludeTestServices: true, timeout: "30 seconds" })((it) => {
     const logs = captureLogs()
@@ -528,8 +502,10 @@ describe.skipIf(!hasRedisServer)("Cache across a Redis outage (local redis-serve
       "misses while Redis is absent, serves from Redis once it is up, degrades again when it stops",
       () =>
         Effect.gen(function*() {
-          const port = yield* freePort
-          const redis = yield* makeRedis(Redacted.make(`redis://127.0.0.1:${port}`))
+          // its port reserved, its server down until the app has started
+          const server = yield* privateRedis
+          yield* server.kill
+          const redis = yield* makeRedis(Redacted.make(server.url))
           const cache = yield* makeRedisCache(redis, { namespace: unique("t-recovery-") })
           const key = `${unique("recover")}:1`
 
@@ -538,17 +514,13 @@ describe.skipIf(!hasRedisServer)("Cache across a Redis outage (local redis-serve
           expect(t0).toBeLessThan(1_000)
           expect(yield* cache.get(key, Profile)).toEqual(Option.none())
 
-          const server = yield* Effect.scoped(Effect.gen(function*() {
-            yield* startRedisServer(port)
-            // reconnection backoff is capped at 5 s (+20 % jitter)
-            yield* redis.ping().pipe(Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds"))))
-            yield* cache.set(key, ada, Profile)
-            expect(yield* cache.get(key, Profile)).toEqual(Option.some(ada))
-            return "was up"
-          }))
-          expect(server).toBe("was up")
+          yield* server.start
+          // reconnection backoff is capped at 5 s (+20 % jitter)
+          yield* redis.ping().pipe(Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds"))))
+          yield* cache.set(key, ada, Profile)
+          expect(yield* cache.get(key, Profile)).toEqual(Option.some(ada))
 
-          // the server is gone again
+          yield* server.kill
           const [after, t1] = yield* timed(cache.get(key, Profile))
           expect(after).toEqual(Option.none())
           const [written, t2] = yield* timed(Effect.exit(cache.set(key, ada, Profile)))
