@@ -96,6 +96,9 @@ export const SECRET_KEY = /password|token|secret|api_key/i
 const secretText = fc.string({ unit: fc.constantFrom(..."0123456789abcdef"), minLength: 16, maxLength: 24 })
   .map((hex) => `Secret-${hex}`)
 
+/** The generated secrets wherever they appear in a text. */
+export const SECRET_TEXT = /Secret-[0-9a-f]{16,24}/g
+
 const controlText = fc.string({ unit: fc.integer({ min: 0, max: 0x1f }).map((c) => String.fromCharCode(c)) })
 
 /** Strings a careless server chokes on: NUL, lone surrogates, controls, direction marks, huge. */
