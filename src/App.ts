@@ -23,6 +23,7 @@ import { ModelsHandlers } from "./features/models/Http.js"
 import { ModelsService } from "./features/models/Service.js"
 import { SettingsHandlers } from "./features/settings/Http.js"
 import { SettingsService } from "./features/settings/Service.js"
+import { AbandonedAnswersSweep } from "./features/threads/AbandonedAnswers.js"
 import { ConversationsHandlers, ThreadsAdminHandlers } from "./features/threads/Http.js"
 import { ThreadsService } from "./features/threads/Service.js"
 import { ThreadTitles } from "./features/threads/Titles.js"
@@ -83,7 +84,9 @@ export const ApiHandlers = HttpApiBuilder.api(ChatkitApi).pipe(
   Layer.provide(ModelsHandlers.pipe(Layer.provide(ModelsService.Default))),
   Layer.provide(WorkflowsHandlers.pipe(Layer.provide([WorkflowsService.Default, WorkflowShares.Default]))),
   Layer.provide(
-    Layer.mergeAll(ConversationsHandlers, ThreadsAdminHandlers).pipe(Layer.provide(ThreadsService.Default))
+    Layer.mergeAll(ConversationsHandlers, ThreadsAdminHandlers, AbandonedAnswersSweep).pipe(
+      Layer.provide(ThreadsService.Default)
+    )
   ),
   // VectorStoresRepo reads the vector path (VectorSupport) from the migrated schema: built here, after PrepareToServe
   Layer.provide(VectorStoresHandlers.pipe(Layer.provide(VectorStoresService.Default))),

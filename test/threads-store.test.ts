@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Layer, Option, Schema, TestClock, TestContext } from "effect"
 
 import { NotFound } from "../src/domain/errors.js"
 import {
@@ -15,6 +15,7 @@ import {
   type ThreadStatus
 } from "../src/domain/Thread.js"
 import { CurrentUser, type User, type UserId } from "../src/domain/User.js"
+import { ANSWER_SAVE_INTERVAL, makeAnswerWriter } from "../src/features/threads/AnswerWriter.js"
 import { type Access, ThreadsPolicy } from "../src/features/threads/Policy.js"
 import {
   type LockOptions,
@@ -67,6 +68,11 @@ const seed = Effect.gen(function*() {
 
 const newThread = (owner: UserId, f: Fixture, workflowId = f.workflow) =>
   Effect.flatMap(ThreadsRepo, (repo) => repo.create({ ownerId: owner, workflowId, workflowVersionId: null }))
+
+const answer = (text: string, status: string): NewItem => ({
+  type: "assistant_message",
+  payload: { content: [{ type: "output_text", text, annotations: [] }], status }
+})
 
 const message = (text: string): NewItem => ({
   type: "user_message",
@@ -422,6 +428,59 @@ layer(StoreLayer, { timeout: 120_000 })("ThreadsRepo", (it) => {
       const items = yield* repo.adminItems(a1.id, 10, 0)
       expect(items.total).toBe(1)
       expect(items.items[0]?.payload).toMatchObject({ content: [{ type: "input_text", text: "latest activity" }] })
+    }))
+
+  it.effect("answers a stopped instance left in progress: idle ones settle (incomplete, or gone if empty), live ones stay", () =>
+    Effect.gen(function*() {
+      const repo = yield* ThreadsRepo
+      const sql = yield* SqlClient.SqlClient
+      const f = yield* seed
+      const thread = yield* newThread(f.alice, f)
+      const [, cut, silent, streaming] = yield* repo.appendItems(thread.id, [
+        message("question"),
+        answer("half an ans", "in_progress"),
+        answer("", "in_progress"),
+        answer("still coming", "in_progress")
+      ])
+      yield* sql`UPDATE chat_thread_items SET updated_at = now() - interval '2 minutes'
+        WHERE id IN (${cut!.id}, ${silent!.id})`
+
+      expect(yield* repo.settleAbandonedAnswers(60)).toEqual({ marked: 1, removed: 1 })
+      const items = (yield* repo.listItems(thread.id, { limit: 10, order: "asc", after: null })).data
+      expect(items.map((item) => [item.id, item.payload.status])).toEqual([
+        [items[0]!.id, undefined],
+        [cut!.id, "incomplete"],
+        [streaming!.id, "in_progress"]
+      ])
+      expect(items[1]!.payload.content).toEqual([{ type: "output_text", text: "half an ans", annotations: [] }])
+      // settled once: a second sweep finds nothing
+      expect(yield* repo.settleAbandonedAnswers(60)).toEqual({ marked: 0, removed: 0 })
+    }))
+
+  it.effect("a writer keeps its answer alive while the model says nothing, so no sweep takes it", () =>
+    Effect.gen(function*() {
+      const repo = yield* ThreadsRepo
+      const sql = yield* SqlClient.SqlClient
+      const f = yield* seed
+      const thread = yield* newThread(f.alice, f)
+      const idleSince = (id: string) =>
+        Effect.map(
+          sql<{ idle: number }>`SELECT extract(epoch FROM now() - updated_at)::float8 AS idle
+            FROM chat_thread_items WHERE id = ${id}`,
+          (rows) => rows[0]!.idle
+        )
+      yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* makeAnswerWriter(repo, thread.id)
+        const started = yield* writer.start
+        yield* sql`UPDATE chat_thread_items SET updated_at = now() - interval '2 minutes' WHERE id = ${started.id}`
+        // ten save intervals with no new text (the writer's clock is the TestClock; its writes are real I/O)
+        for (let tick = 0; tick < 10; tick++) {
+          yield* TestClock.adjust(ANSWER_SAVE_INTERVAL)
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+        }
+        expect(yield* idleSince(started.id)).toBeLessThan(30)
+        expect(yield* repo.settleAbandonedAnswers(60)).toEqual({ marked: 0, removed: 0 })
+      }).pipe(Effect.provide(TestContext.TestContext)))
     }))
 
   it.effect("the policy on the real store: a deleted thread is the same 404 as a missing one", () =>

@@ -149,6 +149,7 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
     const itemColumns = sql.literal(ITEM_COLUMNS)
     const iColumns = sql.literal(I_COLUMNS)
     const json = (value: unknown) => sql`${JSON.stringify(value)}::jsonb`
+    const inProgress = sql.literal("payload->>'status' = 'in_progress'")
 
     const insertRow = singleRow({
       Request: Schema.Struct({
@@ -338,7 +339,7 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       Request: Schema.Struct({ threadId: ThreadId, itemId: Schema.String, payload: JsonObject }),
       Result: ItemRow,
       execute: ({ itemId, payload, threadId }) =>
-        sql`UPDATE chat_thread_items SET payload = ${json(payload)}
+        sql`UPDATE chat_thread_items SET payload = ${json(payload)}, updated_at = now()
           WHERE thread_id = ${threadId} AND id = ${itemId}
           RETURNING ${itemColumns}`
     })
@@ -351,8 +352,8 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       Request: Schema.Struct({ threadId: ThreadId, itemId: Schema.String, payload: JsonObject }),
       Result: ItemRow,
       execute: ({ itemId, payload, threadId }) =>
-        sql`UPDATE chat_thread_items SET payload = ${json(payload)}
-          WHERE thread_id = ${threadId} AND id = ${itemId} AND payload->>'status' = 'in_progress'
+        sql`UPDATE chat_thread_items SET payload = ${json(payload)}, updated_at = now()
+          WHERE thread_id = ${threadId} AND id = ${itemId} AND ${inProgress}
           RETURNING ${itemColumns}`
     })
 
@@ -364,6 +365,38 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
     const updateInProgressItem = (threadId: ThreadId, itemId: string, payload: JsonObject) =>
       updateInProgressRow({ threadId, itemId, payload: payloadOf(payload) }).pipe(
         Effect.withSpan("ThreadsRepo.updateInProgressItem")
+      )
+
+    /** Marks an answer still streaming (its text unchanged) as alive, so the sweep leaves it alone. */
+    const touchInProgressItem = (threadId: ThreadId, itemId: string) =>
+      sql`UPDATE chat_thread_items SET updated_at = now()
+        WHERE thread_id = ${threadId} AND id = ${itemId} AND ${inProgress}`.pipe(Effect.asVoid)
+
+    /**
+     * Settles the answers left `in_progress` and unsaved for `idleSeconds` (their instance died
+     * mid-stream), at most 500 a call: `incomplete` with the text last saved, or removed when none
+     * was, as the writer itself settles an answer cut short. Rows another sweep holds are skipped.
+     */
+    const settleAbandonedAnswers = (idleSeconds: number) =>
+      sql<{ readonly marked: number; readonly removed: number }>`
+        WITH stale AS (
+          SELECT thread_id, id, COALESCE(payload #>> '{content,0,text}', '') = '' AS empty
+          FROM chat_thread_items
+          WHERE ${inProgress} AND updated_at < now() - make_interval(secs => ${idleSeconds})
+          ORDER BY updated_at LIMIT 500
+          FOR UPDATE SKIP LOCKED
+        ),
+        removed AS (
+          DELETE FROM chat_thread_items i USING stale s
+          WHERE s.empty AND i.thread_id = s.thread_id AND i.id = s.id RETURNING 1
+        ),
+        marked AS (
+          UPDATE chat_thread_items i SET payload = jsonb_set(i.payload, '{status}', '"incomplete"'), updated_at = now()
+          FROM stale s WHERE NOT s.empty AND i.thread_id = s.thread_id AND i.id = s.id RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM marked)::int AS marked, (SELECT count(*) FROM removed)::int AS removed`.pipe(
+        Effect.map((rows) => rows[0] ?? { marked: 0, removed: 0 }),
+        Effect.withSpan("ThreadsRepo.settleAbandonedAnswers")
       )
 
     const deleteItemRow = findOneRow({
@@ -539,6 +572,8 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       appendItems,
       updateItemPayload,
       updateInProgressItem,
+      touchInProgressItem,
+      settleAbandonedAnswers,
       deleteItem,
       deleteItemsAfter,
       update,

@@ -1,0 +1,30 @@
+import { Duration, Effect, Layer, Schedule } from "effect"
+
+import { ABANDONED_AFTER } from "./AnswerWriter.js"
+import { ThreadsRepo } from "./Repo.js"
+
+/** How often each instance looks for answers an instance that died left `in_progress`. */
+const SWEEP_INTERVAL = Duration.seconds(30)
+
+/**
+ * Settles, at start and every SWEEP_INTERVAL, the answers that a crashed instance left streaming
+ * (`incomplete`, or removed when they had no text), so no thread keeps an answer in progress that
+ * nobody writes. Safe on every instance at once: it takes only answers idle for ABANDONED_AFTER
+ * and skips rows another sweep holds.
+ */
+export const AbandonedAnswersSweep = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const repo = yield* ThreadsRepo
+    const sweep = repo.settleAbandonedAnswers(Duration.toSeconds(ABANDONED_AFTER)).pipe(
+      Effect.tap(({ marked, removed }) =>
+        marked + removed === 0
+          ? Effect.void
+          : Effect.logWarning("settled answers left in progress by an instance that stopped").pipe(
+            Effect.annotateLogs({ incomplete: marked, removed })
+          )
+      ),
+      Effect.catchAllCause((cause) => Effect.logWarning("could not settle abandoned answers", cause))
+    )
+    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(SWEEP_INTERVAL)))
+  })
+).pipe(Layer.provide(ThreadsRepo.Default))
