@@ -10,6 +10,7 @@ import { SignJWT } from "jose"
 import { ACCESS_TOKEN_AUDIENCE, ACCESS_TOKEN_ISSUER } from "../src/features/auth/AccessTokens.js"
 import { AppConfig } from "../src/platform/Config.js"
 import { TestApp } from "./support/app.js"
+import { chatkit, eventsOf, say } from "./support/chatkit.js"
 import {
   encodeText,
   garbageSegment,
@@ -44,6 +45,8 @@ interface Fixture {
   /** the seeded admin's and user's ids, which the fuzz must not delete or demote */
   readonly actorIds: ReadonlyArray<number>
   readonly emails: ReadonlyArray<string>
+  /** a thread of the admin and one of the user */
+  readonly threads: ReadonlyArray<string>
   /** tokens that must get a 401: expired, signed with another key, `alg: none`, of no user, garbage */
   readonly refusedTokens: ReadonlyArray<string>
 }
@@ -88,6 +91,11 @@ const FixtureLive = Layer.effect(
       body: { slug: "fuzz-docs", title: "Fuzz docs" }
     })
     expect([workflow.status, store.status]).toEqual([201, 201])
+    const threads: Array<string> = []
+    for (const token of [admin.token, user.token]) {
+      const events = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("Hello fuzz") } }))
+      threads.push(events[1]?.thread.id ?? "")
+    }
     const doc = (yield* raw("GET", "/openapi.json")).body as unknown as OpenApiDocument
     const address = (yield* HttpServer.HttpServer).address
     if (address._tag !== "TcpAddress") throw new Error("the test server listens on TCP")
@@ -98,6 +106,7 @@ const FixtureLive = Layer.effect(
       userToken: user.token,
       actorIds: [admin.user.id, user.user.id],
       emails: [admin.user.email, user.user.email, "nobody@example.com"],
+      threads,
       refusedTokens: [
         expired,
         otherKey,
@@ -253,7 +262,11 @@ const headerText = fc.string({
 
 const makeRequests = (fixture: Fixture) => {
   const operations = operationsOf(fixture.doc)
-  const pools = { ids: [1, 2, 3, 4, 5], emails: fixture.emails, slugs: ["fuzz-docs", "fuzz-flow"] }
+  const pools = {
+    ids: [1, 2, 3, 4, 5],
+    emails: fixture.emails,
+    byPattern: { "^[a-z0-9][a-z0-9_-]{0,127}$": ["fuzz-docs"], "^thr_[0-9a-f]{16}$": fixture.threads }
+  }
   const generators = makeGenerators(fixture.doc, pools)
 
   const bearer = (token: string) => ({ authorization: `Bearer ${token}`, secret: token })

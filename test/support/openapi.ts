@@ -195,7 +195,8 @@ export const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
 export interface Pools {
   readonly ids: ReadonlyArray<number>
   readonly emails: ReadonlyArray<string>
-  readonly slugs: ReadonlyArray<string>
+  /** strings that exist, by the pattern of the schema they are for (slugs, thread ids) */
+  readonly byPattern: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
 type Mode = "valid" | "fuzz"
@@ -243,9 +244,8 @@ export const makeGenerators = (doc: OpenApiDocument, pools: Pools) => {
     }
     if (schema.pattern !== undefined) {
       const matching = fc.stringMatching(new RegExp(schema.pattern))
-      return schema.pattern.includes("a-z0-9][a-z0-9_-]")
-        ? fc.oneof(fc.constantFrom(...pools.slugs), matching)
-        : matching
+      const known = pools.byPattern[schema.pattern] ?? []
+      return known.length === 0 ? matching : fc.oneof(fc.constantFrom(...known), matching)
     }
     const minLength = schema.minLength ?? 0
     return fc.string({ minLength, maxLength: Math.min(schema.maxLength ?? 40, minLength + 40) }).map(scrub)
@@ -299,28 +299,39 @@ export const makeGenerators = (doc: OpenApiDocument, pools: Pools) => {
     )
   }
 
-  /** `{type, params}` of the ChatKit endpoint, which the document only describes in words. */
-  const chatkitRequest = (mode: Mode, depth: number) =>
+  const THREAD_ID = "^thr_[0-9a-f]{16}$"
+  const threadId = text({ type: "string", pattern: THREAD_ID })
+  const itemId = fc.stringMatching(/^msg_[0-9a-f]{16}$/)
+  const sometimesHostile = <A>(arbitrary: fc.Arbitrary<A>, mode: Mode) =>
+    mode === "valid" ? arbitrary : fc.oneof({ weight: 6, arbitrary }, { weight: 1, arbitrary: hostileValue })
+
+  /** `{type, params, metadata?}` of the ChatKit endpoint, which the document only describes in words. */
+  const chatkitRequest = (mode: Mode) =>
     fc.record({
-      type: fc.constantFrom(...CHATKIT_TYPES),
+      type: mode === "valid" ? fc.constantFrom(...CHATKIT_TYPES.slice(0, 10)) : fc.constantFrom(...CHATKIT_TYPES),
       params: fc.record({
-        thread_id: fc.oneof(fc.stringMatching(/^thr_[0-9a-f]{16}$/), hostileString),
-        item_id: fc.stringMatching(/^msg_[0-9a-f]{16}$/),
-        title: fc.string({ maxLength: 30 }).map(scrub),
-        input: fc.record({
-          content: fc.array(
-            fc.record({ type: fc.constant("input_text"), text: fc.string({ maxLength: 60 }).map(scrub) }),
-            {
-              maxLength: 2
-            }
-          ),
-          attachments: fc.constant([]),
-          inference_options: fc.constant({})
-        }),
-        extra: mode === "fuzz" && depth < 4 ? hostileValue : fc.constant(undefined)
-      }, { requiredKeys: [] }),
-      metadata: fc.record({ workflow_id: fc.oneof(fc.constantFrom(...pools.ids), hostileNumber) }, { requiredKeys: [] })
-    }, { requiredKeys: ["type"] })
+        thread_id: sometimesHostile(threadId, mode),
+        item_id: sometimesHostile(itemId, mode),
+        item_ids: sometimesHostile(fc.array(itemId, { minLength: 1, maxLength: 3 }), mode),
+        kind: sometimesHostile(fc.constantFrom("positive", "negative"), mode),
+        title: sometimesHostile(fc.string({ minLength: 1, maxLength: 30 }).map((t) => `t${scrub(t)}`), mode),
+        limit: sometimesHostile(fc.integer({ min: 1, max: 100 }), mode),
+        order: sometimesHostile(fc.constantFrom("asc", "desc"), mode),
+        input: sometimesHostile(
+          fc.record({
+            content: fc.array(
+              fc.record({
+                type: fc.constant("input_text"),
+                text: fc.string({ maxLength: 60 }).map((t) => `hi ${scrub(t)}`)
+              }),
+              { minLength: 1, maxLength: 2 }
+            )
+          }),
+          mode
+        )
+      }, { requiredKeys: mode === "valid" ? ["thread_id", "input"] : [] }),
+      metadata: fc.record({ workflow_id: sometimesHostile(fc.constantFrom(...pools.ids), mode) }, { requiredKeys: [] })
+    }, { requiredKeys: mode === "valid" ? ["type", "params"] : ["type"] })
 
   const structural = (raw: JsonSchema, mode: Mode, depth: number): fc.Arbitrary<unknown> => {
     const schema = resolve(raw)
@@ -344,7 +355,7 @@ export const makeGenerators = (doc: OpenApiDocument, pools: Pools) => {
         return object(schema, mode, depth)
       default:
         return raw.$ref?.endsWith("/ChatkitRequest") === true
-          ? chatkitRequest(mode, depth)
+          ? chatkitRequest(mode)
           : fc.jsonValue({ maxDepth: 2 })
     }
   }
