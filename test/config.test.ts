@@ -188,7 +188,8 @@ describe("configuration", () => {
         jobConcurrency: 2,
         jobBackoffMs: 1_000,
         jobLockDurationMs: 30_000,
-        jobStalledIntervalMs: 30_000
+        jobStalledIntervalMs: 30_000,
+        jobRetentionDays: 30
       })
       const tuned = yield* loadConfigFromEnv({
         WORKER_MODE: "OFF",
@@ -196,27 +197,31 @@ describe("configuration", () => {
         VECTOR_DOCUMENT_MAX_BYTES: "2048",
         VECTOR_INLINE_MAX_BYTES: "0",
         JOB_LOCK_DURATION_MS: "1000",
-        JOB_STALLED_INTERVAL_MS: "500"
+        JOB_STALLED_INTERVAL_MS: "500",
+        JOB_RETENTION_DAYS: "7"
       })
       expect(tuned).toMatchObject({
         workerMode: "off",
         vectorDocumentMaxBytes: 2048,
         vectorInlineMaxBytes: 0,
         jobLockDurationMs: 1000,
-        jobStalledIntervalMs: 500
+        jobStalledIntervalMs: 500,
+        jobRetentionDays: 7
       })
       const problems = yield* problemsOf({
         WORKER_MODE: "sometimes",
         VECTOR_DOCUMENT_MAX_BYTES: "10",
         VECTOR_INLINE_MAX_BYTES: "-1",
-        JOB_LOCK_DURATION_MS: "0"
+        JOB_LOCK_DURATION_MS: "0",
+        JOB_RETENTION_DAYS: "0"
       })
       const text = problems.join("\n")
       expect(text).toContain("WORKER_MODE: must be one of on, off")
       expect(text).toContain("VECTOR_DOCUMENT_MAX_BYTES: must be an integer between 1024 and 104857600")
       expect(text).toContain("VECTOR_INLINE_MAX_BYTES: must be an integer between 0 and 104857600")
       expect(text).toContain("JOB_LOCK_DURATION_MS: must be an integer between 500 and 600000")
-      expect(problems).toHaveLength(4)
+      expect(text).toContain("JOB_RETENTION_DAYS: must be an integer between 1 and 3650")
+      expect(problems).toHaveLength(5)
     }))
 
   it.effect("refuses an inline limit above the document limit, and WORKER_MODE=off without Redis", () =>

@@ -1,12 +1,14 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Clock, Deferred, Effect, Fiber, Layer, Metric, Option, Ref } from "effect"
+import { Clock, Deferred, Effect, Fiber, Layer, Metric, Option, Ref, Schedule } from "effect"
 
 import { JobsRepo } from "../src/features/jobs/Repo.js"
-import { jobsTotalKey, makeInProcessJobQueue, PermanentJobFailure } from "../src/platform/JobQueue.js"
+import { testConfig } from "../src/platform/Config.js"
+import { JobQueueLive, jobsTotalKey, makeInProcessJobQueue, PermanentJobFailure } from "../src/platform/JobQueue.js"
 import { JobRecords } from "../src/platform/JobRecords.js"
 import { labelled } from "../src/platform/Metrics.js"
 import { migrateUp } from "../src/platform/Migrations.js"
+import { OptionalRedis } from "../src/platform/Redis.js"
 import { LiveClock, testDatabaseLayer } from "./support/database.js"
 
 /**
@@ -237,6 +239,35 @@ layer(Env, { timeout: 60_000 })("the in-process job queue", (it) => {
       expect(yield* records.start("job_guard-1")).toEqual(Option.none())
       expect(yield* recordOf("job_guard-1")).toMatchObject({ status: "completed", result: { n: 1 }, attempts: 1 })
     }))
+
+  it.effect("a consuming queue deletes the records of jobs finished JOB_RETENTION_DAYS ago, and only those", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const ids = ["job_prune-done", "job_prune-failed", "job_prune-recent", "job_prune-running"] as const
+      yield* sql`INSERT INTO jobs (id, type, status, created_at, finished_at) VALUES
+        (${ids[0]}, 'test.prune', 'completed', now() - interval '9 days', now() - interval '8 days'),
+        (${ids[1]}, 'test.prune', 'failed', now() - interval '30 days', now() - interval '29 days'),
+        (${ids[2]}, 'test.prune', 'completed', now() - interval '9 days', now() - interval '6 days'),
+        (${ids[3]}, 'test.prune', 'running', now() - interval '40 days', NULL)`
+      const remaining = sql<{ id: string }>`SELECT id FROM jobs WHERE id IN ${sql.in(ids)} ORDER BY id`.pipe(
+        Effect.map((rows) => rows.map((row) => row.id))
+      )
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Layer.build(
+          JobQueueLive().pipe(
+            Layer.provide(testConfig({ JOB_RETENTION_DAYS: "7" })),
+            Layer.provide(Layer.succeed(OptionalRedis, Option.none()))
+          )
+        )
+        // the pruning starts with the queue, in the background
+        yield* remaining.pipe(
+          Effect.filterOrFail((left) => left.length === 2),
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("3 seconds"))),
+          Effect.ignore
+        )
+      }))
+      expect(yield* remaining).toEqual(["job_prune-recent", "job_prune-running"])
+    }).pipe(live))
 
   it.effect("the table refuses an unknown status, a bad id and progress out of 0-100", () =>
     Effect.gen(function*() {

@@ -59,6 +59,8 @@ export interface AppConfigShape {
   readonly jobLockDurationMs: number
   /** how often BullMQ workers look for jobs whose worker died (stalled) */
   readonly jobStalledIntervalMs: number
+  /** finished jobs' records (`jobs` rows) are deleted once this many days old */
+  readonly jobRetentionDays: number
   readonly migrateOnStart: boolean
   readonly shutdownGraceMs: number
   /** how long readiness answers 503 while the server still accepts, before it drains (load balancers take it out meanwhile) */
@@ -176,6 +178,7 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     jobBackoffMs: boundedInt("JOB_BACKOFF_MS", 1_000, 10, 600_000),
     jobLockDurationMs: boundedInt("JOB_LOCK_DURATION_MS", 30_000, 500, 600_000),
     jobStalledIntervalMs: boundedInt("JOB_STALLED_INTERVAL_MS", 30_000, 500, 600_000),
+    jobRetentionDays: positiveInt("JOB_RETENTION_DAYS", 30, 3_650),
     migrateOnStart: booleanFlag("MIGRATE_ON_START", !production),
     shutdownGraceMs: positiveInt("SHUTDOWN_GRACE_MS", 10_000, 600_000),
     shutdownDelayMs: boundedInt("SHUTDOWN_DELAY_MS", production ? 5_000 : 0, 0, 600_000),
@@ -333,6 +336,7 @@ export const CONFIG_VARIABLES = [
   "JOB_BACKOFF_MS",
   "JOB_LOCK_DURATION_MS",
   "JOB_STALLED_INTERVAL_MS",
+  "JOB_RETENTION_DAYS",
   "MIGRATE_ON_START",
   "SHUTDOWN_GRACE_MS",
   "SHUTDOWN_DELAY_MS",

@@ -494,10 +494,27 @@ export const makeBullJobQueue = (
     return service
   })
 
+/** How often a consuming process deletes old finished jobs' records, and how many a statement. */
+const PRUNE_INTERVAL = Duration.hours(1)
+const PRUNE_BATCH = 1_000
+
+/**
+ * Deletes, at start and every PRUNE_INTERVAL, the records of jobs finished more than `days` ago, in
+ * batches so no statement holds many rows; several processes doing it at once only share the work.
+ */
+const pruneFinishedJobs = (records: JobRecordsService, days: number) => {
+  const batches = records.deleteFinished(days, PRUNE_BATCH).pipe(
+    Effect.repeat({ while: (deleted) => deleted === PRUNE_BATCH }),
+    Effect.catchAllCause((cause) => Effect.logWarning("could not delete old job records", cause))
+  )
+  return Effect.forkScoped(Effect.repeat(batches, Schedule.spaced(PRUNE_INTERVAL)))
+}
+
 /**
  * The queue of the environment: BullMQ on the shared Redis when REDIS_URL is set, in-process
  * otherwise. `consume` (default: WORKER_MODE=on) runs the consumers in this process; the
- * in-process queue always does (nothing else could).
+ * in-process queue always does (nothing else could). A consuming process also prunes the records
+ * of jobs finished JOB_RETENTION_DAYS ago.
  */
 export const JobQueueLive = (
   options: { readonly consume?: boolean } = {}
@@ -507,13 +524,15 @@ export const JobQueueLive = (
     Effect.gen(function*() {
       const config = yield* AppConfig
       const redis = yield* OptionalRedis
+      const consume = Option.isNone(redis) || (options.consume ?? config.workerMode === "on")
+      if (consume) yield* pruneFinishedJobs(yield* JobRecords, config.jobRetentionDays)
       if (Option.isNone(redis)) {
         return yield* makeInProcessJobQueue({ concurrency: config.jobConcurrency, backoff: config.jobBackoffMs })
       }
       return yield* makeBullJobQueue({
         redis: redis.value,
         prefix: bullPrefix(Option.getOrUndefined(config.redisNamespace)),
-        consume: options.consume ?? config.workerMode === "on",
+        consume,
         concurrency: config.jobConcurrency,
         backoffMs: config.jobBackoffMs,
         lockDurationMs: config.jobLockDurationMs,

@@ -49,6 +49,8 @@ export interface JobRecordsService {
   readonly retryLater: (id: string, error: string) => Effect.Effect<void, SqlError>
   /** `failed` with a readable error; false when it was already completed or failed. */
   readonly fail: (id: string, error: string) => Effect.Effect<boolean, SqlError>
+  /** Deletes up to `batch` records of jobs finished more than `days` days ago, oldest first; how many went. */
+  readonly deleteFinished: (days: number, batch: number) => Effect.Effect<number, SqlError>
 }
 
 export const makeJobRecords = Effect.gen(function*() {
@@ -90,7 +92,14 @@ export const makeJobRecords = Effect.gen(function*() {
       sql`
         UPDATE jobs SET status = 'failed', error = ${boundedError(error)}, finished_at = now(), updated_at = now()
         WHERE id = ${id} AND ${unfinished}
-        RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), Effect.withSpan("JobRecords.fail"))
+        RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), Effect.withSpan("JobRecords.fail")),
+    deleteFinished: (days, batch) =>
+      sql`
+        DELETE FROM jobs WHERE id IN (
+          SELECT id FROM jobs WHERE finished_at < now() - make_interval(days => ${days})
+          ORDER BY finished_at LIMIT ${batch}
+        )
+        RETURNING 1`.pipe(Effect.map((rows) => rows.length), Effect.withSpan("JobRecords.deleteFinished"))
   }
   return service
 })
