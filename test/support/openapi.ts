@@ -333,7 +333,41 @@ export const makeGenerators = (doc: OpenApiDocument, pools: Pools) => {
       metadata: fc.record({ workflow_id: sometimesHostile(fc.constantFrom(...pools.ids), mode) }, { requiredKeys: [] })
     }, { requiredKeys: mode === "valid" ? ["type", "params"] : ["type"] })
 
+  /** A graph that passes its validation (a start, a chain of nodes, an end), when valid. */
+  const graphInput = (mode: Mode) =>
+    fc.array(fc.constantFrom("assistant_message", "agent", "state", "condition", "wait_for_user_input"), {
+      maxLength: 4
+    })
+      .chain((middle) => {
+        const kinds = ["start", ...middle, "end"]
+        const slugs = kinds.map((_, i) => `n${i}`)
+        return fc.record({
+          nodes: fc.tuple(...kinds.map((kind, i) =>
+            fc.record({
+              slug: sometimesHostile(fc.constant(slugs[i]), mode),
+              kind: sometimesHostile(fc.constant(kind), mode),
+              parameters: sometimesHostile(fc.constant({}), mode),
+              metadata: sometimesHostile(fc.jsonValue({ maxDepth: 2 }).map((value) => ({ value })), mode)
+            }, { requiredKeys: ["slug", "kind"] })
+          )),
+          edges: fc.tuple(
+            ...slugs.slice(1).map((target, i) =>
+              fc.record({ source: sometimesHostile(fc.constant(slugs[i]), mode), target: fc.constant(target) })
+            )
+          )
+        })
+      })
+
+  /** Schemas whose constraints the document cannot show (free text, a trimmed pattern), by component. */
+  const hints: Record<string, (mode: Mode) => fc.Arbitrary<unknown>> = {
+    ChatkitRequest: chatkitRequest,
+    GraphInput: graphInput,
+    WorkflowSlug: (mode) => sometimesHostile(fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,20}$/), mode)
+  }
+
   const structural = (raw: JsonSchema, mode: Mode, depth: number): fc.Arbitrary<unknown> => {
+    const hint = hints[raw.$ref?.replace("#/components/schemas/", "") ?? ""]
+    if (hint !== undefined) return hint(mode)
     const schema = resolve(raw)
     if (depth > 6) return fc.constant(null)
     if (schema.anyOf !== undefined) return fc.oneof(...schema.anyOf.map((member) => value(member, mode, depth)))
@@ -354,9 +388,7 @@ export const makeGenerators = (doc: OpenApiDocument, pools: Pools) => {
       case "object":
         return object(schema, mode, depth)
       default:
-        return raw.$ref?.endsWith("/ChatkitRequest") === true
-          ? chatkitRequest(mode)
-          : fc.jsonValue({ maxDepth: 2 })
+        return fc.jsonValue({ maxDepth: 2 })
     }
   }
 
