@@ -265,7 +265,7 @@ const makeRequests = (fixture: Fixture) => {
   const pools = {
     ids: [1, 2, 3, 4, 5],
     emails: fixture.emails,
-    byPattern: { "^[a-z0-9][a-z0-9_-]{0,127}$": ["fuzz-docs"], "^thr_[0-9a-f]{16}$": fixture.threads }
+    byPattern: { "^[a-z0-9][a-z0-9_-]{0,127}$": ["fuzz-docs", "fuzz-new"], "^thr_[0-9a-f]{16}$": fixture.threads }
   }
   const generators = makeGenerators(fixture.doc, pools)
 

@@ -362,7 +362,12 @@ export const makeGenerators = (doc: OpenApiDocument, pools: Pools) => {
   const hints: Record<string, (mode: Mode) => fc.Arbitrary<unknown>> = {
     ChatkitRequest: chatkitRequest,
     GraphInput: graphInput,
-    WorkflowSlug: (mode) => sometimesHostile(fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,20}$/), mode)
+    // two fixed slugs besides random ones, so concurrent creates collide on the unique key
+    WorkflowSlug: (mode) =>
+      sometimesHostile(
+        fc.oneof(fc.constantFrom("fuzz-a", "fuzz-b"), fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,20}$/)),
+        mode
+      )
   }
 
   const structural = (raw: JsonSchema, mode: Mode, depth: number): fc.Arbitrary<unknown> => {
