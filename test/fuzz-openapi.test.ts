@@ -96,6 +96,7 @@ const FixtureLive = Layer.effect(
       const events = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("Hello fuzz") } }))
       threads.push(events[1]?.thread.id ?? "")
     }
+    expect(threads).toEqual([expect.stringMatching(/^thr_/), expect.stringMatching(/^thr_/)])
     const doc = (yield* raw("GET", "/openapi.json")).body as unknown as OpenApiDocument
     const address = (yield* HttpServer.HttpServer).address
     if (address._tag !== "TcpAddress") throw new Error("the test server listens on TCP")
