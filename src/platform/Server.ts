@@ -1,11 +1,12 @@
 import { createServer, type Server } from "node:http"
 import { Server as NetServer, type Socket } from "node:net"
+import type { Duplex } from "node:stream"
 
 import { NodeHttpServer } from "@effect/platform-node"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { Clock, Context, Deferred, Effect, Layer } from "effect"
 
-import { problemBody, ServiceUnavailable } from "../domain/errors.js"
+import { problemBody, ServiceUnavailable, ValidationError } from "../domain/errors.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { requestIdFrom, standardHeaders } from "./Http.js"
 
@@ -76,6 +77,49 @@ const trackConnections = (server: Server, config: AppConfigShape, draining: () =
 }
 
 type Connections = ReturnType<typeof trackConnections>
+
+/** What node's HTTP parser refuses, as a problem: its status, code, title and detail. */
+const parserProblem = (code: string | undefined) => {
+  switch (code) {
+    case "HPE_HEADER_OVERFLOW":
+      return {
+        kind: { code: "headers_too_large", status: 431, title: "Request Header Fields Too Large" },
+        detail: "The request line and headers exceed 16 KiB"
+      }
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return {
+        kind: { code: "request_timeout", status: 408, title: "Request Timeout" },
+        detail: "The request did not arrive in time"
+      }
+    default:
+      return { kind: ValidationError.problem, detail: "The request is not valid HTTP/1.1" }
+  }
+}
+
+/**
+ * Requests node's parser refuses before the app sees them (malformed HTTP, a request line and
+ * headers over 16 KiB, one that does not arrive within requestTimeout) get the problem body and
+ * request id of every other error, where node would write a bare status line; then the connection
+ * closes, since the rest of its bytes cannot be framed.
+ */
+const answerParserErrors = (server: Server, config: AppConfigShape) =>
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (error.code === "ECONNRESET" || !socket.writable) return socket.destroy()
+    const { detail, kind } = parserProblem(error.code)
+    const requestId = requestIdFrom(undefined)
+    const body = JSON.stringify(
+      problemBody(kind, new ValidationError({ detail }), requestId, new Date().toISOString())
+    )
+    const headers = {
+      ...standardHeaders(config, requestId, undefined),
+      "cache-control": "no-store",
+      "content-type": "application/problem+json",
+      "content-length": String(Buffer.byteLength(body)),
+      connection: "close"
+    }
+    const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("")
+    socket.end(`HTTP/1.1 ${kind.status} ${kind.title}\r\n${head}\r\n${body}`)
+  })
 
 /** Waits (20 ms steps) until nothing is pending or the clock reaches `until`. */
 const settleBy = (connections: Connections, until: number) =>
@@ -157,6 +201,7 @@ export const makeServer = Effect.gen(function*() {
   const server = createServer({ keepAliveTimeout: 5_000, requestTimeout: 120_000 })
   let draining = false
   const connections = trackConnections(server, config, () => draining)
+  answerParserErrors(server, config)
   const startDraining = Effect.suspend(() => {
     draining = true
     return Deferred.succeed(shutdown.draining, undefined)
