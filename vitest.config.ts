@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
+    // two files at once: most wait on child processes, sockets and the databases, so on 2 cores
+    // this halves the run (vitest's default is one fork per core less one)
+    poolOptions: { forks: { maxForks: 2 } },
     reporters: ["default"],
     coverage: {
       provider: "v8",

@@ -10,7 +10,7 @@ import { fakeEmbeddings } from "./support/fakeEmbeddings.js"
 import { freePort } from "./support/network.js"
 import { collect, startServer, waitFor } from "./support/process.js"
 import { testRedisUrl } from "./support/redis.js"
-import { largeDocument, request, settledJob } from "./support/remote.js"
+import { interruptibleJobsEnv, largeDocument, request, settledJob } from "./support/remote.js"
 
 /*
  * Durable jobs across processes (issue 12, point 6), on TEST_REDIS_URL and TEST_DATABASE_URL: a
@@ -71,12 +71,7 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
         REDIS_URL: Option.getOrThrow(testRedisUrl),
         REDIS_NAMESPACE: `jobs_worker_${randomBytes(4).toString("hex")}`,
         AUTH_SECRET_KEY,
-        EMBEDDINGS_PROVIDER: "openai",
-        OPENAI_API_KEY: "sk-test-not-a-real-key-0123456789",
-        OPENAI_BASE_URL: fake.baseUrl,
-        JOB_LOCK_DURATION_MS: "1500",
-        JOB_STALLED_INTERVAL_MS: "500",
-        JOB_BACKOFF_MS: "100"
+        ...interruptibleJobsEnv(fake.baseUrl)
       }
 
       const port = await freePort()

@@ -11,7 +11,7 @@ import { type FakeEmbeddings, fakeEmbeddings } from "./support/fakeEmbeddings.js
 import { freePort } from "./support/network.js"
 import { collect, runBuilt, startBuilt, waitFor } from "./support/process.js"
 import { reachableRedis, testRedisUrl } from "./support/redis.js"
-import { largeDocument, request, settledJob } from "./support/remote.js"
+import { interruptibleJobsEnv, largeDocument, request, settledJob } from "./support/remote.js"
 import { PASSWORD, randomIp } from "./support/session.js"
 
 /*
@@ -104,12 +104,7 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
         REDIS_NAMESPACE: namespace,
         AUTH_SECRET_KEY,
         MIGRATE_ON_START: "false",
-        EMBEDDINGS_PROVIDER: "openai",
-        OPENAI_API_KEY: "sk-test-not-a-real-key-0123456789",
-        OPENAI_BASE_URL: fake.baseUrl,
-        JOB_LOCK_DURATION_MS: "1500",
-        JOB_STALLED_INTERVAL_MS: "500",
-        JOB_BACKOFF_MS: "100"
+        ...interruptibleJobsEnv(fake.baseUrl)
       }
       // the one build (when dist/ is stale) and the one migration run of the deployment
       const migrated = await runBuilt("cli/migrate.js", ["up"], shared)

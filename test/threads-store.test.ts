@@ -469,18 +469,20 @@ layer(StoreLayer, { timeout: 120_000 })("ThreadsRepo", (it) => {
             FROM chat_thread_items WHERE id = ${id}`,
           (rows) => rows[0]!.idle
         )
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* makeAnswerWriter(repo, thread.id)
-        const started = yield* writer.start
-        yield* sql`UPDATE chat_thread_items SET updated_at = now() - interval '2 minutes' WHERE id = ${started.id}`
-        // ten save intervals with no new text (the writer's clock is the TestClock; its writes are real I/O)
-        for (let tick = 0; tick < 10; tick++) {
-          yield* TestClock.adjust(ANSWER_SAVE_INTERVAL)
-          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
-        }
-        expect(yield* idleSince(started.id)).toBeLessThan(30)
-        expect(yield* repo.settleAbandonedAnswers(60)).toEqual({ marked: 0, removed: 0 })
-      }).pipe(Effect.provide(TestContext.TestContext)))
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const writer = yield* makeAnswerWriter(repo, thread.id)
+          const started = yield* writer.start
+          yield* sql`UPDATE chat_thread_items SET updated_at = now() - interval '2 minutes' WHERE id = ${started.id}`
+          // ten save intervals with no new text (the writer's clock is the TestClock; its writes are real I/O)
+          for (let tick = 0; tick < 10; tick++) {
+            yield* TestClock.adjust(ANSWER_SAVE_INTERVAL)
+            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+          }
+          expect(yield* idleSince(started.id)).toBeLessThan(30)
+          expect(yield* repo.settleAbandonedAnswers(60)).toEqual({ marked: 0, removed: 0 })
+        }).pipe(Effect.provide(TestContext.TestContext))
+      )
     }))
 
   it.effect("the policy on the real store: a deleted thread is the same 404 as a missing one", () =>

@@ -744,7 +744,8 @@ const suite = (
         expect(reverted.at(-1)?.name).toBe("vector_stores")
         expect(yield* tablesOfSchema).toEqual([])
         const leftovers = yield* sql<{ name: string }>`
-          SELECT proname AS name FROM pg_proc WHERE proname = 'vector_stores_keep_embedding'`
+          SELECT proname AS name FROM pg_proc
+          WHERE proname = 'vector_stores_keep_embedding' AND pronamespace = current_schema()::regnamespace`
         expect(leftovers).toEqual([])
         const extension = yield* sql<
           { n: number }

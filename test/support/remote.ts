@@ -31,6 +31,20 @@ export const request = async (
   }
 }
 
+/**
+ * The settings of processes whose jobs a test interrupts: embeddings from the fake server at
+ * `embeddingsUrl` (slow on command), locks and stalled checks short enough to retake a killed
+ * worker's job within seconds, quick retries.
+ */
+export const interruptibleJobsEnv = (embeddingsUrl: string) => ({
+  EMBEDDINGS_PROVIDER: "openai",
+  OPENAI_API_KEY: "sk-test-not-a-real-key-0123456789",
+  OPENAI_BASE_URL: embeddingsUrl,
+  JOB_LOCK_DURATION_MS: "1500",
+  JOB_STALLED_INTERVAL_MS: "500",
+  JOB_BACKOFF_MS: "100"
+})
+
 /** A vector store document of about 80 KB: over VECTOR_INLINE_MAX_BYTES (64 KiB), so it is ingested by a job. */
 export const largeDocument = () => ({
   title: "Plant handbook",
