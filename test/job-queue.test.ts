@@ -121,6 +121,29 @@ layer(Env, { timeout: 60_000 })("the in-process job queue", (it) => {
       expect((yield* outcomes("test.down", "failed")) - before).toBe(1)
     })))
 
+  it.scoped("onFailed runs before the failure is visible, and a failing onFailed still leaves the job failed", () =>
+    live(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const jobs = yield* makeInProcessJobQueue()
+      const consequence = yield* Ref.make("not yet")
+      const permanently = () => Effect.fail(new PermanentJobFailure({ reason: "the document is unreadable" }))
+      yield* jobs.register("test.consequence", permanently, {
+        // slow on purpose: a reader must not see the job failed before this is done
+        onFailed: () => Effect.zipRight(Effect.sleep("200 millis"), Ref.set(consequence, "written"))
+      })
+      yield* jobs.register("test.broken-onfailed", permanently, {
+        // a statement that fails inside the failure's transaction
+        onFailed: () => sql`SELECT 1 / 0`
+      })
+      const slow = yield* jobs.enqueue("test.consequence", {})
+      yield* waitForRecord(slow, (row) => row.status === "failed")
+      expect(yield* Ref.get(consequence)).toBe("written")
+      const broken = yield* jobs.enqueue("test.broken-onfailed", {})
+      expect(yield* waitForRecord(broken, (row) => row.status === "failed")).toMatchObject({
+        error: "the document is unreadable"
+      })
+    })))
+
   it.scoped("a permanent failure is not retried; a defect's internals never reach the record", () =>
     live(Effect.gen(function*() {
       const jobs = yield* makeInProcessJobQueue({ backoff: "20 millis" })

@@ -157,6 +157,29 @@ interface QueuedJob {
   readonly payload: unknown
 }
 
+/**
+ * Records `job` failed with `error` and runs its `onFailed`, in one transaction: a reader never
+ * sees the job failed while its consequence (a document still pending) is not written yet, and a job
+ * another worker finished meanwhile is left alone (false). A failing `onFailed` is logged and rolled
+ * back to its savepoint; the job is failed all the same.
+ */
+const failJob = (
+  sql: SqlClient.SqlClient,
+  records: JobRecordsService,
+  job: QueuedJob,
+  error: string,
+  onFailed: RegisterOptions["onFailed"]
+) =>
+  sql.withTransaction(Effect.gen(function*() {
+    if (!(yield* records.lockUnfinished(job.id))) return false
+    if (onFailed !== undefined) {
+      yield* sql.withTransaction(onFailed(job.payload, error)).pipe(
+        Effect.catchAllCause((cause) => Effect.logError("the job's onFailed failed", cause))
+      )
+    }
+    return yield* records.fail(job.id, error)
+  }))
+
 const makeAttempt =
   (sql: SqlClient.SqlClient, records: JobRecordsService, handlers: Ref.Ref<Map<string, Registration>>) =>
   /**
@@ -167,12 +190,7 @@ const makeAttempt =
     Effect.gen(function*() {
       const failWith = (error: string, registration?: Registration) =>
         Effect.gen(function*() {
-          yield* records.fail(job.id, error)
-          if (registration?.onFailed !== undefined) {
-            yield* registration.onFailed(job.payload, error).pipe(
-              Effect.catchAllCause((cause) => Effect.logError("the job's onFailed failed", cause))
-            )
-          }
+          yield* failJob(sql, records, job, error, registration?.onFailed)
           yield* countOutcome(job.type, "failed")
           yield* Effect.logWarning("job failed").pipe(Effect.annotateLogs({ error }))
           return { _tag: "failed", error } as const
@@ -309,9 +327,7 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
         const registered = yield* Ref.get(handlers)
         yield* Effect.forEach(unfinished.values(), (job) =>
           Effect.gen(function*() {
-            if (!(yield* records.fail(job.id, reason))) return
-            const onFailed = registered.get(job.type)?.onFailed
-            if (onFailed !== undefined) yield* Effect.ignore(onFailed(job.payload, reason))
+            yield* failJob(sql, records, job, reason, registered.get(job.type)?.onFailed)
           }).pipe(Effect.ignore), { discard: true })
       }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
     )
