@@ -228,4 +228,67 @@ layer(App, { excludeTestServices: true })("answers stored while they stream", (i
       )
       expect(thread.items.data.map((i) => i.type)).toEqual(["user_message"])
     }))
+
+  it.effect("one turn at a time: a message or a retry sent while an answer streams is a 409, and is not stored", () =>
+    Effect.gen(function*() {
+      const fake = yield* Fake
+      // 6 s of answer: longer than the two refused requests' waits for the turn (2 s each)
+      fake.script(slow(60, 100), { type: "stream", tokens: ["Second"] })
+      const { token } = yield* session("impatient")
+      const live = openStream(yield* serverPort, token, { type: "threads.create", params: { input: say("First") } })
+      yield* wait(() => live.until((events) => events.some((e) => e.type === "thread.item.added")))
+      const threadId = live.events.find((e) => e.type === "thread.created")?.thread.id as string
+      const firstId = live.events.find((e) => e.type === "thread.item.done")?.item.id as string
+
+      for (
+        const body of [
+          { type: "threads.add_user_message", params: { thread_id: threadId, input: say("Are you there?") } },
+          { type: "threads.retry_after_item", params: { thread_id: threadId, item_id: firstId } }
+        ]
+      ) {
+        const refused = yield* chatkit(token, body)
+        expect(refused.status).toBe(409)
+        expect(refused.headers["content-type"]).toBe("application/problem+json")
+        expect(JSON.parse(refused.text)).toMatchObject({
+          error: "conflict",
+          detail: expect.stringMatching(/still being written/)
+        })
+      }
+
+      yield* wait(() => live.ended)
+      expect(answerOf(live.events)).toBe(tokens(60).join(""))
+      // the turn gave its lease back with its last event: the next message is answered at once
+      const next = eventsOf(
+        yield* chatkit(token, { type: "threads.add_user_message", params: { thread_id: threadId, input: say("Now?") } })
+      )
+      expect(answerOf(next)).toBe("Second")
+      const thread = json(yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }))
+      expect(thread.items.data.map((i) => i.type === "user_message" ? i.content[0]?.text : i.type)).toEqual([
+        "First",
+        "assistant_message",
+        "Now?",
+        "assistant_message"
+      ])
+    }))
+
+  it.effect("a turn whose instance died holds its thread until its lease lapses, then the thread takes messages again", () =>
+    Effect.gen(function*() {
+      const fake = yield* Fake
+      fake.script({ type: "stream", tokens: ["Hello"] })
+      const sql = yield* SqlClient.SqlClient
+      const { token } = yield* session("after-crash")
+      const created = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("Hi") } }))
+      const threadId = created.find((e) => e.type === "thread.created")?.thread.id as string
+      const send = chatkit(token, {
+        type: "threads.add_user_message",
+        params: { thread_id: threadId, input: say("Again") }
+      })
+
+      yield* sql`UPDATE chat_threads SET turn_id = 'dead-instance', turn_until = now() + interval '1 hour' WHERE id = ${threadId}`
+      expect((yield* send).status).toBe(409)
+      yield* sql`UPDATE chat_threads SET turn_until = now() - interval '1 second' WHERE id = ${threadId}`
+      expect(answerOf(eventsOf(yield* send))).toBe("Hello")
+      const [row] = yield* sql<{ turn_id: string | null }>`SELECT turn_id FROM chat_threads WHERE id = ${threadId}`
+      expect(row?.turn_id).toBeNull()
+    }))
 })

@@ -4,7 +4,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 
 import { MAX_USER_MESSAGE_CHARACTERS, UNSUPPORTED_TYPES } from "../domain/ChatkitRequest.js"
-import { NotFoundProblem } from "../domain/errors.js"
+import { ConflictProblem, NotFoundProblem } from "../domain/errors.js"
 import { AdminThread, ThreadId, ThreadItem } from "../domain/Thread.js"
 import { Page, PageParams } from "./schemas.js"
 import { AdminAuthentication, Authentication } from "./Security.js"
@@ -27,6 +27,7 @@ export class ConversationsApi extends HttpApiGroup.make("conversations")
           "a JSON document (a Thread, a Page, or {}) for the other types"
       }))
       .addError(NotFoundProblem)
+      .addError(ConflictProblem)
       .middleware(Authentication)
       .annotate(OpenApi.Summary, "ChatKit protocol: threads, streamed answers, history")
       .annotate(
@@ -37,7 +38,8 @@ export class ConversationsApi extends HttpApiGroup.make("conversations")
           "oldest first), threads.list and items.list (cursor pages {data, has_more, after}, limit 1-100, default 20, " +
           "order desc by default), threads.update {thread_id, title}, threads.delete, items.feedback {thread_id, " +
           `item_ids, kind}. A message has 1 to ${MAX_USER_MESSAGE_CHARACTERS} characters. Another user's thread is a ` +
-          `404. Not supported yet (400): ${UNSUPPORTED_TYPES.join(", ")}.`
+          `404. One turn at a time per thread: a message or retry sent while an answer is still streaming is a 409. ` +
+          `Not supported yet (400): ${UNSUPPORTED_TYPES.join(", ")}.`
       )
   )
   .annotate(OpenApi.Title, "Conversations")

@@ -399,6 +399,25 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
         Effect.withSpan("ThreadsRepo.settleAbandonedAnswers")
       )
 
+    /**
+     * Takes the thread's turn lease for `leaseSeconds` when no other turn holds it (or its holder let
+     * it lapse); false when one does. One statement, so two instances never both take it.
+     */
+    const acquireTurn = (threadId: ThreadId, turnId: string, leaseSeconds: number) =>
+      sql`UPDATE chat_threads SET turn_id = ${turnId}, turn_until = now() + make_interval(secs => ${leaseSeconds})
+        WHERE id = ${threadId} AND deleted_at IS NULL AND (turn_until IS NULL OR turn_until < now())
+        RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), Effect.withSpan("ThreadsRepo.acquireTurn"))
+
+    /** Extends the lease `turnId` holds (nothing when it lost it). */
+    const renewTurn = (threadId: ThreadId, turnId: string, leaseSeconds: number) =>
+      sql`UPDATE chat_threads SET turn_until = now() + make_interval(secs => ${leaseSeconds})
+        WHERE id = ${threadId} AND turn_id = ${turnId}`.pipe(Effect.asVoid)
+
+    /** Gives the lease back, if `turnId` still holds it. */
+    const releaseTurn = (threadId: ThreadId, turnId: string) =>
+      sql`UPDATE chat_threads SET turn_id = NULL, turn_until = NULL
+        WHERE id = ${threadId} AND turn_id = ${turnId}`.pipe(Effect.asVoid, Effect.withSpan("ThreadsRepo.releaseTurn"))
+
     const deleteItemRow = findOneRow({
       Request: Schema.Struct({ threadId: ThreadId, itemId: Schema.String }),
       Result: ItemRow,
@@ -574,6 +593,9 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       updateInProgressItem,
       touchInProgressItem,
       settleAbandonedAnswers,
+      acquireTurn,
+      renewTurn,
+      releaseTurn,
       deleteItem,
       deleteItemsAfter,
       update,

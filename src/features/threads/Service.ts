@@ -9,7 +9,7 @@ import {
   type StreamingRequest,
   type UserMessageInput
 } from "../../domain/ChatkitRequest.js"
-import { NotFound, ValidationError } from "../../domain/errors.js"
+import { type Conflict, NotFound, ValidationError } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
 import { HIDDEN_ITEM_TYPES, type InvalidCursor, type ThreadId, type ThreadItem } from "../../domain/Thread.js"
 import { CurrentUser } from "../../domain/User.js"
@@ -34,6 +34,7 @@ import {
   type TurnFailed
 } from "./Runtime.js"
 import { ThreadTitles } from "./Titles.js"
+import { takeTurn } from "./TurnLease.js"
 
 /**
  * `POST /api/v1/chatkit` (API.md section 7): the JSON requests answer a document, the streaming
@@ -344,17 +345,19 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
               workflowVersionId: workflow.active_version_id,
               runtimeState: { ...INITIAL_RUNTIME_STATE }
             })
+            const turn = yield* takeTurn(repo, row.id)
             // queued now, not after the answer: the title needs only the first message, and a client gone mid-answer keeps it
             yield* titles.request(row.id, userText(request.params.input))
-            return yield* userTurn(row, request.params.input, [
+            return yield* turn.run(userTurn(row, request.params.input, [
               STREAM_OPTIONS,
               { type: "thread.created", thread: { ...toThreadMetadata(row), items: emptyItems } }
-            ], { created: true })
+            ], { created: true }))
           }
           case "threads.add_user_message": {
             const writable = yield* requireWritable(request.params.thread_id)
             if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
-            return yield* userTurn(writable.right, request.params.input, [STREAM_OPTIONS], { created: false })
+            const turn = yield* takeTurn(repo, writable.right.id)
+            return yield* turn.run(userTurn(writable.right, request.params.input, [STREAM_OPTIONS], { created: false }))
           }
           case "threads.resume":
             yield* policy.require(request.params.thread_id, "read")
@@ -371,10 +374,13 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
                 errors: [{ path: "params.item_id", message: "is not a user message of this thread" }]
               })
             }
-            yield* repo.deleteItemsAfter(row.id, target.value.id)
-            const history = (yield* historyOf(row)).slice(0, -1)
-            const text = asChatMessage(toThreadItem(target.value))[0]?.content ?? ""
-            return Stream.concat(Stream.make(STREAM_OPTIONS), turnEvents(row, text, history))
+            const turn = yield* takeTurn(repo, row.id)
+            return yield* turn.run(Effect.gen(function*() {
+              yield* repo.deleteItemsAfter(row.id, target.value.id)
+              const history = (yield* historyOf(row)).slice(0, -1)
+              const text = asChatMessage(toThreadItem(target.value))[0]?.content ?? ""
+              return Stream.concat(Stream.make(STREAM_OPTIONS), turnEvents(row, text, history))
+            }))
           }
         }
       })
@@ -382,7 +388,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     /** The answer to one ChatKit request body (already checked by the platform for size, depth and text). */
     const handle = (
       body: unknown
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse, ValidationError | NotFound, CurrentUser> =>
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse, ValidationError | NotFound | Conflict, CurrentUser> =>
       Effect.gen(function*() {
         const request: ChatkitRequest = yield* Either.match(decodeChatkitRequest(body), {
           onLeft: Effect.fail,

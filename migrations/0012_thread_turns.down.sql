@@ -1,0 +1,3 @@
+-- 0012_thread_turns (down)
+ALTER TABLE chat_threads DROP COLUMN turn_until;
+ALTER TABLE chat_threads DROP COLUMN turn_id;

@@ -1,0 +1,52 @@
+import { randomUUID } from "node:crypto"
+
+import { Duration, Effect, Schedule, Stream } from "effect"
+
+import { Conflict } from "../../domain/errors.js"
+import type { ThreadId } from "../../domain/Thread.js"
+import type { ThreadsRepo } from "./Repo.js"
+
+/** How long a turn's lease lasts unrenewed: a turn whose instance died blocks its thread this long at most. */
+const LEASE_SECONDS = 30
+const RENEW_EVERY = Duration.seconds(10)
+/**
+ * How long a message waits for the turn before it: a client that sends its next message the moment
+ * it read the last event of an answer may arrive while that turn gives its lease back.
+ */
+const WAIT_FOR_TURN = Schedule.spaced("50 millis").pipe(Schedule.upTo("2 seconds"))
+
+const busy = () =>
+  new Conflict({
+    detail: "A reply is still being written in this thread; send the next message once it has finished"
+  })
+
+/**
+ * One turn at a time per thread, across instances (migration 0012): takes the thread's lease, or
+ * fails with a 409 Conflict while another turn holds it. `run` wraps the turn's set-up and its events:
+ * the lease is renewed while the events stream and given back when they end, however they end (a
+ * set-up that fails gives it back at once).
+ */
+export const takeTurn = (repo: ThreadsRepo, threadId: ThreadId) =>
+  Effect.gen(function*() {
+    const turnId = randomUUID()
+    yield* repo.acquireTurn(threadId, turnId, LEASE_SECONDS).pipe(
+      Effect.filterOrFail((taken) => taken, busy),
+      Effect.retry({ schedule: WAIT_FOR_TURN, while: (error) => error instanceof Conflict })
+    )
+    const release = Effect.ignore(repo.releaseTurn(threadId, turnId))
+    const leased = <A, E, R>(events: Stream.Stream<A, E, R>) =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        yield* Effect.addFinalizer(() => release)
+        yield* repo.renewTurn(threadId, turnId, LEASE_SECONDS).pipe(
+          Effect.ignore,
+          Effect.repeat(Schedule.spaced(RENEW_EVERY)),
+          Effect.delay(RENEW_EVERY),
+          Effect.forkScoped
+        )
+        return events
+      }))
+    return {
+      run: <A, E1, E2, R1, R2>(setup: Effect.Effect<Stream.Stream<A, E2, R2>, E1, R1>) =>
+        setup.pipe(Effect.onError(() => release), Effect.map(leased))
+    }
+  })
