@@ -346,12 +346,13 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
               runtimeState: { ...INITIAL_RUNTIME_STATE }
             })
             const turn = yield* takeTurn(repo, row.id)
-            // queued now, not after the answer: the title needs only the first message, and a client gone mid-answer keeps it
-            yield* titles.request(row.id, userText(request.params.input))
-            return yield* turn.run(userTurn(row, request.params.input, [
+            const events = yield* turn.run(userTurn(row, request.params.input, [
               STREAM_OPTIONS,
               { type: "thread.created", thread: { ...toThreadMetadata(row), items: emptyItems } }
             ], { created: true }))
+            // queued once the turn's events end, however they end (a client gone mid-answer keeps it): its
+            // model call and writes would otherwise compete with the answer's tokens
+            return Stream.ensuring(events, titles.request(row.id, userText(request.params.input)))
           }
           case "threads.add_user_message": {
             const writable = yield* requireWritable(request.params.thread_id)
