@@ -3,7 +3,7 @@ import { Agent, request } from "node:http"
 import { HttpServer } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted, Schedule } from "effect"
 import fc from "fast-check"
 import { SignJWT } from "jose"
 
@@ -97,6 +97,16 @@ const FixtureLive = Layer.effect(
       threads.push(events[1]?.thread.id ?? "")
     }
     expect(threads).toEqual([expect.stringMatching(/^thr_/), expect.stringMatching(/^thr_/)])
+    // their title jobs run after their turns: settled before any snapshot, or a snapshot would see them land
+    yield* Effect.flatMap(
+      SqlClient.SqlClient,
+      (sql) =>
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM jobs WHERE status IN ('queued', 'running')`.pipe(
+          Effect.filterOrFail(([row]) => row?.n === 0),
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds"))),
+          Effect.orDie
+        )
+    )
     const doc = (yield* raw("GET", "/openapi.json")).body as unknown as OpenApiDocument
     const address = (yield* HttpServer.HttpServer).address
     if (address._tag !== "TcpAddress") throw new Error("the test server listens on TCP")
