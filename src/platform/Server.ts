@@ -6,7 +6,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { Clock, Context, Deferred, Effect, Layer } from "effect"
 
-import { problemBody, ServiceUnavailable, ValidationError } from "../domain/errors.js"
+import { problemBody, type ProblemKind, ServiceUnavailable, ValidationError } from "../domain/errors.js"
 import { AppConfig, type AppConfigShape } from "./Config.js"
 import { requestIdFrom, standardHeaders } from "./Http.js"
 
@@ -19,6 +19,28 @@ export class Shutdown extends Context.Tag("chatkit/Shutdown")<Shutdown, {
   readonly draining: Deferred.Deferred<void>
   readonly ending: Deferred.Deferred<void>
 }>() {}
+
+/**
+ * A problem answered outside the Api (no handler attached, or a request node's parser refused):
+ * its body and the headers of every answer, the connection closed after it.
+ */
+const closingProblem = (
+  config: AppConfigShape,
+  kind: ProblemKind,
+  detail: string,
+  requestId: string,
+  origin: string | undefined
+) => {
+  const body = JSON.stringify(problemBody(kind, new ValidationError({ detail }), requestId, new Date().toISOString()))
+  const headers: Record<string, string> = {
+    ...standardHeaders(config, requestId, origin),
+    "cache-control": "no-store",
+    "content-type": "application/problem+json",
+    "content-length": String(Buffer.byteLength(body)),
+    connection: "close"
+  }
+  return { body, headers }
+}
 
 /** The part of the grace period kept for streams to write their final event: 1 s, or a fifth of a shorter grace. */
 const endingMarginMs = (graceMs: number) => Math.min(1_000, Math.floor(graceMs / 5))
@@ -55,14 +77,14 @@ const trackConnections = (server: Server, config: AppConfigShape, draining: () =
     if (server.listenerCount("request") > 1) return
     const header = request.headers["x-request-id"]
     const requestId = requestIdFrom(typeof header === "string" ? header : undefined)
-    const problem = new ServiceUnavailable({ detail: "The server is starting or stopping; retry in a second" })
-    const headers = {
-      ...standardHeaders(config, requestId, request.headers.origin),
-      "cache-control": "no-store",
-      "retry-after": "1"
-    }
-    response.writeHead(503, { ...headers, "content-type": "application/problem+json", connection: "close" })
-      .end(JSON.stringify(problemBody(ServiceUnavailable.problem, problem, requestId, new Date().toISOString())))
+    const { body, headers } = closingProblem(
+      config,
+      ServiceUnavailable.problem,
+      "The server is starting or stopping; retry in a second",
+      requestId,
+      request.headers.origin
+    )
+    response.writeHead(503, { ...headers, "retry-after": "1" }).end(body)
   })
   return {
     /** requests not answered yet, plus connections whose first request is still to come */
@@ -106,17 +128,7 @@ const answerParserErrors = (server: Server, config: AppConfigShape) =>
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
     if (error.code === "ECONNRESET" || !socket.writable) return socket.destroy()
     const { detail, kind } = parserProblem(error.code)
-    const requestId = requestIdFrom(undefined)
-    const body = JSON.stringify(
-      problemBody(kind, new ValidationError({ detail }), requestId, new Date().toISOString())
-    )
-    const headers = {
-      ...standardHeaders(config, requestId, undefined),
-      "cache-control": "no-store",
-      "content-type": "application/problem+json",
-      "content-length": String(Buffer.byteLength(body)),
-      connection: "close"
-    }
+    const { body, headers } = closingProblem(config, kind, detail, requestIdFrom(undefined), undefined)
     const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("")
     socket.end(`HTTP/1.1 ${kind.status} ${kind.title}\r\n${head}\r\n${body}`)
   })
