@@ -11,7 +11,7 @@ import { type FakeEmbeddings, fakeEmbeddings } from "./support/fakeEmbeddings.js
 import { freePort } from "./support/network.js"
 import { collect, runBuilt, startBuilt, waitFor } from "./support/process.js"
 import { reachableRedis, testRedisUrl } from "./support/redis.js"
-import { interruptibleJobsEnv, largeDocument, request, settledJob } from "./support/remote.js"
+import { interruptibleJobsEnv, request, settledJob, submitLargeDocument } from "./support/remote.js"
 import { PASSWORD, randomIp } from "./support/session.js"
 
 /*
@@ -239,17 +239,9 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
       expect(worker.output.stdout).toContain("job consumers started")
       const store = await call(a, "POST", "/vector-stores", { slug: "handbook", title: "Handbook" }, admin.access)
       expect(store.status).toBe(201)
-      const accepted = await call(
-        a,
-        "POST",
-        "/vector-stores/handbook/documents",
-        { doc_id: "plant", document: largeDocument() },
-        admin.access
-      )
-      expect(accepted.status).toBe(202)
-      expect(accepted.body).toMatchObject({ doc_id: "plant", status: "pending" })
+      const jobId = await submitLargeDocument(a.base, admin.access, "plant", { "x-forwarded-for": randomIp() })
 
-      const job = await settledJob(b.base, admin.access, accepted.body.job_id as string, 30_000)
+      const job = await settledJob(b.base, admin.access, jobId, 30_000)
       expect(job).toMatchObject({ type: "document.ingest", status: "completed", attempts: 1 })
       for (const server of [a, b]) {
         const search = await call(server, "POST", "/vector-stores/handbook/search_json", {
@@ -296,15 +288,7 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
       const callsBefore = fake.requests.length
       // the next embeddings call never answers in time (its worker dies meanwhile); the ones after do
       fake.script({ type: "ok", delayMs: 120_000 }, { type: "ok" })
-      const accepted = await call(
-        b,
-        "POST",
-        "/vector-stores/handbook/documents",
-        { doc_id: "manual", document: largeDocument() },
-        admin.access
-      )
-      expect(accepted.status).toBe(202)
-      const jobId = accepted.body.job_id as string
+      const jobId = await submitLargeDocument(b.base, admin.access, "manual", { "x-forwarded-for": randomIp() })
 
       await waitFor(() => fake.requests.length > callsBefore, 20_000, "the worker's call to the embeddings provider")
       expect((await call(a, "GET", `/jobs/${jobId}`, undefined, admin.access)).body)

@@ -325,10 +325,11 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
       Effect.gen(function*() {
         const reason = "the server stopped before the job finished (in-process queue, no Redis)"
         const registered = yield* Ref.get(handlers)
-        yield* Effect.forEach(unfinished.values(), (job) =>
-          Effect.gen(function*() {
-            yield* failJob(sql, records, job, reason, registered.get(job.type)?.onFailed)
-          }).pipe(Effect.ignore), { discard: true })
+        yield* Effect.forEach(
+          unfinished.values(),
+          (job) => Effect.ignore(failJob(sql, records, job, reason, registered.get(job.type)?.onFailed)),
+          { discard: true }
+        )
       }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
     )
 

@@ -1,4 +1,5 @@
 /* Requests to a server running in another process (plain fetch), and the jobs they start. */
+import { expect } from "vitest"
 
 export interface RemoteAnswer {
   readonly status: number
@@ -44,6 +45,28 @@ export const interruptibleJobsEnv = (embeddingsUrl: string) => ({
   JOB_STALLED_INTERVAL_MS: "500",
   JOB_BACKOFF_MS: "100"
 })
+
+/**
+ * A document too large to ingest inline, sent to the `handbook` store of `base`: accepted for a job
+ * (202, pending); its job id.
+ */
+export const submitLargeDocument = async (
+  base: string,
+  token: string,
+  docId: string,
+  headers: Record<string, string> = {}
+) => {
+  const accepted = await request(
+    "POST",
+    `${base}/vector-stores/handbook/documents`,
+    { doc_id: docId, document: largeDocument() },
+    token,
+    headers
+  )
+  expect(accepted.status).toBe(202)
+  expect(accepted.body).toMatchObject({ doc_id: docId, status: "pending" })
+  return accepted.body.job_id as string
+}
 
 /** A vector store document of about 80 KB: over VECTOR_INLINE_MAX_BYTES (64 KiB), so it is ingested by a job. */
 export const largeDocument = () => ({
