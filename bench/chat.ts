@@ -30,7 +30,7 @@
  *   (BENCH_CHAT_STREAMS 50, BENCH_CHAT_TOKENS 20, BENCH_CHAT_ROUNDS 3, BENCH_CHAT_RAMP_MS 0,
  *    BENCH_CHAT_CPU_PROF=<dir> starts the backend with node --cpu-prof --cpu-prof-dir=<dir>)
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdir, readFile, writeFile } from "node:fs/promises"
 import * as http from "node:http"
@@ -176,7 +176,7 @@ const startFake = () =>
 
 // --- the backend ---------------------------------------------------------------------------------
 
-/** As bench/support.ts's startApp, with node flags (for --cpu-prof, which NODE_OPTIONS refuses). */
+/** The compiled server (dist/, built first) as `npm start` runs it, with node flags (for --cpu-prof, which NODE_OPTIONS refuses). */
 interface Backend {
   readonly child: ChildProcess
   readonly url: string
@@ -184,8 +184,8 @@ interface Backend {
 
 const startBackend = async (env: Record<string, string>, nodeArgs: ReadonlyArray<string>) => {
   const port = await freePort()
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/main.ts"], {
-    env: { PATH: process.env.PATH ?? "", PORT: String(port), NODE_ENV: "development", ...env },
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, "--enable-source-maps", "dist/main.js"], {
+    env: { PATH: process.env.PATH ?? "", PORT: String(port), ...env },
     stdio: ["ignore", "pipe", "inherit"]
   })
   await new Promise<void>((resolve, reject) => {
@@ -496,7 +496,7 @@ const prepareStore = async (): Promise<Store> => {
   if (!POSTGRES) {
     return {
       name: "embedded PGlite (in memory), in-memory limits",
-      env: { CHATKIT_DATA_DIR: "memory://" },
+      env: { NODE_ENV: "development", CHATKIT_DATA_DIR: "memory://" },
       drop: async () => {}
     }
   }
@@ -508,7 +508,15 @@ const prepareStore = async (): Promise<Store> => {
   url.pathname = `/${database}`
   return {
     name: `PostgreSQL ${url.host}/${database} + Redis ${new URL(REDIS_URL).host} (namespace ${namespace})`,
-    env: { DATABASE_URL: url.toString(), REDIS_URL, REDIS_NAMESPACE: namespace },
+    env: {
+      NODE_ENV: "production",
+      DATABASE_URL: url.toString(),
+      REDIS_URL,
+      REDIS_NAMESPACE: namespace,
+      AUTH_SECRET_KEY: "bench-secret-key-0123456789-abcdefghijklmnop",
+      ALLOWED_ORIGINS: "http://localhost:5173",
+      MIGRATE_ON_START: "true"
+    },
     drop: async () => {
       await onServer(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
       const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 })
@@ -531,6 +539,8 @@ const prepareStore = async (): Promise<Store> => {
 
 const main = async () => {
   const started = performance.now()
+  console.log("building dist/ (npm run build) ...")
+  execFileSync("npm", ["run", "build", "--silent"], { stdio: "inherit" })
   const fake = await startFake()
   const nodeArgs = CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`]
   const store = await prepareStore()

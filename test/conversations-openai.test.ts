@@ -50,6 +50,34 @@ layer(App)("conversations on an OpenAI-compatible server", (it) => {
       })
     }))
 
+  it.effect("keeps its connection to the server open between calls: turns and the title job reuse one", () =>
+    Effect.gen(function*() {
+      const fake = yield* Fake
+      fake.script({ type: "stream", tokens: ["Sure"] })
+      const { token } = yield* session("openai-keepalive")
+      const before = fake.requests.length
+      const titlesBefore = fake.titleRequests.length
+      const threadId = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("one") } }))[1]
+        ?.thread.id
+      // the title job runs after the first turn: waited for, so no two calls overlap
+      yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
+        Effect.map(json),
+        Effect.filterOrFail((thread) => thread.title !== undefined),
+        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("10 seconds")))
+      )
+      for (const text of ["two", "three"]) {
+        expect(answerOf(eventsOf(
+          yield* chatkit(token, {
+            type: "threads.add_user_message",
+            params: { thread_id: threadId, input: say(text) }
+          })
+        ))).toBe("Sure")
+      }
+      const calls = [...fake.requests.slice(before), ...fake.titleRequests.slice(titlesBefore)]
+      expect(calls).toHaveLength(4)
+      expect(new Set(calls.map((call) => call.connection)).size).toBe(1)
+    }))
+
   it.effect("retries a 500 before the first token; when retries run out the stream ends with an error event, no provider text", () =>
     Effect.gen(function*() {
       const fake = yield* Fake

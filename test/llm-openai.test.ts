@@ -7,6 +7,7 @@ import { type CompletionRequest, LlmError, type LlmProviderService } from "../sr
 import type { LlmUsage } from "../src/platform/LlmProvider.js"
 import { makeOpenAiLlm, parseSseData, retryAfterMs } from "../src/platform/OpenAiLlm.js"
 import { type LlmCircuitBreaker, resilient } from "../src/platform/ResilientLlm.js"
+import { UpstreamHttpClient } from "../src/platform/UpstreamHttpClient.js"
 import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
 import { captureLogs } from "./support/logs.js"
 import { freePort } from "./support/network.js"
@@ -181,6 +182,27 @@ describe("the OpenAI-compatible provider", () => {
       const port = yield* Effect.promise(freePort)
       const { error } = yield* outcome(yield* provider({ baseUrl: `http://127.0.0.1:${port}/v1` }))
       expect(error).toMatchObject({ reason: "connection" })
+    }))
+
+  it.scopedLive("reads each answer's body to its end after [DONE], so the next call reuses the connection", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({ type: "stream", tokens: TOKENS })
+      const llm = yield* makeOpenAiLlm({ baseUrl: fake.baseUrl }).pipe(Effect.provide(UpstreamHttpClient))
+      for (let call = 0; call < 3; call++) expect(yield* deltasOf(llm)).toEqual(TOKENS)
+      expect(fake.requests.map((sent) => sent.connection)).toEqual([1, 1, 1])
+      expect(fake.requests.every((sent) => !sent.closedEarly)).toBe(true)
+    }))
+
+  it.scopedLive("a server that keeps the body open after [DONE] is cut half a second later, the answer whole", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeOpenAi({ type: "stream", tokens: TOKENS, holdAfterDone: true })
+      const llm = yield* makeOpenAiLlm({ baseUrl: fake.baseUrl }).pipe(Effect.provide(UpstreamHttpClient))
+      const started = Date.now()
+      expect(yield* deltasOf(llm)).toEqual(TOKENS)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(450)
+      expect(Date.now() - started).toBeLessThan(3_000)
+      yield* Effect.promise(() => fake.requests[0]!.closed).pipe(Effect.timeout("2 seconds"))
+      expect(fake.requests[0]!.closedEarly).toBe(true)
     }))
 
   it.scopedLive("a reader that stops early closes the upstream request", () =>

@@ -1,4 +1,3 @@
-import { NodeHttpClient } from "@effect/platform-node"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Duration, Effect, Layer, Option, type Redacted } from "effect"
 
@@ -12,6 +11,7 @@ import {
   makeOpenAiEmbeddings
 } from "./Embeddings.js"
 import { makeProviderBreaker } from "./LlmProviderLive.js"
+import { UpstreamHttpClient } from "./UpstreamHttpClient.js"
 
 /** The breaker of the OpenAI embeddings, apart from the chat provider's (one can be down alone). */
 export const OPENAI_EMBEDDINGS_BREAKER = "openai-embeddings"
@@ -59,7 +59,7 @@ export const EmbeddingsLive: Layer.Layer<Embeddings, InvalidConfig, AppConfig> =
             makeProviderBreaker(config, OPENAI_EMBEDDINGS_BREAKER),
             (breaker) => makeConfiguredOpenAiEmbeddings(config, breaker, apiKey)
           )
-        ).pipe(Layer.provide(NodeHttpClient.layer))
+        ).pipe(Layer.provide(UpstreamHttpClient))
     })
   })
 )

@@ -1,4 +1,3 @@
-import { NodeHttpClient } from "@effect/platform-node"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Duration, Effect, Layer, Option, type Redacted } from "effect"
 
@@ -8,6 +7,7 @@ import { instrumented, recordUsage } from "./InstrumentedLlm.js"
 import { LlmProvider, type LlmProviderService, makeLocalLlm } from "./LlmProvider.js"
 import { makeOpenAiLlm } from "./OpenAiLlm.js"
 import { resilient } from "./ResilientLlm.js"
+import { UpstreamHttpClient } from "./UpstreamHttpClient.js"
 
 /** Where a provider of kind `openai` without an `api_base` lives, as in OpenAI's SDKs. */
 export const OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -69,7 +69,7 @@ export const LlmProviderLive = Layer.unwrapEffect(
                 apiKey
               })
             })
-          ).pipe(Layer.provide(NodeHttpClient.layer))
+          ).pipe(Layer.provide(UpstreamHttpClient))
       })
   )
 )

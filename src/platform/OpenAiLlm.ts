@@ -1,12 +1,12 @@
-import { NodeHttpClient } from "@effect/platform-node"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import { Chunk, Effect, identity, Layer, Option, Redacted, Stream } from "effect"
+import { Chunk, Duration, Effect, identity, Layer, Option, Redacted, Stream } from "effect"
 
 import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService, type LlmUsage } from "./LlmProvider.js"
 import { maskProviderBody } from "./Redaction.js"
+import { UpstreamHttpClient } from "./UpstreamHttpClient.js"
 
 // LlmUsage lives in LlmProvider.ts (the local provider reports usage too); test/llm-openai.test.ts
 // still imports it from here.
@@ -176,10 +176,17 @@ const readChunk = (data: string): ReadonlyArray<Chunked> | undefined => {
   return out.length === 0 ? [{ _tag: "skip" }] : out
 }
 
-/** Ends the deltas of one call, where `[DONE]`, an unreadable event or an error event stands. */
-const STOP: unique symbol = Symbol("STOP")
+/**
+ * After `[DONE]`, how long the rest of the body (its last chunk, in practice at once) is waited
+ * for: read to its end, the connection goes back to the agent for the next call; a server that
+ * keeps it open past this is cut, and the connection with it.
+ */
+const DRAIN_AFTER_DONE = Duration.millis(500)
 
-/** The provider over an `HttpClient` (provide NodeHttpClient or FetchHttpClient; `OpenAiLlmLive` does). */
+/** What ended the deltas of one call: `[DONE]`, an unreadable event, an error event, or the body's end before `[DONE]`. */
+type Ending = { readonly _tag: "done" | "malformed" | "error" | "cut"; readonly data: string }
+
+/** The provider over an `HttpClient` (provide one; `OpenAiLlmLive` gives `UpstreamHttpClient`). */
 export const makeOpenAiLlm = (
   options: OpenAiLlmOptions
 ): Effect.Effect<LlmProviderService, never, HttpClient.HttpClient> =>
@@ -215,85 +222,92 @@ export const makeOpenAiLlm = (
         })))
       )
 
+    /** The error (or, for `done`, the usage report) that closes the deltas. */
+    const finish = (ending: Ending, usage: LlmUsage | undefined, request: CompletionRequest): Effect.Effect<
+      void,
+      LlmError
+    > => {
+      switch (ending._tag) {
+        case "done":
+          return usage === undefined || options.onUsage === undefined ? Effect.void : options.onUsage(usage, request)
+        case "malformed":
+          return Effect.logDebug(`llm ${name}: unreadable event (${ending.data.length} chars)`).pipe(
+            log,
+            Effect.zipRight(Effect.fail(fail("malformed")))
+          )
+        case "error":
+          return Effect.logDebug(`llm ${name}: error event`).pipe(
+            Effect.annotateLogs({ body: maskProviderBody(ending.data, options.apiKey) }),
+            log,
+            Effect.zipRight(Effect.fail(fail("http")))
+          )
+        case "cut":
+          return Effect.logDebug(`llm ${name}: the answer ended before [DONE]`).pipe(
+            log,
+            Effect.zipRight(Effect.fail(fail("connection")))
+          )
+      }
+    }
+
     /**
-     * The answer's deltas. One synchronous stage turns each chunk of bytes into the deltas it
-     * completes (`SseDataParser`, then `readChunk`); `[DONE]`, an unreadable event or an error
-     * event ends the stream there (STOP), and what ended it is told after the deltas before it.
+     * The answer's deltas. Each pull of the body's bytes gives the deltas it completes
+     * (`SseDataParser`, then `readChunk`), with no Effect per event; `[DONE]`, an unreadable event
+     * or an error event ends them there, and what ended them is told after the deltas before it.
+     * After `[DONE]` the rest of the body is read unparsed (DRAIN_AFTER_DONE at most), so that the
+     * connection can serve the next call; the body is pulled in the stream's scope, closed at its end.
      */
     const deltas = (response: HttpClientResponse.HttpClientResponse, request: CompletionRequest) =>
-      Stream.suspend(() => {
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const pull = yield* Stream.toPull(response.stream)
         const parser = new SseDataParser()
-        let stopped: { readonly _tag: "done" | "malformed" | "error"; readonly data: string } | undefined
-        let usage: LlmUsage | undefined
         const events: Array<string> = []
-        const read = (out: Array<string | typeof STOP>) => {
+        let ending: Ending | undefined
+        let usage: LlmUsage | undefined
+        const read = (): Chunk.Chunk<string> => {
+          const out: Array<string> = []
           for (const data of events) {
             const chunks = readChunk(data)
-            const stop = chunks === undefined
-              ? "malformed"
-              : chunks.some((chunk) => chunk._tag === "error")
-              ? "error"
-              : undefined
-            if (stop !== undefined) stopped = { _tag: stop, data }
+            if (chunks === undefined) ending = { _tag: "malformed", data }
+            else if (chunks.some((chunk) => chunk._tag === "error")) ending = { _tag: "error", data }
             for (const chunk of chunks ?? []) {
-              if (stopped !== undefined) break
-              if (chunk._tag === "done") stopped = { _tag: "done", data }
+              if (ending !== undefined) break
+              if (chunk._tag === "done") ending = { _tag: "done", data }
               else if (chunk._tag === "usage") usage = chunk.usage
               else if (chunk._tag === "delta") out.push(chunk.content)
             }
-            if (stopped !== undefined) {
-              out.push(STOP)
-              break
-            }
+            if (ending !== undefined) break
           }
           events.length = 0
           return Chunk.unsafeFromArray(out)
         }
-        const finish = Stream.suspend(() => {
-          switch (stopped?._tag) {
-            case "done":
-              return usage === undefined || options.onUsage === undefined
-                ? Stream.empty
-                : Stream.execute(options.onUsage(usage, request))
-            case "malformed":
-              return Stream.fromEffect(
-                Effect.logDebug(`llm ${name}: unreadable event (${stopped.data.length} chars)`).pipe(
-                  log,
-                  Effect.zipRight(Effect.fail(fail("malformed")))
-                )
-              )
-            case "error":
-              return Stream.fromEffect(
-                Effect.logDebug(`llm ${name}: error event`).pipe(
-                  Effect.annotateLogs({ body: maskProviderBody(stopped.data, options.apiKey) }),
-                  log,
-                  Effect.zipRight(Effect.fail(fail("http")))
-                )
-              )
-            case undefined:
-              return Stream.fromEffect(
-                Effect.logDebug(`llm ${name}: the answer ended before [DONE]`).pipe(
-                  log,
-                  Effect.zipRight(Effect.fail(fail("connection")))
-                )
-              )
-          }
-        })
-        return response.stream.pipe(
-          Stream.catchAll((error) => Stream.fromEffect(onTransport(error))),
-          // nothing is read after a STOP: takeWhile ends the stream at it, and so the call
-          Stream.mapChunks((chunk) => {
-            for (const piece of chunk) parser.push(piece, events)
-            return read([])
-          }),
-          Stream.concat(Stream.suspend(() => {
-            parser.end(events)
-            return Stream.fromChunk(read([]))
-          })),
-          Stream.takeWhile((delta): delta is string => delta !== STOP),
-          Stream.concat(finish)
+        const bodyEnded = () => {
+          parser.end(events)
+          const last = read()
+          ending ??= { _tag: "cut", data: "" }
+          return Effect.succeed(last)
+        }
+        // a chunk of deltas per pull; Option.none() once an ending is known
+        const next: Effect.Effect<Chunk.Chunk<string>, Option.Option<LlmError>> = Effect.suspend(() =>
+          ending !== undefined ? Effect.fail(Option.none()) : Effect.matchEffect(pull, {
+            onFailure: Option.match({
+              onNone: bodyEnded,
+              onSome: (error) => Effect.mapError(onTransport(error), Option.some)
+            }),
+            onSuccess: (bytes) => {
+              for (const piece of bytes) parser.push(piece, events)
+              return Effect.succeed(read())
+            }
+          })
         )
-      })
+        const drain = pull.pipe(Effect.forever, Effect.ignore, Effect.timeout(DRAIN_AFTER_DONE), Effect.ignore)
+        return Stream.repeatEffectChunkOption(next).pipe(
+          Stream.concat(Stream.execute(Effect.suspend(() =>
+            ending?._tag === "done"
+              ? Effect.zipRight(drain, finish(ending, usage, request))
+              : finish(ending ?? { _tag: "cut", data: "" }, usage, request)
+          )))
+        )
+      }))
 
     const stream = (request: CompletionRequest): Stream.Stream<string, LlmError> =>
       HttpClientRequest.post(url).pipe(
@@ -320,6 +334,6 @@ export const makeOpenAiLlm = (
 const optional = <K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } =>
   (value === undefined ? {} : { [key]: value }) as { [P in K]?: V }
 
-/** The provider as the `LlmProvider`, over Node's HTTP client. */
+/** The provider as the `LlmProvider`, over `UpstreamHttpClient` (Node's, connections kept between calls). */
 export const OpenAiLlmLive = (options: OpenAiLlmOptions): Layer.Layer<LlmProvider> =>
-  Layer.effect(LlmProvider, makeOpenAiLlm(options)).pipe(Layer.provide(NodeHttpClient.layer))
+  Layer.effect(LlmProvider, makeOpenAiLlm(options)).pipe(Layer.provide(UpstreamHttpClient))

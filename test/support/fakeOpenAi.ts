@@ -34,6 +34,8 @@ export type FakeScript =
      */
     readonly splitAt?: ReadonlyArray<number>
     readonly splitEvery?: number
+    /** after `[DONE]`, keep the response open (never end it) */
+    readonly holdAfterDone?: boolean
     /** line ending of the SSE body (default "\n") */
     readonly newline?: "\n" | "\r\n"
   }
@@ -54,6 +56,8 @@ export interface RecordedRequest {
   closedEarly: boolean
   /** resolves when the connection of this request has closed (early or not) */
   readonly closed: Promise<void>
+  /** which TCP connection it came on: 1 for the server's first, and so on */
+  readonly connection: number
 }
 
 export interface FakeOpenAi {
@@ -161,7 +165,7 @@ const answer = async (
       await sleep(script.tokenDelayMs)
     }
   }
-  res.end()
+  if (script.holdAfterDone !== true) res.end()
 }
 
 const TITLE_SCRIPT: FakeScript = { type: "stream", tokens: ["Fake", " title"] }
@@ -177,6 +181,8 @@ export const fakeOpenAi = (...initial: ReadonlyArray<FakeScript>): Effect.Effect
   Effect.gen(function*() {
     let scripts: ReadonlyArray<FakeScript> = initial.length === 0 ? [{ type: "stream", tokens: ["ok"] }] : initial
     let served = 0
+    const connections = new WeakMap<net.Socket, number>()
+    let connectionCount = 0
     const requests: Array<RecordedRequest> = []
     const titleRequests: Array<RecordedRequest> = []
     const port = yield* localHttpServer((req, res) => {
@@ -190,13 +196,15 @@ export const fakeOpenAi = (...initial: ReadonlyArray<FakeScript>): Effect.Effect
           body = Buffer.concat(parts).toString("utf8")
         }
         let markClosed: () => void = () => undefined
+        if (!connections.has(req.socket)) connections.set(req.socket, ++connectionCount)
         const record: RecordedRequest = {
           method: req.method ?? "",
           url: req.url ?? "",
           headers: req.headers,
           body,
           closedEarly: false,
-          closed: new Promise<void>((resolve) => (markClosed = resolve))
+          closed: new Promise<void>((resolve) => (markClosed = resolve)),
+          connection: connections.get(req.socket)!
         }
         const title = isTitleRequest(body)
         ;(title ? titleRequests : requests).push(record)

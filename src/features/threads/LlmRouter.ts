@@ -1,4 +1,3 @@
-import { NodeHttpClient } from "@effect/platform-node"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Effect, Option, Scope, SynchronizedRef } from "effect"
 
@@ -8,6 +7,7 @@ import { AppConfig } from "../../platform/Config.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { LlmProvider, type LlmProviderService } from "../../platform/LlmProvider.js"
 import { makeProviderBreaker, makeResilientOpenAi, OPENAI_API_BASE } from "../../platform/LlmProviderLive.js"
+import { UpstreamHttpClient } from "../../platform/UpstreamHttpClient.js"
 import { ModelsRepo } from "../models/Repo.js"
 import { SettingsService } from "../settings/Service.js"
 
@@ -81,5 +81,5 @@ export class LlmRouter extends Effect.Service<LlmRouter>()("chatkit/LlmRouter", 
 
     return { route } as const
   }),
-  dependencies: [SettingsService.Default, ModelsRepo.Default, NodeHttpClient.layer]
+  dependencies: [SettingsService.Default, ModelsRepo.Default, UpstreamHttpClient]
 }) {}
