@@ -28,7 +28,8 @@
  *                                       gets the fresh database; Redis on BENCH_REDIS_URL, default
  *                                       redis://127.0.0.1:6379)
  *   (BENCH_CHAT_STREAMS 50, BENCH_CHAT_TOKENS 20, BENCH_CHAT_ROUNDS 3, BENCH_CHAT_RAMP_MS 0,
- *    BENCH_CHAT_CPU_PROF=<dir> starts the backend with node --cpu-prof --cpu-prof-dir=<dir>)
+ *    BENCH_CHAT_CPU_PROF=<dir> starts the backend with node --cpu-prof --cpu-prof-dir=<dir>,
+ *    BENCH_CHAT_NODE_FLAGS="<flags>" adds node flags to the backend's command line)
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -50,6 +51,8 @@ const RAMP_MS = Number(process.env.BENCH_CHAT_RAMP_MS ?? 0)
 const TOKEN_INTERVAL_MS = 20
 const TARGET_P95_MS = 5
 const CPU_PROF_DIR = process.env.BENCH_CHAT_CPU_PROF
+/** BENCH_CHAT_NODE_FLAGS: more node flags for the backend, space-separated (to compare V8 settings) */
+const NODE_FLAGS = (process.env.BENCH_CHAT_NODE_FLAGS ?? "").split(" ").filter((flag) => flag !== "")
 /** BENCH_CHAT_BY_TOKEN=1: also the median latency of each token index, per round */
 const BY_TOKEN = process.env.BENCH_CHAT_BY_TOKEN === "1"
 const POSTGRES = process.argv.includes("--postgres") || (process.env.BENCH_DATABASE_URL ?? "") !== ""
@@ -542,7 +545,10 @@ const main = async () => {
   console.log("building dist/ (npm run build) ...")
   execFileSync("npm", ["run", "build", "--silent"], { stdio: "inherit" })
   const fake = await startFake()
-  const nodeArgs = CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`]
+  const nodeArgs = [
+    ...(CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`]),
+    ...NODE_FLAGS
+  ]
   const store = await prepareStore()
   const app = await startBackend({
     ...store.env,

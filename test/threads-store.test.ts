@@ -133,6 +133,36 @@ layer(StoreLayer, { timeout: 120_000 })("ThreadsRepo", (it) => {
       expect(wire.created_at).toMatch(/Z$/)
     }))
 
+  it.effect("a thread created for a turn holds its lease; endTurn stores the runtime state and gives it back in one statement", () =>
+    Effect.gen(function*() {
+      const repo = yield* ThreadsRepo
+      const f = yield* seed
+      const thread = yield* repo.create({
+        ownerId: f.alice,
+        workflowId: f.workflow,
+        workflowVersionId: f.version,
+        turn: { id: "turn-1", leaseSeconds: 30 }
+      })
+      expect(yield* repo.acquireTurn(thread.id, "turn-2", 30)).toBe(false)
+      const { queries, result: ended } = yield* countQueries(
+        repo.endTurn(thread.id, "turn-1", { resume_at: "ask", state: { step: 2 } })
+      )
+      expect(ended).toBe(true)
+      expect(queries).toBe(1)
+      const stored = yield* repo.find(thread.id)
+      expect(Option.map(stored, (row) => row.runtime_state)).toEqual(
+        Option.some({ resume_at: "ask", state: { step: 2 } })
+      )
+      expect(yield* repo.acquireTurn(thread.id, "turn-2", 30)).toBe(true)
+
+      // a turn that lost its lease still ends with its state, and leaves the new holder's lease alone
+      expect(yield* repo.endTurn(thread.id, "turn-1", { state: {} })).toBe(true)
+      expect(yield* repo.acquireTurn(thread.id, "turn-3", 30)).toBe(false)
+      // a thread deleted meanwhile is not written, and says so (the turn's finalizer gives the lease back)
+      yield* repo.softDelete(thread.id)
+      expect(yield* repo.endTurn(thread.id, "turn-2", { state: { late: true } })).toBe(false)
+    }))
+
   it.effect("the database refuses forged ids, unknown statuses and items of another thread's feedback", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

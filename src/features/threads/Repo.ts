@@ -99,6 +99,8 @@ export interface NewThread {
   readonly title?: string | null | undefined
   readonly metadata?: JsonObject | undefined
   readonly runtimeState?: JsonObject | undefined
+  /** created holding this turn's lease (TurnLease.ts), so the first turn takes no statement of its own for it */
+  readonly turn?: { readonly id: string; readonly leaseSeconds: number } | undefined
 }
 
 /** An item to append: its protocol JSON; `id` is generated (with the type's prefix) when absent. */
@@ -159,13 +161,19 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
         workflow_version_id: Schema.NullOr(Schema.Int),
         title: Schema.NullOr(Schema.String),
         metadata: JsonObject,
-        runtime_state: JsonObject
+        runtime_state: JsonObject,
+        turn: Schema.NullOr(Schema.Struct({ id: Schema.String, leaseSeconds: Schema.Number }))
       }),
       Result: ThreadRow,
       execute: (row) =>
-        sql`INSERT INTO chat_threads (id, owner_id, workflow_id, workflow_version_id, title, metadata, runtime_state)
+        sql`INSERT INTO chat_threads
+            (id, owner_id, workflow_id, workflow_version_id, title, metadata, runtime_state, turn_id, turn_until)
           VALUES (${row.id}, ${row.owner_id}, ${row.workflow_id}, ${row.workflow_version_id}, ${row.title},
-            ${json(row.metadata)}, ${json(row.runtime_state)})
+            ${json(row.metadata)}, ${json(row.runtime_state)}, ${
+          row.turn === null
+            ? sql`NULL, NULL`
+            : sql`${row.turn.id}, now() + make_interval(secs => ${row.turn.leaseSeconds})`
+        })
           RETURNING ${threadColumns}`
     })
 
@@ -178,7 +186,8 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
         workflow_version_id: input.workflowVersionId,
         title: input.title ?? null,
         metadata: input.metadata ?? {},
-        runtime_state: input.runtimeState ?? {}
+        runtime_state: input.runtimeState ?? {},
+        turn: input.turn ?? null
       }).pipe(Effect.withSpan("ThreadsRepo.create"))
 
     const findRow = findOneRow({
@@ -418,6 +427,17 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       sql`UPDATE chat_threads SET turn_id = NULL, turn_until = NULL
         WHERE id = ${threadId} AND turn_id = ${turnId}`.pipe(Effect.asVoid, Effect.withSpan("ThreadsRepo.releaseTurn"))
 
+    /**
+     * A turn's last write: the live thread's runtime state, and the lease given back if `turnId`
+     * still holds it, in one statement; whether the thread was live (a deleted one is left as it is).
+     */
+    const endTurn = (threadId: ThreadId, turnId: string, runtimeState: JsonObject) =>
+      sql`UPDATE chat_threads SET runtime_state = ${json(runtimeState)}, updated_at = now(),
+          turn_id = CASE WHEN turn_id = ${turnId} THEN NULL ELSE turn_id END,
+          turn_until = CASE WHEN turn_id = ${turnId} THEN NULL ELSE turn_until END
+        WHERE id = ${threadId} AND deleted_at IS NULL
+        RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), Effect.withSpan("ThreadsRepo.endTurn"))
+
     const deleteItemRow = findOneRow({
       Request: Schema.Struct({ threadId: ThreadId, itemId: Schema.String }),
       Result: ItemRow,
@@ -596,6 +616,7 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       acquireTurn,
       renewTurn,
       releaseTurn,
+      endTurn,
       deleteItem,
       deleteItemsAfter,
       update,

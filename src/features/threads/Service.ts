@@ -34,7 +34,7 @@ import {
   type TurnFailed
 } from "./Runtime.js"
 import { ThreadTitles } from "./Titles.js"
-import { takeTurn } from "./TurnLease.js"
+import { createWithTurn, takeTurn, type Turn } from "./TurnLease.js"
 
 /**
  * `POST /api/v1/chatkit` (API.md section 7): the JSON requests answer a document, the streaming
@@ -230,7 +230,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
      * leaves the runtime state as it was before the turn, so the next message runs from the same
      * place, with the cut answer in the conversation.
      */
-    const turnEvents = (row: ThreadRow, text: string, history: ReadonlyArray<ChatMessage>) =>
+    const turnEvents = (row: ThreadRow, turn: Turn, text: string, history: ReadonlyArray<ChatMessage>) =>
       Stream.unwrapScoped(
         Effect.gen(function*() {
           const version = yield* versionOf(row)
@@ -277,9 +277,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
                   case "MessageDone":
                     return Option.toArray(Option.map(yield* answer.complete(event.text), settledEvent))
                   case "TurnEnded":
-                    yield* repo.update(row.id, {
-                      runtime_state: { ...event.runtime, resume_at: event.runtime.resume_at ?? null }
-                    })
+                    yield* turn.end({ ...event.runtime, resume_at: event.runtime.resume_at ?? null })
                     return []
                 }
               }).pipe(orDieOnSqlError)
@@ -309,6 +307,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     /** Stores the user message, then the events of the turn it starts; a thread just created has no history to read. */
     const userTurn = (
       row: ThreadRow,
+      turn: Turn,
       input: UserMessageInput,
       opening: ReadonlyArray<unknown>,
       options: { readonly created: boolean }
@@ -320,7 +319,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           ...opening,
           ...(stored === undefined ? [] : [{ type: "thread.item.done", item: toThreadItem(stored) }])
         ]
-        return Stream.concat(Stream.fromIterable(start), turnEvents(row, userText(input), history))
+        return Stream.concat(Stream.fromIterable(start), turnEvents(row, turn, userText(input), history))
       })
 
     const STREAM_OPTIONS = { type: "stream_options", stream_options: { allow_cancel: true } }
@@ -339,14 +338,15 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
         switch (request.type) {
           case "threads.create": {
             const workflow = yield* workflowFor(request.metadata)
-            const row = yield* repo.create({
-              ownerId: user.id,
-              workflowId: workflow.id,
-              workflowVersionId: workflow.active_version_id,
-              runtimeState: { ...INITIAL_RUNTIME_STATE }
-            })
-            const turn = yield* takeTurn(repo, row.id)
-            const events = yield* turn.run(userTurn(row, request.params.input, [
+            const { row, turn } = yield* createWithTurn(repo, (lease) =>
+              repo.create({
+                ownerId: user.id,
+                workflowId: workflow.id,
+                workflowVersionId: workflow.active_version_id,
+                runtimeState: { ...INITIAL_RUNTIME_STATE },
+                turn: lease
+              }))
+            const events = yield* turn.run(userTurn(row, turn, request.params.input, [
               STREAM_OPTIONS,
               { type: "thread.created", thread: { ...toThreadMetadata(row), items: emptyItems } }
             ], { created: true }))
@@ -358,7 +358,9 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             const writable = yield* requireWritable(request.params.thread_id)
             if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
             const turn = yield* takeTurn(repo, writable.right.id)
-            return yield* turn.run(userTurn(writable.right, request.params.input, [STREAM_OPTIONS], { created: false }))
+            return yield* turn.run(
+              userTurn(writable.right, turn, request.params.input, [STREAM_OPTIONS], { created: false })
+            )
           }
           case "threads.resume":
             yield* policy.require(request.params.thread_id, "read")
@@ -380,7 +382,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
               yield* repo.deleteItemsAfter(row.id, target.value.id)
               const history = (yield* historyOf(row)).slice(0, -1)
               const text = asChatMessage(toThreadItem(target.value))[0]?.content ?? ""
-              return Stream.concat(Stream.make(STREAM_OPTIONS), turnEvents(row, text, history))
+              return Stream.concat(Stream.make(STREAM_OPTIONS), turnEvents(row, turn, text, history))
             }))
           }
         }

@@ -2,9 +2,11 @@ import { randomUUID } from "node:crypto"
 
 import { Duration, Effect, Schedule, Stream } from "effect"
 
+import type { SqlError } from "@effect/sql/SqlError"
 import { Conflict } from "../../domain/errors.js"
-import type { ThreadId } from "../../domain/Thread.js"
-import type { ThreadsRepo } from "./Repo.js"
+
+import type { JsonObject, ThreadId } from "../../domain/Thread.js"
+import type { ThreadRow, ThreadsRepo } from "./Repo.js"
 
 /** How long a turn's lease lasts unrenewed: a turn whose instance died blocks its thread this long at most. */
 const LEASE_SECONDS = 30
@@ -20,11 +22,46 @@ const busy = () =>
     detail: "A reply is still being written in this thread; send the next message once it has finished"
   })
 
+/** The turn of a thread, while it holds the thread's lease. */
+export interface Turn {
+  /**
+   * Wraps the turn's set-up and its events: the lease is renewed while the events stream and
+   * given back when they end, however they end (a set-up that fails gives it back at once).
+   */
+  readonly run: <A, E1, E2, R1, R2>(
+    setup: Effect.Effect<Stream.Stream<A, E2, R2>, E1, R1>
+  ) => Effect.Effect<Stream.Stream<A, E2, R2>, E1, R1>
+  /** The turn's last write: the thread's runtime state, stored as the lease is given back (one statement). */
+  readonly end: (runtimeState: JsonObject) => Effect.Effect<void, SqlError>
+}
+
+const held = (repo: ThreadsRepo, threadId: ThreadId, turnId: string): Turn => {
+  let released = false
+  const release = Effect.suspend(() => released ? Effect.void : Effect.ignore(repo.releaseTurn(threadId, turnId)))
+  const leased = <A, E, R>(events: Stream.Stream<A, E, R>) =>
+    Stream.unwrapScoped(Effect.gen(function*() {
+      yield* Effect.addFinalizer(() => release)
+      yield* repo.renewTurn(threadId, turnId, LEASE_SECONDS).pipe(
+        Effect.ignore,
+        Effect.repeat(Schedule.spaced(RENEW_EVERY)),
+        Effect.delay(RENEW_EVERY),
+        Effect.forkScoped
+      )
+      return events
+    }))
+  return {
+    run: (setup) => setup.pipe(Effect.onError(() => release), Effect.map(leased)),
+    end: (runtimeState) =>
+      Effect.map(repo.endTurn(threadId, turnId, runtimeState), (ended) => {
+        // a thread deleted meanwhile was not written: the finalizer gives the lease back
+        if (ended) released = true
+      })
+  }
+}
+
 /**
  * One turn at a time per thread, across instances (migration 0012): takes the thread's lease, or
- * fails with a 409 Conflict while another turn holds it. `run` wraps the turn's set-up and its events:
- * the lease is renewed while the events stream and given back when they end, however they end (a
- * set-up that fails gives it back at once).
+ * fails with a 409 Conflict while another turn holds it.
  */
 export const takeTurn = (repo: ThreadsRepo, threadId: ThreadId) =>
   Effect.gen(function*() {
@@ -33,20 +70,15 @@ export const takeTurn = (repo: ThreadsRepo, threadId: ThreadId) =>
       Effect.filterOrFail((taken) => taken, busy),
       Effect.retry({ schedule: WAIT_FOR_TURN, while: (error) => error instanceof Conflict })
     )
-    const release = Effect.ignore(repo.releaseTurn(threadId, turnId))
-    const leased = <A, E, R>(events: Stream.Stream<A, E, R>) =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        yield* Effect.addFinalizer(() => release)
-        yield* repo.renewTurn(threadId, turnId, LEASE_SECONDS).pipe(
-          Effect.ignore,
-          Effect.repeat(Schedule.spaced(RENEW_EVERY)),
-          Effect.delay(RENEW_EVERY),
-          Effect.forkScoped
-        )
-        return events
-      }))
-    return {
-      run: <A, E1, E2, R1, R2>(setup: Effect.Effect<Stream.Stream<A, E2, R2>, E1, R1>) =>
-        setup.pipe(Effect.onError(() => release), Effect.map(leased))
-    }
+    return held(repo, threadId, turnId)
+  })
+
+/** A thread created for its first turn holds that turn's lease from its INSERT (`ThreadsRepo.create`'s `turn`). */
+export const createWithTurn = <E, R>(
+  repo: ThreadsRepo,
+  create: (turn: { readonly id: string; readonly leaseSeconds: number }) => Effect.Effect<ThreadRow, E, R>
+) =>
+  Effect.suspend(() => {
+    const lease = { id: randomUUID(), leaseSeconds: LEASE_SECONDS }
+    return Effect.map(create(lease), (row) => ({ row, turn: held(repo, row.id, lease.id) }))
   })
