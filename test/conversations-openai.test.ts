@@ -1,7 +1,7 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect, Schedule } from "effect"
+import { Effect } from "effect"
 
-import { answerOf, chatkit, eventsOf, json, say } from "./support/chatkit.js"
+import { answerOf, chatkit, eventsOf, say, titledThread } from "./support/chatkit.js"
 import { Fake, FAKE_OPENAI_KEY, TestAppOnFakeOpenAi } from "./support/fakeOpenAi.js"
 import { session } from "./support/session.js"
 
@@ -33,11 +33,7 @@ layer(App)("conversations on an OpenAI-compatible server", (it) => {
       const threadId = eventsOf(
         yield* chatkit(token, { type: "threads.create", params: { input: say("Plan my trip to Lyon") } })
       )[1]?.thread.id
-      const titled = yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
-        Effect.map(json),
-        Effect.filterOrFail((thread) => thread.title !== undefined),
-        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("10 seconds")))
-      )
+      const titled = yield* titledThread(token, threadId)
       expect(titled.title).toBe("Fake title")
       const asked = fake.titleRequests.find((request) => JSON.stringify(request.body).includes("Plan my trip to Lyon"))
       expect(asked?.headers.authorization).toBe(`Bearer ${FAKE_OPENAI_KEY}`)
@@ -60,11 +56,7 @@ layer(App)("conversations on an OpenAI-compatible server", (it) => {
       const threadId = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("one") } }))[1]
         ?.thread.id
       // the title job runs after the first turn: waited for, so no two calls overlap
-      yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
-        Effect.map(json),
-        Effect.filterOrFail((thread) => thread.title !== undefined),
-        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("10 seconds")))
-      )
+      yield* titledThread(token, threadId)
       for (const text of ["two", "three"]) {
         expect(answerOf(eventsOf(
           yield* chatkit(token, {

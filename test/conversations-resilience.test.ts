@@ -1,8 +1,8 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
-import { Effect, Schedule } from "effect"
+import { Effect } from "effect"
 
-import { answerOf, chatkit, type Event, eventsOf, json, say } from "./support/chatkit.js"
+import { answerOf, chatkit, type Event, eventsOf, say, titledThread } from "./support/chatkit.js"
 import { Fake, TestAppOnFakeOpenAi } from "./support/fakeOpenAi.js"
 import { session } from "./support/session.js"
 
@@ -77,11 +77,7 @@ layer(App)("a conversation when the provider is slow or failing", (it) => {
       const threadId = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("start") } }))[1]
         ?.thread.id
       // its title job runs once the turn has ended: stored, its model call is over and counted
-      yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
-        Effect.map(json),
-        Effect.filterOrFail((thread) => thread.title !== undefined),
-        Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds")))
-      )
+      yield* titledThread(token, threadId)
       const ask = (text: string) =>
         Effect.map(
           chatkit(token, { type: "threads.add_user_message", params: { thread_id: threadId, input: say(text) } }),

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Effect, Schedule } from "effect"
+import { Effect } from "effect"
 
 import {
   answerOf,
@@ -11,7 +11,8 @@ import {
   json,
   openStream,
   say,
-  serverPort
+  serverPort,
+  titledThread
 } from "./support/chatkit.js"
 import { Fake, type FakeScript, TestAppOnFakeOpenAi } from "./support/fakeOpenAi.js"
 import { session } from "./support/session.js"
@@ -163,11 +164,7 @@ layer(App, { excludeTestServices: true })("answers stored while they stream", (i
       expect(text.length).toBeLessThan(full.length)
 
       // the thread is titled all the same: its title job is queued when the turn's events end, however they end
-      const titled = yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
-        Effect.map(json),
-        Effect.filterOrFail((thread) => thread.title !== undefined),
-        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("10 seconds")))
-      )
+      const titled = yield* titledThread(token, threadId)
       expect(titled.title).toBe("Fake title")
 
       // the cut turn stored no runtime state: the thread is where it was before the turn

@@ -1,11 +1,11 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Schedule } from "effect"
+import { Effect } from "effect"
 import fc from "fast-check"
 
 import { TestApp } from "./support/app.js"
-import { answerOf, chatkit, eventsOf, json, say, sseReader } from "./support/chatkit.js"
+import { answerOf, chatkit, eventsOf, json, say, sseReader, titledThread } from "./support/chatkit.js"
 import { session } from "./support/session.js"
 
 /*
@@ -41,11 +41,7 @@ layer(TestApp("conversations", { TRUST_PROXY: "1" }))("conversations over the Ch
       expect(thread.items).not.toHaveProperty("after")
       expect(created[1]?.thread).not.toHaveProperty("title")
       // a background job titles the thread; the local model takes the first message's first words
-      const titled = yield* chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
-        Effect.map(json),
-        Effect.filterOrFail((t) => t.title !== undefined),
-        Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("10 seconds")))
-      )
+      const titled = yield* titledThread(token, threadId)
       expect(titled.title).toBe("Hello there")
 
       // test-chatkit's client resumes a thread it loads: nothing runs detached, so the stream only opens

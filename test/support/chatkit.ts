@@ -2,7 +2,7 @@ import { request } from "node:http"
 
 import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { expect } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 
 import { randomIp } from "./session.js"
 
@@ -83,6 +83,14 @@ export const json = (answer: Answer) => {
 }
 
 export const say = (text: string) => ({ content: [{ type: "input_text", text }] })
+
+/** The thread once its background title job has stored a title (10 s at most): `threads.get_by_id` polled. */
+export const titledThread = (token: string, threadId: string | undefined) =>
+  chatkit(token, { type: "threads.get_by_id", params: { thread_id: threadId } }).pipe(
+    Effect.map(json),
+    Effect.filterOrFail((thread) => thread.title !== undefined),
+    Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds")))
+  )
 
 /** The assistant text of a turn's events, from its deltas, checked against the stored item. */
 export const answerOf = (events: ReadonlyArray<Event>) => {
