@@ -8,7 +8,9 @@
  * receives is matched to the token it carries.
  *
  * - first-delta latency: client receive time of the first delta − provider send time of token 0;
- * - per-token latency: for each token i, client receive time of its delta − provider send time of i.
+ * - per-token latency: for each token i, client receive time of its delta − provider send time of i;
+ * - request to first delta: client receive time of the first delta − when the client sent its
+ *   request, what a user waits for (the turn's set-up, the provider's 20 ms, the relay).
  *
  * The baseline, measured in the same rounds: the same clients reading the fake directly (the same
  * SSE through no backend), i.e. the cost of loopback and of this process's own event loop.
@@ -264,6 +266,8 @@ interface Stream {
   readonly marker: string
   /** per token: when the client received it */
   readonly received: Array<number>
+  /** when the client sent its request */
+  readonly sentAt: number
   error?: string
 }
 
@@ -275,7 +279,7 @@ const receive = (stream: Stream, length: number, at: number) => {
 type Target = "direct" | "backend"
 
 const runStream = async (target: Target, marker: string, fake: Fake, backend: string, token: string) => {
-  const stream: Stream = { marker, received: [] }
+  const stream: Stream = { marker, received: [], sentAt: performance.now() }
   let length = 0
   try {
     if (target === "direct") {
@@ -322,6 +326,8 @@ interface Stats {
   readonly tokens: number
   readonly first: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number }
   readonly perToken: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number }
+  /** from the client's request to its first delta: what a user waits for (set-up, the provider's first token, the relay) */
+  readonly toFirstDelta: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number }
   readonly errors: number
   /** from the first request sent to the last stream's end */
   readonly wallMs: number
@@ -369,6 +375,7 @@ const statsOf = (
 ): Stats => {
   const first: Array<number> = []
   const perToken: Array<number> = []
+  const toFirstDelta: Array<number> = []
   let errors = 0
   for (const stream of streams) {
     const sent = fake.sent.get(stream.marker)
@@ -380,6 +387,7 @@ const statsOf = (
       continue
     }
     first.push(stream.received[0]! - sent[0]!)
+    toFirstDelta.push(stream.received[0]! - stream.sentAt)
     stream.received.forEach((at, i) => perToken.push(at - sent[i]!))
   }
   if (BY_TOKEN && measured.sqlPerStream > 0) {
@@ -395,6 +403,7 @@ const statsOf = (
     tokens: TOKENS,
     first: summary(first),
     perToken: summary(perToken),
+    toFirstDelta: summary(toFirstDelta),
     errors,
     ...measured
   }
@@ -434,6 +443,7 @@ const differenceOf = (a: Stats, b: Stats): Stats => {
     ...a,
     first: minus(a.first, b.first),
     perToken: minus(a.perToken, b.perToken),
+    toFirstDelta: minus(a.toFirstDelta, b.toFirstDelta),
     errors: a.errors + b.errors,
     wallMs: a.wallMs - b.wallMs,
     backendCpuMs: a.backendCpuMs - b.backendCpuMs,
@@ -454,6 +464,7 @@ const medianOf = (all: ReadonlyArray<Stats>): Stats => {
     tokens: all[0]!.tokens,
     first: part((s) => s.first),
     perToken: part((s) => s.perToken),
+    toFirstDelta: part((s) => s.toFirstDelta),
     errors: all.reduce((n, s) => n + s.errors, 0),
     wallMs: pick((s) => s.wallMs),
     backendCpuMs: pick((s) => s.backendCpuMs),
@@ -464,17 +475,19 @@ const medianOf = (all: ReadonlyArray<Stats>): Stats => {
 const ms = (n: number) => n.toFixed(2).padStart(7)
 const HEADER = `${"round".padEnd(7)} ${"path".padEnd(9)} ${"streams".padStart(7)} ${"tokens".padStart(6)}   ` +
   `first delta (ms): ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)} ${"max".padStart(7)}   ` +
-  `per token (ms): ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)}   errors  ${"wall ms".padStart(7)}  ${
+  `per token (ms): ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)}   ` +
+  `request to first delta (ms): ${"p50".padStart(7)} ${"p95".padStart(7)}   errors  ${"wall ms".padStart(7)}  ${
     "backend CPU ms".padStart(14)
   }  SQL/stream  CPU µs/token`
 const row = (name: string, path: string, s: Stats) =>
   `${name.padEnd(7)} ${path.padEnd(9)} ${String(s.streams).padStart(7)} ${String(s.tokens).padStart(6)}   ` +
   `${"".padEnd(18)} ${ms(s.first.p50)} ${ms(s.first.p95)} ${ms(s.first.p99)} ${ms(s.first.max)}   ` +
-  `${"".padEnd(15)} ${ms(s.perToken.p50)} ${ms(s.perToken.p95)} ${ms(s.perToken.p99)}   ${
-    String(s.errors).padStart(6)
-  }  ${s.wallMs.toFixed(0).padStart(7)}  ${s.backendCpuMs.toFixed(0).padStart(14)}  ${
-    s.sqlPerStream.toFixed(1).padStart(10)
-  }  ${(1000 * s.backendCpuMs / (s.streams * s.tokens)).toFixed(0).padStart(12)}`
+  `${"".padEnd(15)} ${ms(s.perToken.p50)} ${ms(s.perToken.p95)} ${ms(s.perToken.p99)}   ` +
+  `${"".padEnd(29)} ${ms(s.toFirstDelta.p50)} ${ms(s.toFirstDelta.p95)}   ${String(s.errors).padStart(6)}  ${
+    s.wallMs.toFixed(0).padStart(7)
+  }  ${s.backendCpuMs.toFixed(0).padStart(14)}  ${s.sqlPerStream.toFixed(1).padStart(10)}  ${
+    (1000 * s.backendCpuMs / (s.streams * s.tokens)).toFixed(0).padStart(12)
+  }`
 
 // --- the store: embedded, or PostgreSQL + Redis ----------------------------------------------
 
