@@ -4,7 +4,13 @@ import { Clock, Deferred, Effect, Fiber, Layer, Metric, Option, Ref, Schedule } 
 
 import { JobsRepo } from "../src/features/jobs/Repo.js"
 import { testConfig } from "../src/platform/Config.js"
-import { JobQueueLive, jobsTotalKey, makeInProcessJobQueue, PermanentJobFailure } from "../src/platform/JobQueue.js"
+import {
+  type JobContext,
+  JobQueueLive,
+  jobsTotalKey,
+  makeInProcessJobQueue,
+  PermanentJobFailure
+} from "../src/platform/JobQueue.js"
 import { JobRecords } from "../src/platform/JobRecords.js"
 import { labelled } from "../src/platform/Metrics.js"
 import { migrateUp } from "../src/platform/Migrations.js"
@@ -250,6 +256,84 @@ layer(Env, { timeout: 60_000 })("the in-process job queue", (it) => {
       }
       expect(yield* Ref.get(told)).toEqual([{ n: 1 }, { n: 2 }])
     })))
+
+  it.scoped("takes over the jobs a crashed process left (unmarked past the lock): run here with their rows' payloads, a lost attempt counted", () =>
+    live(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const records = yield* JobRecords
+      // what a killed process left: a job running (its attempt died with it) and one still queued
+      yield* records.insert({ id: "job_orphan-running", type: "test.orphan", ownerId: null, payload: { n: 1 } })
+      yield* records.insert({ id: "job_orphan-queued", type: "test.orphan", ownerId: null, payload: { n: 2 } })
+      yield* sql`UPDATE jobs SET status = 'running', attempts = 1, started_at = now() WHERE id = 'job_orphan-running'`
+      yield* sql`UPDATE jobs SET updated_at = now() - interval '1 minute' WHERE id LIKE 'job_orphan-%'`
+      const jobs = yield* makeInProcessJobQueue({ lockDuration: "5 seconds", stalledInterval: "100 millis" })
+      // registered after the queue started, as the features do: the taken-over jobs wait for it
+      yield* jobs.register("test.orphan", (payload) => Effect.succeed({ echoed: payload }))
+      expect(yield* waitForRecord("job_orphan-running", (row) => row.status === "completed")).toMatchObject({
+        attempts: 2,
+        result: { echoed: { n: 1 } }
+      })
+      expect(yield* waitForRecord("job_orphan-queued", (row) => row.status === "completed")).toMatchObject({
+        attempts: 1,
+        result: { echoed: { n: 2 } }
+      })
+    })))
+
+  it.scoped("a live queue marks its jobs alive: another queue on the database never takes them over", () =>
+    live(Effect.gen(function*() {
+      const options = { lockDuration: "600 millis", stalledInterval: "100 millis" } as const
+      const release = yield* Deferred.make<void>()
+      const runs = yield* Ref.make<Array<string>>([])
+      const handler = (queue: string) => (_: unknown, job: JobContext) =>
+        Effect.zipRight(
+          Ref.update(runs, (list) => [...list, `${queue} attempt ${job.attempt}`]),
+          Deferred.await(release)
+        )
+      const first = yield* makeInProcessJobQueue(options)
+      yield* first.register("test.alive", handler("first"))
+      const id = yield* first.enqueue("test.alive", {})
+      yield* waitForRecord(id, (row) => row.status === "running")
+      const second = yield* makeInProcessJobQueue(options)
+      yield* second.register("test.alive", handler("second"))
+      // two and a half lock durations, the second queue looking every 100 ms
+      yield* Effect.sleep("1500 millis")
+      expect(yield* Ref.get(runs)).toEqual(["first attempt 1"])
+      yield* Deferred.succeed(release, undefined)
+      expect(yield* waitForRecord(id, (row) => row.status === "completed")).toMatchObject({ attempts: 1 })
+    })))
+
+  it.scoped("a job whose every attempt died with its process is failed when taken over, and its onFailed told", () =>
+    live(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const records = yield* JobRecords
+      yield* records.insert({ id: "job_doomed-1", type: "test.doomed", ownerId: null, payload: { doc: "manual" } })
+      yield* sql`UPDATE jobs SET status = 'running', attempts = 3, started_at = now(),
+        updated_at = now() - interval '1 minute' WHERE id = 'job_doomed-1'`
+      const told = yield* Ref.make<Array<unknown>>([])
+      const jobs = yield* makeInProcessJobQueue({ lockDuration: "5 seconds", stalledInterval: "100 millis" })
+      yield* jobs.register("test.doomed", () => Effect.dieMessage("never runs"), {
+        onFailed: (payload, error) => Ref.update(told, (list) => [...list, { payload, error }])
+      })
+      const failed = yield* waitForRecord("job_doomed-1", (row) => row.status === "failed")
+      const error = "gave up after 3 attempts: the worker running it stopped before it finished"
+      expect(failed).toMatchObject({ attempts: 4, error })
+      expect(yield* Ref.get(told)).toEqual([{ payload: { doc: "manual" }, error }])
+    })))
+
+  it.effect("takeOverStale claims a stale in-process job once; never a fresh one, nor one without a payload (BullMQ's)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const records = yield* JobRecords
+      yield* records.insert({ id: "job_claim-stale", type: "test.claim", ownerId: null, payload: {} })
+      yield* records.insert({ id: "job_claim-fresh", type: "test.claim", ownerId: null, payload: {} })
+      yield* records.insert({ id: "job_claim-bullmq", type: "test.claim", ownerId: null })
+      yield* sql`UPDATE jobs SET updated_at = now() - interval '1 minute'
+        WHERE id IN ('job_claim-stale', 'job_claim-bullmq')`
+      const claimed = (rows: ReadonlyArray<{ id: string }>) =>
+        rows.map((row) => row.id).filter((id) => id.startsWith("job_claim-"))
+      expect(claimed(yield* records.takeOverStale(30, 100))).toEqual(["job_claim-stale"])
+      expect(claimed(yield* records.takeOverStale(30, 100))).toEqual([])
+    }))
 
   it.effect("a finished job never starts, completes or fails again", () =>
     Effect.gen(function*() {

@@ -34,8 +34,10 @@ import { OptionalRedis, redisKeyRoot, type RedisService } from "./Redis.js"
  *
  * - BullMQ on the shared Redis when REDIS_URL is set: durable, shared by every process; a worker
  *   that dies mid-job loses its lock and BullMQ's stalled-job check gives the job to another.
- * - In-process otherwise (the embedded default): the jobs still queued when the process stops are
- *   lost, and recorded as failed on the way out.
+ * - In-process otherwise (the embedded default): the jobs still unfinished when the process stops
+ *   are recorded as failed on the way out; those of a process that died (no way out) are taken over
+ *   by the next queue to start on the database, or by another live one (migration 0013: the payload
+ *   is kept in the row, and a live queue marks its jobs alive).
  *
  * Either way a job gets 3 attempts with exponential backoff, then is `failed` with a readable
  * error; completion is guarded in SQL (only a queued or running job becomes completed), so a job
@@ -285,7 +287,18 @@ export interface InProcessJobQueueOptions {
   readonly backoff?: Duration.DurationInput
   /** jobs waiting at most; `enqueue` waits for room beyond (default 10,000) */
   readonly capacity?: number
+  /**
+   * As BullMQ's lock (JOB_LOCK_DURATION_MS): the queue marks its unfinished jobs alive in their rows
+   * every third of this; an unfinished in-process job unmarked this long was left by a queue whose
+   * process died, and is taken over (claimed, then run here). Default 30 s.
+   */
+  readonly lockDuration?: Duration.DurationInput
+  /** How often such jobs are looked for, the first time at start (JOB_STALLED_INTERVAL_MS; default 30 s). */
+  readonly stalledInterval?: Duration.DurationInput
 }
+
+/** Jobs claimed from dead queues at one look at most. */
+const TAKEOVER_BATCH = 100
 
 /** The in-process queue: workers live in the layer's scope and stop (interrupted) with it. */
 export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
@@ -303,7 +316,8 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
     const run = (job: QueuedJob) =>
       Effect.gen(function*() {
         for (let attempt = 1;; attempt++) {
-          const result = yield* attemptOf(job, attempt >= JOB_ATTEMPTS)
+          // a job taken over at start may come before the features registered their handlers
+          const result = yield* attemptOf(job, attempt >= JOB_ATTEMPTS, "30 seconds")
           if (result._tag !== "retry") return
           const jitter = yield* Random.nextRange(0.8, 1.2)
           yield* Effect.sleep(Duration.times(backoff, 2 ** (attempt - 1) * jitter))
@@ -333,14 +347,42 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
       }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
     )
 
+    const accept = (job: QueuedJob) =>
+      Effect.suspend(() => {
+        unfinished.set(job.id, job)
+        return Effect.zipRight(Queue.offer(queue, job), depth)
+      })
+
+    // This queue's unfinished jobs are marked alive; those of a queue that stopped marking are
+    // taken over (the payload is in their rows), at start and then periodically.
+    const lockDuration = Duration.decode(options.lockDuration ?? "30 seconds")
+    yield* Effect.suspend(() => records.touch([...unfinished.keys()])).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("could not mark the running jobs alive", cause)),
+      Effect.repeat(Schedule.spaced(Duration.unsafeDivide(lockDuration, 3))),
+      Effect.forkScoped
+    )
+    yield* records.takeOverStale(Duration.toSeconds(lockDuration), TAKEOVER_BATCH).pipe(
+      Effect.tap((jobs) =>
+        jobs.length === 0 ?
+          Effect.void :
+          Effect.logWarning("took over the jobs of an in-process queue that stopped").pipe(
+            Effect.annotateLogs({ jobs: jobs.length })
+          )
+      ),
+      Effect.flatMap((jobs) => Effect.forEach(jobs, accept, { discard: true })),
+      Effect.catchAllCause((cause) => Effect.logWarning("could not look for jobs to take over", cause)),
+      Effect.repeat(Schedule.spaced(options.stalledInterval ?? "30 seconds")),
+      Effect.forkScoped
+    )
+
     const service: JobQueueService = {
       enqueue: (type, payload, enqueueOptions = {}) =>
         Effect.gen(function*() {
           const id = newJobId()
-          yield* records.insert({ id, type, ownerId: enqueueOptions.owner ?? null }).pipe(orDieOnSqlError)
-          unfinished.set(id, { id, type, payload })
-          yield* Queue.offer(queue, { id, type, payload })
-          yield* depth
+          yield* records.insert({ id, type, ownerId: enqueueOptions.owner ?? null, payload: payload ?? null }).pipe(
+            orDieOnSqlError
+          )
+          yield* accept({ id, type, payload })
           return id
         }).pipe(Effect.withSpan("JobQueue.enqueue", { attributes: { job_type: type } })),
       register: (type, handler, registerOptions = {}) =>
@@ -544,7 +586,12 @@ export const JobQueueLive = (
       const consume = Option.isNone(redis) || (options.consume ?? config.workerMode === "on")
       if (consume) yield* pruneFinishedJobs(yield* JobRecords, config.jobRetentionDays)
       if (Option.isNone(redis)) {
-        return yield* makeInProcessJobQueue({ concurrency: config.jobConcurrency, backoff: config.jobBackoffMs })
+        return yield* makeInProcessJobQueue({
+          concurrency: config.jobConcurrency,
+          backoff: config.jobBackoffMs,
+          lockDuration: config.jobLockDurationMs,
+          stalledInterval: config.jobStalledIntervalMs
+        })
       }
       return yield* makeBullJobQueue({
         redis: redis.value,

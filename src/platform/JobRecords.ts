@@ -35,9 +35,21 @@ const boundedError = (error: string) =>
   error.length <= MAX_JOB_ERROR_LENGTH ? error : `${error.slice(0, MAX_JOB_ERROR_LENGTH - 1)}…`
 
 export interface JobRecordsService {
+  /** `payload` is kept only by the in-process queue, for a takeover after a crash (`takeOverStale`) */
   readonly insert: (
-    job: { readonly id: string; readonly type: string; readonly ownerId: number | null }
+    job: { readonly id: string; readonly type: string; readonly ownerId: number | null; readonly payload?: unknown }
   ) => Effect.Effect<void, SqlError>
+  /** Marks these unfinished jobs alive (their `updated_at`): a live in-process queue's, not to be taken over. */
+  readonly touch: (ids: ReadonlyArray<string>) => Effect.Effect<void, SqlError>
+  /**
+   * Claims up to `batch` unfinished in-process jobs (those with a payload) unmarked for `staleSeconds`:
+   * their queue died with its process. Each is marked alive in the same statement, so one claimer
+   * gets it; answered oldest first.
+   */
+  readonly takeOverStale: (
+    staleSeconds: number,
+    batch: number
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly type: string; readonly payload: unknown }>, SqlError>
   /** Marks the job running and counts the attempt; `None` when it is already completed or failed (or unknown). */
   readonly start: (id: string) => Effect.Effect<Option.Option<{ readonly attempts: number }>, SqlError>
   readonly setProgress: (id: string, percent: number) => Effect.Effect<void, SqlError>
@@ -60,10 +72,33 @@ export const makeJobRecords = Effect.gen(function*() {
   const jsonOrNull = (value: unknown) => value === undefined ? sql`NULL::jsonb` : sql`${JSON.stringify(value)}::jsonb`
 
   const service: JobRecordsService = {
-    insert: ({ id, ownerId, type }) =>
-      sql`INSERT INTO jobs (id, type, owner_id) VALUES (${id}, ${type}, ${ownerId})`.pipe(
+    insert: ({ id, ownerId, payload, type }) =>
+      sql`INSERT INTO jobs (id, type, owner_id, payload)
+        VALUES (${id}, ${type}, ${ownerId}, ${payload === undefined ? sql`NULL` : jsonOrNull(payload)})`.pipe(
         Effect.asVoid,
         Effect.withSpan("JobRecords.insert")
+      ),
+    touch: (ids) =>
+      ids.length === 0 ? Effect.void : sql`UPDATE jobs SET updated_at = now()
+        WHERE id IN ${sql.in(ids)} AND ${unfinished}`.pipe(Effect.asVoid),
+    takeOverStale: (staleSeconds, batch) =>
+      sql<{ id: string; type: string; payload: unknown; created_at: Date }>`
+        UPDATE jobs SET updated_at = now()
+        WHERE id IN (
+          SELECT id FROM jobs
+          WHERE payload IS NOT NULL AND ${unfinished} AND updated_at < now() - make_interval(secs => ${staleSeconds})
+          ORDER BY updated_at LIMIT ${batch}
+          FOR UPDATE SKIP LOCKED
+        )
+        RETURNING id, type, payload, created_at`.pipe(
+        Effect.map((rows) =>
+          [...rows].sort((a, b) => a.created_at.getTime() - b.created_at.getTime()).map(({ id, payload, type }) => ({
+            id,
+            type,
+            payload
+          }))
+        ),
+        Effect.withSpan("JobRecords.takeOverStale")
       ),
     start: (id) =>
       sql<{ attempts: number }>`
