@@ -10,7 +10,7 @@ import { fakeEmbeddings } from "./support/fakeEmbeddings.js"
 import { freePort } from "./support/network.js"
 import { collect, startServer, waitFor } from "./support/process.js"
 import { testRedisUrl } from "./support/redis.js"
-import { interruptibleJobsEnv, request, settledJob, submitLargeDocument } from "./support/remote.js"
+import { interruptibleJobsEnv, request, settledJob, submitHandbook } from "./support/remote.js"
 
 /*
  * Durable jobs across processes (issue 12, point 6), on TEST_REDIS_URL and TEST_DATABASE_URL: a
@@ -29,16 +29,6 @@ const startWorker = (env: Record<string, string>) =>
     env: { PATH: process.env.PATH ?? "", NODE_ENV: "test", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
-
-/** As the admin: the handbook store, and a document too large to ingest inline (202); its job id and the token. */
-const submitHandbook = async (base: string) => {
-  const login = await request("POST", `${base}/auth/login`, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
-  expect(login.status).toBe(200)
-  const token = login.body.access_token as string
-  expect((await request("POST", `${base}/vector-stores`, { slug: "handbook", title: "Handbook" }, token)).status)
-    .toBe(201)
-  return { token, jobId: await submitLargeDocument(base, token, "plant") }
-}
 
 describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
   "job worker processes (TEST_REDIS_URL, TEST_DATABASE_URL)",
@@ -80,7 +70,7 @@ describe.runIf(Option.isSome(testRedisUrl) && Option.isSome(testDatabaseUrl))(
       await waitFor(() => firstRun.output.stdout.includes("worker ready"), 90_000)
       expect(firstRun.output.stdout).toContain("job consumers started")
 
-      const { jobId, token } = await submitHandbook(base)
+      const { jobId, token } = await submitHandbook(base, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
 
       // the first worker has taken the job and waits for the provider: kill it there
       await waitFor(() => fake.requests.length >= 1, 30_000)
@@ -155,7 +145,7 @@ describe.runIf(Option.isSome(testRedisUrl))("a server on Redis with WORKER_MODE=
         await waitFor(() => run.output.stdout.includes("listening on"), 90_000)
         expect(run.output.stdout).toContain("job consumers started")
         const base = `http://127.0.0.1:${port}/api/v1`
-        const { jobId, token } = await submitHandbook(base)
+        const { jobId, token } = await submitHandbook(base, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD })
         const job = await settledJob(base, token, jobId, 30_000)
         expect(job).toMatchObject({ type: "document.ingest", status: "completed", attempts: 1 })
         const document = await request("GET", `${base}/vector-stores/handbook/documents/plant`, undefined, token)

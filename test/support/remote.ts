@@ -68,6 +68,22 @@ export const submitLargeDocument = async (
   return accepted.body.job_id as string
 }
 
+/**
+ * Signed in as the admin `credentials`, creates the `handbook` store and submits a document too large
+ * to ingest inline (202): its job id and the admin's token.
+ */
+export const submitHandbook = async (
+  base: string,
+  credentials: { readonly email: string; readonly password: string }
+) => {
+  const login = await request("POST", `${base}/auth/login`, credentials)
+  expect(login.status).toBe(200)
+  const token = login.body.access_token as string
+  expect((await request("POST", `${base}/vector-stores`, { slug: "handbook", title: "Handbook" }, token)).status)
+    .toBe(201)
+  return { token, jobId: await submitLargeDocument(base, token, "plant") }
+}
+
 /** A vector store document of about 80 KB: over VECTOR_INLINE_MAX_BYTES (64 KiB), so it is ingested by a job. */
 export const largeDocument = () => ({
   title: "Plant handbook",
