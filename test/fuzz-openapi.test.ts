@@ -23,6 +23,7 @@ import {
   SECRET_KEY,
   SECRET_TEXT
 } from "./support/openapi.js"
+import { largeDocument } from "./support/remote.js"
 import { randomIp, raw, session } from "./support/session.js"
 
 /*
@@ -47,6 +48,12 @@ interface Fixture {
   readonly emails: ReadonlyArray<string>
   /** a thread of the admin and one of the user */
   readonly threads: ReadonlyArray<string>
+  /** ids of rows that exist (the seeded workflow's and its version's among them) */
+  readonly ids: ReadonlyArray<number>
+  /** documents of the `fuzz-docs` store: one ingested inline, one by a job */
+  readonly documents: ReadonlyArray<string>
+  /** the job that ingested the large document */
+  readonly jobs: ReadonlyArray<string>
   /** tokens that must get a 401: expired, signed with another key, `alg: none`, of no user, garbage */
   readonly refusedTokens: ReadonlyArray<string>
 }
@@ -91,6 +98,15 @@ const FixtureLive = Layer.effect(
       body: { slug: "fuzz-docs", title: "Fuzz docs" }
     })
     expect([workflow.status, store.status]).toEqual([201, 201])
+    const small = yield* raw("POST", "/api/v1/vector-stores/fuzz-docs/documents", {
+      token: admin.token,
+      body: { doc_id: "fuzz-doc", document: { title: "Fuzz", text: "A short document for the fuzz to find." } }
+    })
+    const large = yield* raw("POST", "/api/v1/vector-stores/fuzz-docs/documents", {
+      token: admin.token,
+      body: { doc_id: "fuzz-big", document: largeDocument() }
+    })
+    expect([small.status, large.status]).toEqual([201, 202])
     const threads: Array<string> = []
     for (const token of [admin.token, user.token]) {
       const events = eventsOf(yield* chatkit(token, { type: "threads.create", params: { input: say("Hello fuzz") } }))
@@ -118,6 +134,10 @@ const FixtureLive = Layer.effect(
       actorIds: [admin.user.id, user.user.id],
       emails: [admin.user.email, user.user.email, "nobody@example.com"],
       threads,
+      ids: [...new Set([1, 2, 3, 4, 5, Number(workflow.body.id), Number(workflow.body.active_version_id)])]
+        .filter(Number.isSafeInteger),
+      documents: ["fuzz-doc", "fuzz-big"],
+      jobs: [String(large.body.job_id)],
       refusedTokens: [
         expired,
         otherKey,
@@ -274,10 +294,17 @@ const headerText = fc.string({
 const makeRequests = (fixture: Fixture) => {
   const operations = operationsOf(fixture.doc)
   const pools = {
-    ids: [1, 2, 3, 4, 5],
+    ids: fixture.ids,
     emails: fixture.emails,
-    byPattern: { "^[a-z0-9][a-z0-9_-]{0,127}$": ["fuzz-docs", "fuzz-new"], "^thr_[0-9a-f]{16}$": fixture.threads }
+    byPattern: {
+      "^[a-z0-9][a-z0-9_-]{0,127}$": ["fuzz-docs", "fuzz-new", ...fixture.documents],
+      "^thr_[0-9a-f]{16}$": fixture.threads,
+      "^job_[0-9A-Za-z_-]{1,64}$": fixture.jobs
+    }
   }
+  // a pattern the document no longer has would leave its pool unused, silently
+  const published = JSON.stringify(fixture.doc)
+  for (const pattern of Object.keys(pools.byPattern)) expect(published).toContain(JSON.stringify(pattern))
   const generators = makeGenerators(fixture.doc, pools)
 
   const bearer = (token: string) => ({ authorization: `Bearer ${token}`, secret: token })
@@ -516,6 +543,8 @@ const makeRequests = (fixture: Fixture) => {
 
 const statuses = new Map<number, number>()
 let sent = 0
+/** per path segment of a seeded row (a document, a job): the successful answers to requests naming it */
+const reached = new Map<string, number>()
 
 /** Sends `count` requests in batches of BATCH in flight; fails with the seed and the first bad answer. */
 const fuzz = (
@@ -537,6 +566,11 @@ const fuzz = (
           const answer = answers[i] as Answer
           sent++
           statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1)
+          if (answer.status < 300) {
+            for (const segment of req.path.split(/[/?]/)) {
+              if (reached.has(segment)) reached.set(segment, reached.get(segment)! + 1)
+            }
+          }
           const problem = answer.status === 0
             ? `no answer: ${answer.text}`
             : problemWith(req, answer) ?? expectation(answer)
@@ -602,6 +636,7 @@ layer(AppLive, { timeout: 120_000 })("fuzzing from /openapi.json", (it) => {
         Effect.gen(function*() {
           const fixture = yield* FuzzFixture
           const { mixed } = makeRequests(fixture)
+          for (const seeded of [...fixture.documents, ...fixture.jobs]) reached.set(seeded, 0)
           const startedAt = Date.now()
           yield* fuzz(fixture, mixed, MIXED_REQUESTS)
           const histogram = [...statuses.entries()].sort(([a], [b]) => a - b).map(([s, n]) => `${s}: ${n}`).join(", ")
@@ -611,8 +646,15 @@ layer(AppLive, { timeout: 120_000 })("fuzzing from /openapi.json", (it) => {
             } ms; statuses ${histogram}`
           )
           expect(sent).toBeGreaterThanOrEqual(REJECTED_REQUESTS + MIXED_REQUESTS)
-          // the fuzz got past authentication into handlers, not only validation
+          // the fuzz got past authentication into handlers, not only validation, and to the seeded rows
           expect([...statuses.keys()].filter((s) => s >= 200 && s < 300).length).toBeGreaterThan(0)
+          console.log(
+            `OpenAPI fuzz: successful answers about the seeded rows ${JSON.stringify(Object.fromEntries(reached))}`
+          )
+          for (const [seeded, answers] of reached) {
+            expect({ seeded, answers }).toEqual({ seeded, answers: expect.any(Number) })
+          }
+          expect([...reached.values()].every((answers) => answers > 0)).toBe(true)
         }),
       { timeout: 120_000 }
     )
