@@ -652,9 +652,8 @@ layer(AppLive, { timeout: 120_000 })("fuzzing from /openapi.json", (it) => {
             `OpenAPI fuzz: successful answers about the seeded rows ${JSON.stringify(Object.fromEntries(reached))}`
           )
           for (const [seeded, answers] of reached) {
-            expect({ seeded, answers }).toEqual({ seeded, answers: expect.any(Number) })
+            expect(answers, `no well-formed request reached ${seeded}`).toBeGreaterThan(0)
           }
-          expect([...reached.values()].every((answers) => answers > 0)).toBe(true)
         }),
       { timeout: 120_000 }
     )
