@@ -2,7 +2,9 @@ import { spawnSync } from "node:child_process"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { afterEach, describe, expect, it, vi } from "@effect/vitest"
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Cause, Effect, Layer, Logger, Metric, MetricBoundaries, MetricLabel, Option, Redacted } from "effect"
 
 import { METRICS_CONTENT_TYPE } from "../src/api/OperationsApi.js"
@@ -187,6 +189,30 @@ describe("JSON logger", () => {
       big: "12",
       cyclic: { me: "[Circular]" }
     })
+  })
+
+  it("turns log lines into events of the current span, redacted, only when spans are exported", async () => {
+    const eventsOf = async (spanEvents: boolean) => {
+      const exporter = new InMemorySpanExporter()
+      return await Effect.runPromise(
+        Effect.logInfo("calling the provider").pipe(
+          Effect.annotateLogs({ api_key: "sk-live-0123456789", attempt: 2 }),
+          Effect.withSpan("request"),
+          // read before the SDK's shutdown empties the exporter
+          Effect.andThen(() => exporter.getFinishedSpans().flatMap((span) => span.events)),
+          Effect.provide(makeLoggerLayer({ logFormat: "json", logLevel: "info", write: () => {}, spanEvents })),
+          Effect.provide(NodeSdk.layer(() => ({
+            resource: { serviceName: "telemetry-test" },
+            spanProcessor: new SimpleSpanProcessor(exporter)
+          })))
+        )
+      )
+    }
+    const events = await eventsOf(true)
+    expect(events.map((event) => event.name)).toEqual(["calling the provider"])
+    expect(events[0]?.attributes).toMatchObject({ api_key: "***", attempt: 2 })
+    expect(JSON.stringify(events)).not.toContain("sk-live")
+    expect(await eventsOf(false)).toEqual([])
   })
 
   it("honours the minimum level", async () => {

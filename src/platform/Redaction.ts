@@ -14,7 +14,11 @@ export const isSecretKey = (key: string): boolean => SECRET_KEY.test(key)
  * every `Redacted`, is "***". Cycles become "[Circular]"; errors and class instances become plain
  * objects of their own enumerable properties, so nothing here throws on odd input.
  */
-export const redact = (value: unknown): unknown => redactValue(value, new WeakSet(), 0)
+export const redact = (value: unknown): unknown =>
+  // most log annotations are strings and numbers: no set of ancestors to make for them
+  value === null || typeof value !== "object" && typeof value !== "function"
+    ? value
+    : redactValue(value, new WeakSet(), 0)
 
 const redactValue = (value: unknown, ancestors: WeakSet<object>, depth: number): unknown => {
   if (value === null || (typeof value !== "object" && typeof value !== "function")) return value

@@ -9,8 +9,11 @@ import { isSecretKey, MASK, redact } from "./Redaction.js"
 
 /** Logging (JSON lines, every message and annotation redacted) and tracing (OTLP when configured). */
 
+/** An annotation as logged: masked when its name says secret, redacted otherwise. */
+const redactedAnnotation = (key: string, value: unknown) => (isSecretKey(key) ? MASK : redact(value))
+
 const redactAnnotations = (annotations: HashMap.HashMap<string, unknown>) =>
-  HashMap.map(annotations, (value, key) => (isSecretKey(key) ? MASK : redact(value)))
+  HashMap.map(annotations, (value, key) => redactedAnnotation(key, value))
 
 const redactMessage = (message: unknown): unknown => Array.isArray(message) ? message.map(redact) : redact(message)
 
@@ -36,17 +39,21 @@ const messageText = (message: unknown): unknown => {
 
 const jsonReplacer = (_key: string, value: unknown) => (typeof value === "bigint" ? value.toString() : value)
 
-/** One JSON object per log call: timestamp, level, message, the annotations as top-level keys, cause. */
+/**
+ * One JSON object per log call: timestamp, level, message, the annotations as top-level keys,
+ * cause; the message and annotations redacted as they are copied into it (not through `redacting`,
+ * whose copy of the annotations' map cost more than the line: it runs for every request).
+ */
 export const makeJsonLogger = (write: (line: string) => void): Logger.Logger<unknown, void> =>
-  redacting(Logger.make(({ annotations, cause, date, logLevel, message, spans }) => {
+  Logger.make(({ annotations, cause, date, logLevel, message, spans }) => {
     const entry: Record<string, unknown> = {}
     for (const [key, value] of annotations) {
       // The core fields win so that an annotation can neither hide nor forge them.
-      if (!RESERVED_FIELDS.has(key)) entry[key] = value
+      if (!RESERVED_FIELDS.has(key)) entry[key] = redactedAnnotation(key, value)
     }
     entry["timestamp"] = date.toISOString()
     entry["level"] = logLevel.label
-    entry["message"] = messageText(message)
+    entry["message"] = messageText(redactMessage(message))
     if (List.isCons(spans)) {
       const now = date.getTime()
       const rendered: Record<string, number> = {}
@@ -65,7 +72,7 @@ export const makeJsonLogger = (write: (line: string) => void): Logger.Logger<unk
       })
     }
     write(line)
-  }))
+  })
 
 /** Lines waiting for the next write; past this many they go out at once (a bounded buffer). */
 const MAX_PENDING_LINES = 1_000
@@ -113,26 +120,37 @@ export interface LoggerOptions {
   readonly logLevel: AppConfigShape["logLevel"]
   /** where JSON lines go (without the trailing newline); stdout by default */
   readonly write?: (line: string) => void
+  /** log lines also become events of the current span (when spans are exported) */
+  readonly spanEvents?: boolean
 }
 
 /**
- * Sets the loggers to exactly one printing logger (plus Effect's tracer logger, which only turns
- * log lines into span events, redacted too). Setting the whole set, rather than replacing
- * `Logger.defaultLogger`, also drops a pretty logger installed around us (`runMain` without
- * `disablePrettyLogger`), so no line is ever printed twice.
+ * Sets the loggers to exactly one printing logger, plus, when spans are exported (`spanEvents`),
+ * Effect's tracer logger, which turns log lines into events of the current span, redacted too
+ * (unexported spans' events would only cost each request). Setting the whole set, rather than
+ * replacing `Logger.defaultLogger`, also drops a pretty logger installed around us (`runMain`
+ * without `disablePrettyLogger`), so no line is ever printed twice.
  */
 export const makeLoggerLayer = (options: LoggerOptions): Layer.Layer<never> => {
   const printer = options.logFormat === "json"
     ? makeJsonLogger(options.write ?? writeStdout)
     : redacting(Logger.prettyLoggerDefault)
+  const loggers = options.spanEvents === true
+    ? HashSet.make(printer, redacting(Logger.tracerLogger))
+    : HashSet.make<Array<Logger.Logger<unknown, unknown>>>(printer)
   return Layer.mergeAll(
-    Layer.locallyScoped(FiberRef.currentLoggers, HashSet.make(printer, redacting(Logger.tracerLogger))),
+    Layer.locallyScoped(FiberRef.currentLoggers, loggers),
     Logger.minimumLogLevel(LOG_LEVELS[options.logLevel])
   )
 }
 
 export const LoggerLive: Layer.Layer<never, never, AppConfig> = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) => makeLoggerLayer({ logFormat: config.logFormat, logLevel: config.logLevel }))
+  Effect.map(AppConfig, (config) =>
+    makeLoggerLayer({
+      logFormat: config.logFormat,
+      logLevel: config.logLevel,
+      spanEvents: Option.isSome(config.otelExporterOtlpEndpoint)
+    }))
 )
 
 // ---------------------------------------------------------------------------------------------
