@@ -1,10 +1,9 @@
 import { randomUUID } from "node:crypto"
 
+import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Schedule, Stream } from "effect"
 
-import type { SqlError } from "@effect/sql/SqlError"
 import { Conflict } from "../../domain/errors.js"
-
 import type { JsonObject, ThreadId } from "../../domain/Thread.js"
 import type { ThreadRow, ThreadsRepo } from "./Repo.js"
 
