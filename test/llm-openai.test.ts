@@ -7,7 +7,7 @@ import { type CompletionRequest, LlmError, type LlmProviderService } from "../sr
 import type { LlmUsage } from "../src/platform/LlmProvider.js"
 import { makeOpenAiLlm, parseSseData, retryAfterMs } from "../src/platform/OpenAiLlm.js"
 import { type LlmCircuitBreaker, resilient } from "../src/platform/ResilientLlm.js"
-import { UpstreamHttpClient } from "../src/platform/UpstreamHttpClient.js"
+import { UPSTREAM_IDLE_MS, UpstreamHttpClient } from "../src/platform/UpstreamHttpClient.js"
 import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
 import { captureLogs } from "./support/logs.js"
 import { freePort } from "./support/network.js"
@@ -192,6 +192,21 @@ describe("the OpenAI-compatible provider", () => {
       expect(fake.requests.map((sent) => sent.connection)).toEqual([1, 1, 1])
       expect(fake.requests.every((sent) => !sent.closedEarly)).toBe(true)
     }))
+
+  it.scopedLive(
+    "drops a connection left unused for UPSTREAM_IDLE_MS (before the provider would), and a slow first token outlasts it",
+    () =>
+      Effect.gen(function*() {
+        const fake = yield* fakeOpenAi({ type: "stream", tokens: TOKENS })
+        const llm = yield* makeOpenAiLlm({ baseUrl: fake.baseUrl }).pipe(Effect.provide(UpstreamHttpClient))
+        expect(yield* deltasOf(llm)).toEqual(TOKENS)
+        yield* Effect.sleep(UPSTREAM_IDLE_MS + 500)
+        fake.script({ type: "stream", tokens: TOKENS, firstTokenDelayMs: UPSTREAM_IDLE_MS + 500 })
+        expect(yield* deltasOf(llm)).toEqual(TOKENS)
+        expect(fake.requests.map((sent) => sent.connection)).toEqual([1, 2])
+      }),
+    { timeout: 20_000 }
+  )
 
   it.scopedLive("a server that keeps the body open after [DONE] is cut half a second later, the answer whole", () =>
     Effect.gen(function*() {
