@@ -1,11 +1,12 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Clock, Deferred, Effect, Fiber, Layer, Metric, Option, Ref, Schedule } from "effect"
+import { Clock, Context, Deferred, Effect, Fiber, Layer, Metric, Option, Ref, Schedule } from "effect"
 
 import { JobsRepo } from "../src/features/jobs/Repo.js"
 import { testConfig } from "../src/platform/Config.js"
 import {
   type JobContext,
+  JobQueue,
   JobQueueLive,
   jobsTotalKey,
   makeInProcessJobQueue,
@@ -16,6 +17,7 @@ import { labelled } from "../src/platform/Metrics.js"
 import { migrateUp } from "../src/platform/Migrations.js"
 import { OptionalRedis } from "../src/platform/Redis.js"
 import { LiveClock, testDatabaseLayer } from "./support/database.js"
+import { captureLogs } from "./support/logs.js"
 
 /**
  * The in-process job queue (the embedded default) over a migrated database of its own (PGlite, or a
@@ -389,3 +391,37 @@ layer(Env, { timeout: 60_000 })("the in-process job queue", (it) => {
       )
     }))
 })
+
+layer(testDatabaseLayer("job-queue-first-start").pipe(Layer.provide(LiveClock)), { timeout: 60_000 })(
+  "the in-process job queue at a first start",
+  (it) => {
+    it.scoped(
+      "starts before the migrations (it is infrastructure): its upkeep waits for the jobs table, with no warning",
+      () =>
+        live(Effect.gen(function*() {
+          const logs = captureLogs()
+          const built = yield* Layer.build(
+            JobQueueLive().pipe(
+              Layer.provide(testConfig({ JOB_STALLED_INTERVAL_MS: "500" })),
+              Layer.provide(Layer.succeed(OptionalRedis, Option.none()))
+            )
+          ).pipe(Effect.provide(logs.layer))
+          yield* Context.get(built, JobQueue).register("test.first", (payload) => Effect.succeed({ echoed: payload }))
+          yield* Effect.sleep("1500 millis")
+          yield* Effect.orDie(migrateUp())
+          const sql = yield* SqlClient.SqlClient
+          // a job a crashed process left, taken over once the table exists
+          yield* sql`INSERT INTO jobs (id, type, payload, updated_at) VALUES
+          ('job_first-start', 'test.first', '{"n":1}'::jsonb, now() - interval '1 hour')`
+          const [row] = yield* sql<{ status: string; result: unknown }>`SELECT status, result FROM jobs
+          WHERE id = 'job_first-start'`.pipe(
+            Effect.filterOrFail(([found]) => found?.status === "completed"),
+            Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds")))
+          )
+          expect(row?.result).toEqual({ echoed: { n: 1 } })
+          expect(logs.lines.filter((line) => line.includes("message=\"could not"))).toEqual([])
+        })),
+      { timeout: 60_000 }
+    )
+  }
+)

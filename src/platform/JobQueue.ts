@@ -300,6 +300,18 @@ export interface InProcessJobQueueOptions {
 /** Jobs claimed from dead queues at one look at most. */
 const TAKEOVER_BATCH = 100
 
+/**
+ * A background upkeep of the `jobs` table, retried every second for a minute before its failure is
+ * logged: at a first start it runs before the migrations have made the table (the queue is
+ * infrastructure, built first), and a database away for a moment needs no warning.
+ */
+const upkeep = (what: string) => <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<void> =>
+  effect.pipe(
+    Effect.retry(Schedule.spaced("1 second").pipe(Schedule.upTo("1 minute"))),
+    Effect.catchAllCause((cause) => Effect.logWarning(`could not ${what}`, cause)),
+    Effect.asVoid
+  )
+
 /** The in-process queue: workers live in the layer's scope and stop (interrupted) with it. */
 export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
   Effect.gen(function*() {
@@ -370,7 +382,7 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
           )
       ),
       Effect.flatMap((jobs) => Effect.forEach(jobs, accept, { discard: true })),
-      Effect.catchAllCause((cause) => Effect.logWarning("could not look for jobs to take over", cause)),
+      upkeep("look for jobs to take over"),
       Effect.repeat(Schedule.spaced(options.stalledInterval ?? "30 seconds")),
       Effect.forkScoped
     )
@@ -564,7 +576,7 @@ const PRUNE_BATCH = 1_000
 const pruneFinishedJobs = (records: JobRecordsService, days: number) => {
   const batches = records.deleteFinished(days, PRUNE_BATCH).pipe(
     Effect.repeat({ while: (deleted) => deleted === PRUNE_BATCH }),
-    Effect.catchAllCause((cause) => Effect.logWarning("could not delete old job records", cause))
+    upkeep("delete old job records")
   )
   return Effect.forkScoped(Effect.repeat(batches, Schedule.spaced(PRUNE_INTERVAL)))
 }
