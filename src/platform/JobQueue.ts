@@ -293,7 +293,7 @@ export interface InProcessJobQueueOptions {
    * process died, and is taken over (claimed, then run here). Default 30 s.
    */
   readonly lockDuration?: Duration.DurationInput
-  /** How often such jobs are looked for, the first time at start (JOB_STALLED_INTERVAL_MS; default 30 s). */
+  /** How often such jobs are looked for, the first time one interval after start (JOB_STALLED_INTERVAL_MS; default 30 s). */
   readonly stalledInterval?: Duration.DurationInput
 }
 
@@ -366,8 +366,9 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
       })
 
     // This queue's unfinished jobs are marked alive; those of a queue that stopped marking are
-    // taken over (the payload is in their rows), at start and then periodically.
+    // taken over (the payload is in their rows), periodically.
     const lockDuration = Duration.decode(options.lockDuration ?? "30 seconds")
+    const stalledInterval = Duration.decode(options.stalledInterval ?? "30 seconds")
     yield* Effect.suspend(() => records.touch([...unfinished.keys()])).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("could not mark the running jobs alive", cause)),
       Effect.repeat(Schedule.spaced(Duration.unsafeDivide(lockDuration, 3))),
@@ -383,7 +384,9 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
       ),
       Effect.flatMap((jobs) => Effect.forEach(jobs, accept, { discard: true })),
       upkeep("look for jobs to take over"),
-      Effect.repeat(Schedule.spaced(options.stalledInterval ?? "30 seconds")),
+      Effect.repeat(Schedule.spaced(stalledInterval)),
+      // not at once: a job is stale a lock duration after its queue died, and the migrations may not have run yet
+      Effect.delay(stalledInterval),
       Effect.forkScoped
     )
 
