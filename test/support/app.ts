@@ -55,7 +55,9 @@ export const TestApp = (
     Layer.provideMerge(Cache.layer),
     Layer.provideMerge(options.llm ?? LlmProviderLive),
     Layer.provideMerge(EmbeddingsLive),
-    Layer.provideMerge(InProcessJobQueueLive()),
+    // takeovers have tests of their own; here a look every 30 s would only put background statements
+    // into the windows of the tests that count a request's statements
+    Layer.provideMerge(InProcessJobQueueLive({ stalledInterval: "1 hour" })),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
     Layer.provideMerge(config),
