@@ -328,7 +328,7 @@ export const makeInProcessJobQueue = (options: InProcessJobQueueOptions = {}) =>
     const run = (job: QueuedJob) =>
       Effect.gen(function*() {
         for (let attempt = 1;; attempt++) {
-          // a job taken over at start may come before the features registered their handlers
+          // a job taken over soon after start may come before the features registered their handlers
           const result = yield* attemptOf(job, attempt >= JOB_ATTEMPTS, "30 seconds")
           if (result._tag !== "retry") return
           const jitter = yield* Random.nextRange(0.8, 1.2)

@@ -74,7 +74,7 @@ export const makeJobRecords = Effect.gen(function*() {
   const service: JobRecordsService = {
     insert: ({ id, ownerId, payload, type }) =>
       sql`INSERT INTO jobs (id, type, owner_id, payload)
-        VALUES (${id}, ${type}, ${ownerId}, ${payload === undefined ? sql`NULL` : jsonOrNull(payload)})`.pipe(
+        VALUES (${id}, ${type}, ${ownerId}, ${jsonOrNull(payload)})`.pipe(
         Effect.asVoid,
         Effect.withSpan("JobRecords.insert")
       ),
@@ -82,24 +82,18 @@ export const makeJobRecords = Effect.gen(function*() {
       ids.length === 0 ? Effect.void : sql`UPDATE jobs SET updated_at = now()
         WHERE id IN ${sql.in(ids)} AND ${unfinished}`.pipe(Effect.asVoid),
     takeOverStale: (staleSeconds, batch) =>
-      sql<{ id: string; type: string; payload: unknown; created_at: Date }>`
-        UPDATE jobs SET updated_at = now()
-        WHERE id IN (
-          SELECT id FROM jobs
-          WHERE payload IS NOT NULL AND ${unfinished} AND updated_at < now() - make_interval(secs => ${staleSeconds})
-          ORDER BY updated_at LIMIT ${batch}
-          FOR UPDATE SKIP LOCKED
+      sql<{ id: string; type: string; payload: unknown }>`
+        WITH claimed AS (
+          UPDATE jobs SET updated_at = now()
+          WHERE id IN (
+            SELECT id FROM jobs
+            WHERE payload IS NOT NULL AND ${unfinished} AND updated_at < now() - make_interval(secs => ${staleSeconds})
+            ORDER BY updated_at LIMIT ${batch}
+            FOR UPDATE SKIP LOCKED
+          )
+          RETURNING id, type, payload, created_at
         )
-        RETURNING id, type, payload, created_at`.pipe(
-        Effect.map((rows) =>
-          [...rows].sort((a, b) => a.created_at.getTime() - b.created_at.getTime()).map(({ id, payload, type }) => ({
-            id,
-            type,
-            payload
-          }))
-        ),
-        Effect.withSpan("JobRecords.takeOverStale")
-      ),
+        SELECT id, type, payload FROM claimed ORDER BY created_at`.pipe(Effect.withSpan("JobRecords.takeOverStale")),
     start: (id) =>
       sql<{ attempts: number }>`
         UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, now()),

@@ -186,6 +186,8 @@ const DRAIN_AFTER_DONE = Duration.millis(500)
 /** What ended the deltas of one call: `[DONE]`, an unreadable event, an error event, or the body's end before `[DONE]`. */
 type Ending = { readonly _tag: "done" | "malformed" | "error" | "cut"; readonly data: string }
 
+const CUT: Ending = { _tag: "cut", data: "" }
+
 /** The provider over an `HttpClient` (provide one; `OpenAiLlmLive` gives `UpstreamHttpClient`). */
 export const makeOpenAiLlm = (
   options: OpenAiLlmOptions
@@ -283,7 +285,7 @@ export const makeOpenAiLlm = (
         const bodyEnded = () => {
           parser.end(events)
           const last = read()
-          ending ??= { _tag: "cut", data: "" }
+          ending ??= CUT
           return Effect.succeed(last)
         }
         // a chunk of deltas per pull; Option.none() once an ending is known
@@ -304,7 +306,7 @@ export const makeOpenAiLlm = (
           Stream.concat(Stream.execute(Effect.suspend(() =>
             ending?._tag === "done"
               ? Effect.zipRight(drain, finish(ending, usage, request))
-              : finish(ending ?? { _tag: "cut", data: "" }, usage, request)
+              : finish(ending ?? CUT, usage, request)
           )))
         )
       }))

@@ -12,16 +12,17 @@ export const isSecretKey = (key: string): boolean => SECRET_KEY.test(key)
 /**
  * A deep, JSON-friendly copy of `value` in which the value of every key that names a secret, and
  * every `Redacted`, is "***". Cycles become "[Circular]"; errors and class instances become plain
- * objects of their own enumerable properties, so nothing here throws on odd input.
+ * objects of their own enumerable properties, so nothing here throws on odd input. A scalar (most
+ * log annotations) is answered as it is, with no set of ancestors made for it.
  */
-export const redact = (value: unknown): unknown =>
-  // most log annotations are strings and numbers: no set of ancestors to make for them
-  value === null || typeof value !== "object" && typeof value !== "function"
-    ? value
-    : redactValue(value, new WeakSet(), 0)
+export const redact = (value: unknown): unknown => isComposite(value) ? redactValue(value, new WeakSet(), 0) : value
+
+/** An object or a function: what redaction walks or renders; anything else is printed as it is. */
+const isComposite = (value: unknown): value is object =>
+  value !== null && (typeof value === "object" || typeof value === "function")
 
 const redactValue = (value: unknown, ancestors: WeakSet<object>, depth: number): unknown => {
-  if (value === null || (typeof value !== "object" && typeof value !== "function")) return value
+  if (!isComposite(value)) return value
   if (typeof value === "function") return `[Function ${value.name || "anonymous"}]`
   if (Redacted.isRedacted(value)) return MASK
   if (ancestors.has(value)) return "[Circular]"
