@@ -54,8 +54,15 @@ describe("SIGTERM under load", () => {
         const traffic = load(6, () => send(port, "/api/v1/auth/me", { token, keepAlive: true }))
         await sleep(300)
         // a burst whose connections are established but not all accepted when the signal arrives
-        const burst = Array.from({ length: 24 }, () => send(port, "/health", { keepAlive: true }))
-        await sleep(5)
+        let connected = 0
+        let burstConnected = () => {}
+        const connecting = new Promise<void>((resolve) => (burstConnected = resolve))
+        const burst = Array.from(
+          { length: 24 },
+          () => send(port, "/health", { keepAlive: true, onConnect: () => ++connected === 24 && burstConnected() })
+        )
+        // the signal once every connection of the burst is established (a slow runner needs more than a few ms)
+        await Promise.race([connecting, sleep(2_000)])
         const signalledAt = Date.now()
         server.kill("SIGTERM")
         // timed from here: a callback attached later would time when it was attached

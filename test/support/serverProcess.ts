@@ -65,6 +65,8 @@ export const send = (
     readonly timeoutMs?: number
     /** asks the server to keep the connection open (it says `Connection: close` once draining) */
     readonly keepAlive?: boolean
+    /** called once the TCP connection is established (before the server necessarily accepted it) */
+    readonly onConnect?: () => void
   } = {}
 ): Promise<Outcome> =>
   new Promise((resolve) => {
@@ -97,8 +99,12 @@ export const send = (
         done({ status: 0, headers: {}, body, error: error.code ?? error.message }))
     })
     req.on("socket", (socket) =>
-      socket.once("connect", () => (connectedAt = Date.now())))
-    req.on("timeout", () => req.destroy(Object.assign(new Error("timed out"), { code: "TIMEOUT" })))
+      socket.once("connect", () => {
+        connectedAt = Date.now()
+        options.onConnect?.()
+      }))
+    req.on("timeout", () =>
+      req.destroy(Object.assign(new Error("timed out"), { code: "TIMEOUT" })))
     req.on("error", (error: NodeJS.ErrnoException) =>
       done({ status: 0, headers: {}, body: "", error: error.code ?? error.message }))
     req.end(options.body === undefined ? undefined : JSON.stringify(options.body))
