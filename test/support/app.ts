@@ -1,9 +1,10 @@
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 
 import { PrepareToServe, ServedApi } from "../../src/App.js"
 import { makeChatkitClient } from "../../src/client/Client.js"
 import { Passwords } from "../../src/features/auth/Passwords.js"
+import { SweepInterval } from "../../src/features/threads/AbandonedAnswers.js"
 import { Cache } from "../../src/platform/Cache.js"
 import { type AppConfig, testConfig } from "../../src/platform/Config.js"
 import { EmbeddingsLive } from "../../src/platform/EmbeddingsLive.js"
@@ -58,6 +59,8 @@ export const TestApp = (
     // takeovers have tests of their own; here a look every 30 s would only put background statements
     // into the windows of the tests that count a request's statements
     Layer.provideMerge(InProcessJobQueueLive({ stalledInterval: "1 hour" })),
+    // the same for the sweep of abandoned answers (its own tests call it): once at start, then hourly
+    Layer.provide(Layer.succeed(SweepInterval, Duration.hours(1))),
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
     Layer.provideMerge(config),

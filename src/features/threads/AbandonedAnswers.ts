@@ -1,13 +1,15 @@
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Context, Duration, Effect, Layer, Schedule } from "effect"
 
 import { ABANDONED_AFTER } from "./AnswerWriter.js"
 import { ThreadsRepo } from "./Repo.js"
 
-/** How often each instance looks for answers an instance that died left `in_progress`. */
-const SWEEP_INTERVAL = Duration.seconds(30)
+/** How often each instance looks for answers an instance that died left `in_progress` (30 s; tests set more). */
+export class SweepInterval extends Context.Reference<SweepInterval>()("chatkit/AbandonedAnswers/SweepInterval", {
+  defaultValue: (): Duration.Duration => Duration.seconds(30)
+}) {}
 
 /**
- * Settles, at start and every SWEEP_INTERVAL, the answers that a crashed instance left streaming
+ * Settles, at start and every SweepInterval, the answers that a crashed instance left streaming
  * (`incomplete`, or removed when they had no text), so no thread keeps an answer in progress that
  * nobody writes. Safe on every instance at once: it takes only answers idle for ABANDONED_AFTER
  * and skips rows another sweep holds.
@@ -15,6 +17,7 @@ const SWEEP_INTERVAL = Duration.seconds(30)
 export const AbandonedAnswersSweep = Layer.scopedDiscard(
   Effect.gen(function*() {
     const repo = yield* ThreadsRepo
+    const interval = yield* SweepInterval
     const sweep = repo.settleAbandonedAnswers(Duration.toSeconds(ABANDONED_AFTER)).pipe(
       Effect.tap(({ marked, removed }) =>
         marked + removed === 0
@@ -25,6 +28,6 @@ export const AbandonedAnswersSweep = Layer.scopedDiscard(
       ),
       Effect.catchAllCause((cause) => Effect.logWarning("could not settle abandoned answers", cause))
     )
-    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(SWEEP_INTERVAL)))
+    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(interval)))
   })
 ).pipe(Layer.provide(ThreadsRepo.Default))
