@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Schema, TestClock, TestContext } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
 
 import { NotFound } from "../src/domain/errors.js"
 import {
@@ -15,7 +15,6 @@ import {
   type ThreadStatus
 } from "../src/domain/Thread.js"
 import { CurrentUser, type User, type UserId } from "../src/domain/User.js"
-import { ANSWER_SAVE_INTERVAL, makeAnswerWriter } from "../src/features/threads/AnswerWriter.js"
 import { type Access, ThreadsPolicy } from "../src/features/threads/Policy.js"
 import {
   type LockOptions,
@@ -460,59 +459,49 @@ layer(StoreLayer, { timeout: 120_000 })("ThreadsRepo", (it) => {
       expect(items.items[0]?.payload).toMatchObject({ content: [{ type: "input_text", text: "latest activity" }] })
     }))
 
-  it.effect("answers a stopped instance left in progress: idle ones settle (incomplete, or gone if empty), live ones stay", () =>
+  it.effect("answers a stopped instance left in progress settle once its turn's lease lapsed (incomplete, or gone if empty); a live turn's stay", () =>
     Effect.gen(function*() {
       const repo = yield* ThreadsRepo
       const sql = yield* SqlClient.SqlClient
       const f = yield* seed
-      const thread = yield* newThread(f.alice, f)
-      const [, cut, silent, streaming] = yield* repo.appendItems(thread.id, [
+      const stopped = yield* newThread(f.alice, f)
+      const live = yield* newThread(f.alice, f)
+      const [, cut] = yield* repo.appendItems(stopped.id, [
         message("question"),
         answer("half an ans", "in_progress"),
-        answer("", "in_progress"),
-        answer("still coming", "in_progress")
+        answer("", "in_progress")
       ])
-      yield* sql`UPDATE chat_thread_items SET updated_at = now() - interval '2 minutes'
-        WHERE id IN (${cut!.id}, ${silent!.id})`
+      const [streaming] = yield* repo.appendItems(live.id, [answer("still coming", "in_progress")])
+      yield* sql`UPDATE chat_threads SET turn_id = 'dead', turn_until = now() - interval '1 second'
+        WHERE id = ${stopped.id}`
+      expect(yield* repo.acquireTurn(live.id, "live", 30)).toBe(true)
 
-      expect(yield* repo.settleAbandonedAnswers(60)).toEqual({ marked: 1, removed: 1 })
-      const items = (yield* repo.listItems(thread.id, { limit: 10, order: "asc", after: null })).data
+      expect(yield* repo.settleAbandonedAnswers()).toEqual({ marked: 1, removed: 1 })
+      const items = (yield* repo.listItems(stopped.id, { limit: 10, order: "asc", after: null })).data
       expect(items.map((item) => [item.id, item.payload.status])).toEqual([
         [items[0]!.id, undefined],
-        [cut!.id, "incomplete"],
-        [streaming!.id, "in_progress"]
+        [cut!.id, "incomplete"]
       ])
       expect(items[1]!.payload.content).toEqual([{ type: "output_text", text: "half an ans", annotations: [] }])
+      const liveItems = (yield* repo.listItems(live.id, { limit: 10, order: "asc", after: null })).data
+      expect(liveItems.map((item) => [item.id, item.payload.status])).toEqual([[streaming!.id, "in_progress"]])
       // settled once: a second sweep finds nothing
-      expect(yield* repo.settleAbandonedAnswers(60)).toEqual({ marked: 0, removed: 0 })
+      expect(yield* repo.settleAbandonedAnswers()).toEqual({ marked: 0, removed: 0 })
     }))
 
-  it.effect("a writer keeps its answer alive while the model says nothing, so no sweep takes it", () =>
+  it.effect("an answer is never swept while its turn holds the thread, however long the model says nothing", () =>
     Effect.gen(function*() {
       const repo = yield* ThreadsRepo
       const sql = yield* SqlClient.SqlClient
       const f = yield* seed
       const thread = yield* newThread(f.alice, f)
-      const idleSince = (id: string) =>
-        Effect.map(
-          sql<{ idle: number }>`SELECT extract(epoch FROM now() - updated_at)::float8 AS idle
-            FROM chat_thread_items WHERE id = ${id}`,
-          (rows) => rows[0]!.idle
-        )
-      yield* Effect.scoped(
-        Effect.gen(function*() {
-          const writer = yield* makeAnswerWriter(repo, thread.id)
-          const started = yield* writer.start
-          yield* sql`UPDATE chat_thread_items SET updated_at = now() - interval '2 minutes' WHERE id = ${started.id}`
-          // ten save intervals with no new text (the writer's clock is the TestClock; its writes are real I/O)
-          for (let tick = 0; tick < 10; tick++) {
-            yield* TestClock.adjust(ANSWER_SAVE_INTERVAL)
-            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
-          }
-          expect(yield* idleSince(started.id)).toBeLessThan(30)
-          expect(yield* repo.settleAbandonedAnswers(60)).toEqual({ marked: 0, removed: 0 })
-        }).pipe(Effect.provide(TestContext.TestContext))
-      )
+      expect(yield* repo.acquireTurn(thread.id, "thinking", 30)).toBe(true)
+      const [quiet] = yield* repo.appendItems(thread.id, [answer("", "in_progress")])
+      yield* sql`UPDATE chat_thread_items SET updated_at = now() - interval '1 hour' WHERE id = ${quiet!.id}`
+      expect(yield* repo.settleAbandonedAnswers()).toEqual({ marked: 0, removed: 0 })
+      // the turn's instance stopped renewing: 30 s later the lease has lapsed
+      yield* sql`UPDATE chat_threads SET turn_until = now() - interval '1 second' WHERE id = ${thread.id}`
+      expect(yield* repo.settleAbandonedAnswers()).toEqual({ marked: 0, removed: 1 })
     }))
 
   it.effect("the policy on the real store: a deleted thread is the same 404 as a missing one", () =>

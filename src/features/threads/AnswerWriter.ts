@@ -11,16 +11,6 @@ import { newItemId, type ThreadsRepo, toThreadItem } from "./Repo.js"
  */
 export const ANSWER_SAVE_INTERVAL = Duration.seconds(1)
 
-/** An answer whose text has not changed is still marked alive every this many save intervals. */
-const SAVES_PER_TOUCH = 10
-
-/**
- * An answer left `in_progress` and unwritten for this long was cut by an instance that died
- * mid-stream (a live writer writes it every SAVES_PER_TOUCH intervals at least): any instance's
- * sweep settles it (AbandonedAnswers).
- */
-export const ABANDONED_AFTER = Duration.minutes(1)
-
 /** How long a write that starts or settles an answer may take (then it is given up, and logged). */
 export const ANSWER_WRITE_TIMEOUT = Duration.seconds(5)
 
@@ -116,8 +106,7 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
     const serialised = lock.withPermits(1)
     /**
      * the answer streaming now: `text` so far, its `annotations`, `saved` the text last written
-     * (undefined: something else changed since, so the next save writes), `idle` the saves skipped
-     * since the last write
+     * (undefined: something else changed since, so the next save writes)
      */
     let open: {
       readonly id: ThreadItemId
@@ -125,7 +114,6 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
       text: string
       annotations: ReadonlyArray<SourceAnnotation>
       saved: string | undefined
-      idle: number
     } | undefined
 
     const inMemory = (
@@ -151,7 +139,7 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
       const item = stored === undefined
         ? inMemory(id, DateTime.toDateUtc(yield* DateTime.now), "", "in_progress", [])
         : toThreadItem(stored)
-      open = { id, item, text: "", annotations: [], saved: "", idle: 0 }
+      open = { id, item, text: "", annotations: [], saved: "" }
       return item
     })).pipe(lasting, Effect.orDie) // never cut between the row written and the answer open to settle
 
@@ -167,19 +155,10 @@ export const makeAnswerWriter = (repo: ThreadsRepo, threadId: ThreadId) =>
       if (open !== undefined) open.text += delta
     }
 
-    /**
-     * Writes the text so far if it changed since the last write, or marks the answer alive when it
-     * has not for a while (a model thinking before its first word); never over a settled answer.
-     */
+    /** Writes the text so far if it changed since the last write; never over a settled answer. */
     const saveProgress = serialised(Effect.suspend(() => {
       const answer = open
-      if (answer === undefined) return Effect.void
-      if (answer.text === answer.saved) {
-        if (++answer.idle < SAVES_PER_TOUCH) return Effect.void
-        answer.idle = 0
-        return repo.touchInProgressItem(threadId, answer.id)
-      }
-      answer.idle = 0
+      if (answer === undefined || answer.text === answer.saved) return Effect.void
       const text = answer.text
       return repo.updateInProgressItem(threadId, answer.id, assistantPayload(text, "in_progress", answer.annotations))
         .pipe(

@@ -376,23 +376,21 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
         Effect.withSpan("ThreadsRepo.updateInProgressItem")
       )
 
-    /** Marks an answer still streaming (its text unchanged) as alive, so the sweep leaves it alone. */
-    const touchInProgressItem = (threadId: ThreadId, itemId: string) =>
-      sql`UPDATE chat_thread_items SET updated_at = now()
-        WHERE thread_id = ${threadId} AND id = ${itemId} AND ${inProgress}`.pipe(Effect.asVoid)
-
     /**
-     * Settles the answers left `in_progress` and unsaved for `idleSeconds` (their instance died
-     * mid-stream), at most 500 a call: `incomplete` with the text last saved, or removed when none
-     * was, as the writer itself settles an answer cut short. Rows another sweep holds are skipped.
+     * Settles the answers left `in_progress` in threads that no turn holds (their instance died
+     * mid-stream, and its lease lapsed; a turn settles its answer before it gives the lease back),
+     * at most 500 a call: `incomplete` with the text last saved, or removed when none was, as the
+     * writer itself settles an answer cut short. Rows another sweep holds are skipped.
      */
-    const settleAbandonedAnswers = (idleSeconds: number) =>
+    const settleAbandonedAnswers = () =>
       sql<{ readonly marked: number; readonly removed: number }>`
         WITH stale AS (
-          SELECT thread_id, id, COALESCE(payload #>> '{content,0,text}', '') = '' AS empty
-          FROM chat_thread_items
-          WHERE ${inProgress} AND updated_at < now() - make_interval(secs => ${idleSeconds})
-          ORDER BY updated_at LIMIT 500
+          SELECT i.thread_id, i.id, COALESCE(i.payload #>> '{content,0,text}', '') = '' AS empty
+          FROM chat_thread_items i
+          WHERE i.payload->>'status' = 'in_progress' AND NOT EXISTS (
+            SELECT 1 FROM chat_threads t WHERE t.id = i.thread_id AND t.turn_until > now()
+          )
+          ORDER BY i.updated_at LIMIT 500
           FOR UPDATE SKIP LOCKED
         ),
         removed AS (
@@ -611,7 +609,6 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
       appendItems,
       updateItemPayload,
       updateInProgressItem,
-      touchInProgressItem,
       settleAbandonedAnswers,
       acquireTurn,
       renewTurn,
