@@ -344,7 +344,7 @@ layer(testDatabaseLayer("migrations"), { excludeTestServices: true })("Migration
   )
 })
 
-/** Runs `npx tsx src/cli/migrate.ts args` on the embedded database in `dataDir`. */
+/** Runs `src/cli/migrate.ts args` (node with tsx's loader: one process, where `npx tsx` starts three) on the embedded database in `dataDir`. */
 const runCli = (args: ReadonlyArray<string>, dataDir: string) =>
   Effect.async<{ code: number; stdout: string; stderr: string }>((resume) => {
     // No DATABASE_URL (embedded database) and no *_FILE variable the configuration would try to read.
@@ -352,8 +352,8 @@ const runCli = (args: ReadonlyArray<string>, dataDir: string) =>
       Object.entries(process.env).filter(([key]) => !key.endsWith("_FILE") && key !== "DATABASE_URL")
     )
     execFile(
-      "npx",
-      ["tsx", "src/cli/migrate.ts", ...args],
+      process.execPath,
+      ["--import", "tsx", "src/cli/migrate.ts", ...args],
       { cwd: repoRoot, env: { ...env, NODE_ENV: "test", CHATKIT_DATA_DIR: dataDir, LOG_FORMAT: "json" } },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1

@@ -459,7 +459,12 @@ const cli = (dataDir: string, script: string, args: ReadonlyArray<string>, input
   new Promise<Ran>((resolve, reject) => {
     const env: Record<string, string | undefined> = { ...process.env, CHATKIT_DATA_DIR: dataDir, LOG_LEVEL: "warning" }
     for (const name of ["DATABASE_URL", "REDIS_URL", "ADMIN_EMAIL", "ADMIN_PASSWORD", "NODE_ENV"]) delete env[name]
-    const child = spawn("npx", ["tsx", script, ...args], { cwd: process.cwd(), env, stdio: ["pipe", "pipe", "pipe"] })
+    // node with tsx's loader: one process (`npx tsx` starts three, a second more a run)
+    const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+      cwd: process.cwd(),
+      env,
+      stdio: ["pipe", "pipe", "pipe"]
+    })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
