@@ -387,7 +387,7 @@ export class ThreadsRepo extends Effect.Service<ThreadsRepo>()("chatkit/ThreadsR
         WITH stale AS (
           SELECT i.thread_id, i.id, COALESCE(i.payload #>> '{content,0,text}', '') = '' AS empty
           FROM chat_thread_items i
-          WHERE i.payload->>'status' = 'in_progress' AND NOT EXISTS (
+          WHERE ${inProgress} AND NOT EXISTS (
             SELECT 1 FROM chat_threads t WHERE t.id = i.thread_id AND t.turn_until > now()
           )
           ORDER BY i.updated_at LIMIT 500
