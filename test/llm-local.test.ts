@@ -3,6 +3,7 @@ import { Chunk, Effect, Fiber, Stream, TestClock } from "effect"
 import fc from "fast-check"
 
 import { complete, localAnswer, makeLocalLlm, wordDeltas } from "../src/platform/LlmProvider.js"
+import { deltaStream } from "./support/llm.js"
 
 const conversation = (said: string) => ({
   model: "local",
@@ -16,7 +17,9 @@ describe("the local model", () => {
   it.effect("streams, word by word, the same answer for the same conversation, quoting the user", () =>
     Effect.gen(function*() {
       const llm = makeLocalLlm()
-      const deltas = Chunk.toReadonlyArray(yield* Stream.runCollect(llm.stream(conversation("Hello there, model"))))
+      const deltas = Chunk.toReadonlyArray(
+        yield* Stream.runCollect(deltaStream(llm, conversation("Hello there, model")))
+      )
       expect(deltas.length).toBeGreaterThan(10)
       expect(deltas.join("")).toBe(localAnswer(conversation("Hello there, model")))
       expect(deltas.join("")).toContain("\"Hello there, model\"")
@@ -32,7 +35,9 @@ describe("the local model", () => {
   it.effect("waits the configured delay between words, and stops when the reader stops", () =>
     Effect.gen(function*() {
       const llm = makeLocalLlm({ delay: "20 millis" })
-      const fiber = yield* Effect.fork(Stream.runCollect(Stream.take(llm.stream(conversation("one two three")), 3)))
+      const fiber = yield* Effect.fork(
+        Stream.runCollect(Stream.take(deltaStream(llm, conversation("one two three")), 3))
+      )
       yield* TestClock.adjust("40 millis")
       expect(fiber.unsafePoll()).toBeNull()
       yield* TestClock.adjust("20 millis")

@@ -18,6 +18,7 @@ import { makeOpenAiLlm } from "../src/platform/OpenAiLlm.js"
 import { prometheusText } from "../src/platform/Prometheus.js"
 import { resilient } from "../src/platform/ResilientLlm.js"
 import { fakeOpenAi } from "./support/fakeOpenAi.js"
+import { deltaStream, streamingProvider } from "./support/llm.js"
 
 // Metrics are process-wide: every test uses its own model name, so its series start at zero.
 
@@ -69,10 +70,8 @@ const tokens = (provider: string, model: string, kind: "prompt" | "completion") 
     (state) => state.count
   )
 
-const scripted = (name: string, stream: Stream.Stream<string, LlmError>): LlmProviderService => ({
-  name,
-  stream: () => stream
-})
+const scripted = (name: string, stream: Stream.Stream<string, LlmError>): LlmProviderService =>
+  streamingProvider(name, () => stream)
 
 /** Runs the stream under the TestClock, moving the clock until it ends. */
 const runToEnd = <A, E>(stream: Stream.Stream<A, E>) =>
@@ -87,7 +86,7 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
     Effect.gen(function*() {
       const request = requestFor("metrics-ok")
       const llm = instrumented(makeLocalLlm({ delay: "300 millis", onUsage: recordUsage("local") }))
-      const result = yield* runToEnd(llm.stream(request))
+      const result = yield* runToEnd(deltaStream(llm, request))
       const answer = localAnswer(request)
       expect(Either.map(result, (deltas) => Chunk.join(deltas, ""))).toEqual(Either.right(answer))
 
@@ -101,7 +100,7 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
       expect(yield* tokens("local", "metrics-ok", "completion")).toBe(wordDeltas(answer).length)
 
       // a second call adds to the same series
-      yield* runToEnd(llm.stream(request))
+      yield* runToEnd(deltaStream(llm, request))
       expect(yield* requests("local", "metrics-ok")).toEqual({ ok: 2 })
       expect((yield* timeToFirstToken("local", "metrics-ok")).count).toBe(2)
       expect(yield* tokens("local", "metrics-ok", "prompt")).toBe(20)
@@ -110,7 +109,9 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
   it.effect("the three families are on /metrics in Prometheus text, with their help and labels", () =>
     Effect.gen(function*() {
       const request = requestFor("metrics-prometheus")
-      yield* runToEnd(instrumented(makeLocalLlm({ delay: "2 seconds", onUsage: recordUsage("local") })).stream(request))
+      yield* runToEnd(
+        deltaStream(instrumented(makeLocalLlm({ delay: "2 seconds", onUsage: recordUsage("local") })), request)
+      )
       const lines = (yield* prometheusText).split("\n")
       expect(lines).toContain("# TYPE llm_requests_total counter")
       expect(lines.some((line) => line.startsWith("# HELP llm_requests_total LLM calls"))).toBe(true)
@@ -137,7 +138,9 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
       for (const reason of reasons) {
         const error = new LlmError({ provider: "fake", reason })
         const model = `metrics-${reason}`
-        const result = yield* runToEnd(instrumented(scripted("fake", Stream.fail(error))).stream(requestFor(model)))
+        const result = yield* runToEnd(
+          deltaStream(instrumented(scripted("fake", Stream.fail(error))), requestFor(model))
+        )
         expect(result).toEqual(Either.left(error))
         expect(yield* requests("fake", model)).toEqual({ [reason]: 1 })
         // no delta, no time to first token
@@ -152,7 +155,7 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
           Stream.fail(new LlmError({ provider: "fake", reason: "connection" }))
         )
       )
-      const result = yield* runToEnd(instrumented(broken).stream(requestFor("metrics-broken")))
+      const result = yield* runToEnd(deltaStream(instrumented(broken), requestFor("metrics-broken")))
       expect(Either.isLeft(result)).toBe(true)
       expect(yield* requests("fake", "metrics-broken")).toEqual({ connection: 1 })
       expect((yield* timeToFirstToken("fake", "metrics-broken")).count).toBe(1)
@@ -163,7 +166,7 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
       const open = resilient(makeLocalLlm(), {
         breaker: { run: () => Effect.fail({ _tag: "CircuitOpen", retryAfterMs: 5_000 } as const) }
       })
-      const result = yield* runToEnd(instrumented(open).stream(requestFor("metrics-breaker")))
+      const result = yield* runToEnd(deltaStream(instrumented(open), requestFor("metrics-breaker")))
       expect(result).toMatchObject(Either.left({ _tag: "LlmError", reason: "circuit_open" }))
       expect(yield* requests("local", "metrics-breaker")).toEqual({ circuit_open: 1 })
     }))
@@ -174,12 +177,13 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
       const local = makeLocalLlm({ delay: "300 millis", onUsage: recordUsage("local") })
       const watched: LlmProviderService = {
         name: "local",
-        stream: (request) => local.stream(request).pipe(Stream.ensuring(Effect.sync(() => (providerFinalized = true))))
+        answer: (request, onDelta) =>
+          local.answer(request, onDelta).pipe(Effect.ensuring(Effect.sync(() => (providerFinalized = true))))
       }
       const delivered: Array<string> = []
       const fiber = yield* Effect.fork(
         Stream.runForEach(
-          instrumented(watched).stream(requestFor("metrics-cancelled")),
+          deltaStream(instrumented(watched), requestFor("metrics-cancelled")),
           (delta) => Effect.sync(() => delivered.push(delta))
         )
       )
@@ -196,8 +200,8 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
 
   it.effect("a reader that stops early (Stream.take) counts cancelled too", () =>
     Effect.gen(function*() {
-      const llm = instrumented(makeLocalLlm())
-      const result = yield* runToEnd(Stream.take(llm.stream(requestFor("metrics-take")), 3))
+      const llm = instrumented(makeLocalLlm({ delay: "100 millis" }))
+      const result = yield* runToEnd(Stream.take(deltaStream(llm, requestFor("metrics-take")), 3))
       expect(Either.map(result, Chunk.size)).toEqual(Either.right(3))
       expect(yield* requests("local", "metrics-take")).toEqual({ cancelled: 1 })
     }))
@@ -205,7 +209,7 @@ describe("instrumented: llm_requests_total, llm_time_to_first_token_seconds, llm
   it.effect("a defect in the provider counts defect and stays a defect", () =>
     Effect.gen(function*() {
       const llm = instrumented(scripted("fake", Stream.die(new Error("bug"))))
-      const exit = yield* Effect.exit(Stream.runDrain(llm.stream(requestFor("metrics-defect"))))
+      const exit = yield* Effect.exit(Stream.runDrain(deltaStream(llm, requestFor("metrics-defect"))))
       expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
       expect(yield* requests("fake", "metrics-defect")).toEqual({ defect: 1 })
     }))
@@ -248,7 +252,7 @@ describe("instrumented: the llm.stream span", () => {
       Effect.gen(function*() {
         const request = requestFor("span-local")
         const llm = instrumented(resilient(makeLocalLlm({ onUsage: recordUsage("local") })))
-        const answer = yield* Stream.runCollect(llm.stream(request)).pipe(
+        const answer = yield* Stream.runCollect(deltaStream(llm, request)).pipe(
           Effect.map((deltas) => Chunk.join(deltas, "")),
           Effect.withSpan("request")
         )
@@ -285,7 +289,7 @@ describe("instrumented: the llm.stream span", () => {
           onUsage: recordUsage("fake")
         }).pipe(Effect.provide(NodeHttpClient.layer))
         const llm = instrumented(resilient(openai))
-        const deltas = yield* Stream.runCollect(llm.stream(requestFor("span-openai")))
+        const deltas = yield* Stream.runCollect(deltaStream(llm, requestFor("span-openai")))
         expect(Chunk.join(deltas, "")).toBe("Arr, the map is buried")
 
         const [call, ...others] = spans().filter((span) => span.name === "llm.stream")
@@ -313,7 +317,7 @@ describe("instrumented: the llm.stream span", () => {
         const openai = yield* makeOpenAiLlm({ name: "fake", baseUrl: fake.baseUrl, apiKey: Redacted.make(KEY) }).pipe(
           Effect.provide(NodeHttpClient.layer)
         )
-        const result = yield* Stream.runCollect(instrumented(openai).stream(requestFor("span-failed"))).pipe(
+        const result = yield* Stream.runCollect(deltaStream(instrumented(openai), requestFor("span-failed"))).pipe(
           Effect.either
         )
         expect(result).toMatchObject(Either.left({ reason: "http", status: 400 }))

@@ -9,6 +9,7 @@ import { makeOpenAiLlm, parseSseData, retryAfterMs } from "../src/platform/OpenA
 import { type LlmCircuitBreaker, resilient } from "../src/platform/ResilientLlm.js"
 import { UPSTREAM_IDLE_MS, UpstreamHttpClient } from "../src/platform/UpstreamHttpClient.js"
 import { type FakeOpenAi, fakeOpenAi } from "./support/fakeOpenAi.js"
+import { deltaStream, streamingProvider } from "./support/llm.js"
 import { captureLogs } from "./support/logs.js"
 import { freePort } from "./support/network.js"
 
@@ -27,13 +28,15 @@ const provider = (fake: { baseUrl: string }, onUsage?: (usage: LlmUsage) => void
     ...(onUsage === undefined ? {} : { onUsage: (usage: LlmUsage) => Effect.sync(() => onUsage(usage)) })
   }).pipe(Effect.provide(NodeHttpClient.layer))
 
-const deltasOf = (llm: LlmProviderService) => Effect.map(Stream.runCollect(llm.stream(request)), Chunk.toReadonlyArray)
+const deltasOf = (llm: LlmProviderService) =>
+  Effect.map(Stream.runCollect(deltaStream(llm, request)), Chunk.toReadonlyArray)
 
 /** The deltas delivered before the stream ended, and its error if it failed. */
 const outcome = (llm: LlmProviderService) =>
   Effect.gen(function*() {
     const delivered: Array<string> = []
-    const result = yield* Stream.runForEach(llm.stream(request), (delta) => Effect.sync(() => delivered.push(delta)))
+    const result = yield* Stream.runForEach(deltaStream(llm, request), (delta) =>
+      Effect.sync(() => delivered.push(delta)))
       .pipe(Effect.either)
     return { delivered, error: Either.isLeft(result) ? result.left : undefined }
   })
@@ -228,7 +231,7 @@ describe("the OpenAI-compatible provider", () => {
         tokenDelayMs: 20
       })
       const llm = yield* provider(fake)
-      const taken = yield* Stream.runCollect(Stream.take(llm.stream(request), 2))
+      const taken = yield* Stream.runCollect(Stream.take(deltaStream(llm, request), 2))
       expect(Chunk.toReadonlyArray(taken)).toEqual(["t0 ", "t1 "])
       yield* Effect.promise(() => fake.requests[0]!.closed)
       expect(fake.requests[0]!.closedEarly).toBe(true)
@@ -243,7 +246,9 @@ describe("the OpenAI-compatible provider", () => {
       })
       const llm = yield* provider(fake)
       const seen: Array<string> = []
-      const fiber = yield* Effect.fork(Stream.runForEach(llm.stream(request), (d) => Effect.sync(() => seen.push(d))))
+      const fiber = yield* Effect.fork(
+        Stream.runForEach(deltaStream(llm, request), (d) => Effect.sync(() => seen.push(d)))
+      )
       yield* waitFor(() => seen.length >= 3)
       yield* Fiber.interrupt(fiber)
       yield* Effect.promise(() => fake.requests[0]!.closed).pipe(Effect.timeout("2 seconds"))
@@ -255,7 +260,7 @@ describe("the OpenAI-compatible provider", () => {
 /** A provider whose n-th call (from 0) streams `script(n)`; it counts its calls. */
 const scripted = (script: (call: number) => Stream.Stream<string, LlmError>) => {
   let calls = 0
-  const llm: LlmProviderService = { name: "scripted", stream: () => Stream.suspend(() => script(calls++)) }
+  const llm = streamingProvider("scripted", () => Stream.suspend(() => script(calls++)))
   return { llm, calls: () => calls }
 }
 
@@ -443,7 +448,7 @@ describe("resilient over HTTP (the fake server)", () => {
         tokenDelayMs: 20
       })
       const llm = yield* over(fake)
-      expect(Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(llm.stream(request), 2)))).toEqual([
+      expect(Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(deltaStream(llm, request), 2)))).toEqual([
         "t0 ",
         "t1 "
       ])

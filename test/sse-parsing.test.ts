@@ -5,6 +5,7 @@ import fc from "fast-check"
 
 import type { LlmError } from "../src/platform/LlmProvider.js"
 import { makeOpenAiLlm, parseSseData, SseDataParser } from "../src/platform/OpenAiLlm.js"
+import { deltaStream } from "./support/llm.js"
 
 /**
  * The chunk-level SSE parser (one stateful stage per stream, not an Effect stage per line): any
@@ -144,7 +145,7 @@ const answer = (text: string, cuts: ReadonlyArray<number>, grouped: boolean) =>
     const llm = yield* providerOver(text, cuts, grouped)
     const delivered: Array<string> = []
     const result = yield* Stream.runForEach(
-      llm.stream({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+      deltaStream(llm, { model: "m", messages: [{ role: "user", content: "hi" }] }),
       (delta) => Effect.sync(() => delivered.push(delta))
     ).pipe(Effect.either)
     return { delivered, reason: Either.isLeft(result) ? (result.left as LlmError).reason : undefined }

@@ -7,7 +7,7 @@ import { Effect, Layer, Schedule, Stream } from "effect"
 
 import { AppConfig, testConfig } from "../src/platform/Config.js"
 import { requestPipeline } from "../src/platform/Http.js"
-import { sseData, sseResponse } from "../src/platform/Sse.js"
+import { SSE_MAX_PENDING, sseData, SsePush, sseResponse } from "../src/platform/Sse.js"
 import { LiveClock } from "./support/database.js"
 
 /** Three events 150 ms apart, pings every 200 ms, through the platform's request pipeline on a real port. */
@@ -15,8 +15,18 @@ const events = Stream.fromSchedule(Schedule.spaced("150 millis")).pipe(
   Stream.take(3),
   Stream.map((n) => ({ type: "tick", n, title: null, nested: { keep: [1, null], drop: null } }))
 )
+/** `push` called `times` times in one go, between two events of the stream. */
+const pushing = (times: number) =>
+  Stream.make({ type: "before" }).pipe(
+    Stream.concat(Stream.execute(Effect.map(SsePush, (push) => {
+      for (let n = 0; n < times; n++) push({ type: "pushed", n })
+    }))),
+    Stream.concat(Stream.make({ type: "after" }))
+  )
 const Router = HttpRouter.empty.pipe(
   HttpRouter.get("/events", Effect.sync(() => sseResponse(events, { pingEvery: "200 millis" }))),
+  HttpRouter.get("/pushed", Effect.sync(() => sseResponse(pushing(3)))),
+  HttpRouter.get("/flood", Effect.sync(() => sseResponse(pushing(SSE_MAX_PENDING + 10)))),
   Effect.catchTag("RouteNotFound", () => HttpServerResponse.empty({ status: 404 }))
 )
 const Served = Layer.unwrapEffect(Effect.map(AppConfig, (config) => HttpServer.serve(Router, requestPipeline(config))))
@@ -32,12 +42,12 @@ interface Chunk {
 }
 
 /** Reads the raw socket: every chunk with the time it arrived. */
-const readStream = (port: number) =>
+const readStream = (port: number, path = "/events") =>
   Effect.promise(() =>
     new Promise<{ headers: Record<string, unknown>; chunks: Array<Chunk> }>((resolve, reject) => {
       const started = Date.now()
       const chunks: Array<Chunk> = []
-      request({ host: "127.0.0.1", port, path: "/events" }, (response) => {
+      request({ host: "127.0.0.1", port, path }, (response) => {
         response.setEncoding("utf8")
         response.on("data", (text: string) => chunks.push({ at: Date.now() - started, text }))
         response.on("end", () => resolve({ headers: response.headers, chunks }))
@@ -62,6 +72,30 @@ layer(Served)("server-sent events", (it) => {
       const firstAt = chunks.find((c) => c.text.includes("\"n\":0"))?.at ?? Infinity
       const lastAt = chunks.find((c) => c.text.includes("\"n\":2"))?.at ?? 0
       expect(lastAt - firstAt).toBeGreaterThanOrEqual(250)
+    }))
+
+  const dataOf = (path: string) =>
+    Effect.gen(function*() {
+      const address = (yield* HttpServer.HttpServer).address
+      const { chunks } = yield* readStream(address._tag === "TcpAddress" ? address.port : 0, path)
+      return chunks.map((c) => c.text).join("").split("\n\n").filter((block) => block.startsWith("data: "))
+    })
+
+  it.effect("events pushed from a callback go out in order with the stream's own", () =>
+    Effect.gen(function*() {
+      expect(yield* dataOf("/pushed")).toEqual([
+        `data: {"type":"before"}`,
+        ...[0, 1, 2].map((n) => `data: {"type":"pushed","n":${n}}`),
+        `data: {"type":"after"}`
+      ])
+    }))
+
+  it.effect("past SSE_MAX_PENDING events unsent the response ends there: memory stays bounded", () =>
+    Effect.gen(function*() {
+      const data = yield* dataOf("/flood")
+      // "before" and the first pushed ones fill it; the rest, and "after", are not sent
+      expect(data).toHaveLength(SSE_MAX_PENDING)
+      expect(data.at(-1)).toBe(`data: {"type":"pushed","n":${SSE_MAX_PENDING - 2}}`)
     }))
 
   it.effect("sseData leaves out null keys at any depth", () =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Stream } from "effect"
+import { Effect, Stream } from "effect"
 
 import { type Graph, type GraphNode } from "../src/domain/Workflow.js"
 import { INITIAL_RUNTIME_STATE, type RuntimeState, runTurn, type TurnEvent } from "../src/features/threads/Runtime.js"
@@ -22,19 +22,29 @@ const edge = (source: string, target: string, condition: string | null = null) =
   metadata: {}
 })
 
+/** What a turn gives, in the order it gives it: its events, and the text deltas between them. */
+type Seen = TurnEvent | { readonly _tag: "TextDelta"; readonly text: string }
+
 const llm = makeLocalLlm()
 const turn = (graph: Graph, userMessage: string, runtime: RuntimeState = INITIAL_RUNTIME_STATE, stepLimit?: number) =>
-  runTurn({
-    graph,
-    runtime,
-    userMessage,
-    history: [],
-    llmFor: (model) => Effect.succeed({ provider: llm, model: model ?? "local" }),
-    ...(stepLimit === undefined ? {} : { stepLimit })
-  }).pipe(Stream.runCollect, Effect.map(Chunk.toReadonlyArray))
+  Effect.suspend(() => {
+    const seen: Array<Seen> = []
+    return runTurn({
+      graph,
+      runtime,
+      userMessage,
+      history: [],
+      onDelta: (text) => seen.push({ _tag: "TextDelta", text }),
+      llmFor: (model) => Effect.succeed({ provider: llm, model: model ?? "local" }),
+      ...(stepLimit === undefined ? {} : { stepLimit })
+    }).pipe(
+      Stream.runForEach((event) => Effect.sync(() => seen.push(event))),
+      Effect.as(seen as ReadonlyArray<Seen>)
+    )
+  })
 
-const messages = (events: ReadonlyArray<TurnEvent>) => events.flatMap((e) => (e._tag === "MessageDone" ? [e.text] : []))
-const ending = (events: ReadonlyArray<TurnEvent>) => events.at(-1)
+const messages = (events: ReadonlyArray<Seen>) => events.flatMap((e) => (e._tag === "MessageDone" ? [e.text] : []))
+const ending = (events: ReadonlyArray<Seen>) => events.at(-1)
 
 describe("a workflow turn", () => {
   it.effect("start -> agent -> end streams the model's answer under the rendered instructions", () =>

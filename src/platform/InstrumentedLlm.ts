@@ -1,6 +1,6 @@
-import { Cause, Chunk, Effect, Exit, Metric, MetricLabel, Option, Stream } from "effect"
+import { Cause, Effect, Exit, Metric, MetricLabel, Option } from "effect"
 
-import type { CompletionRequest, LlmError, LlmProviderService, LlmUsage } from "./LlmProvider.js"
+import type { CompletionRequest, LlmError, LlmProviderService, LlmUsage, OnDelta } from "./LlmProvider.js"
 import { llmRequestsTotal, llmTimeToFirstTokenSeconds, llmTokensTotal } from "./Metrics.js"
 
 /**
@@ -11,11 +11,11 @@ import { llmRequestsTotal, llmTimeToFirstTokenSeconds, llmTokensTotal } from "./
  * retries inside it, `circuit_open` counted, the first token timed from the first attempt.
  */
 
-/** How a call ended: `cancelled` when its reader stopped before the end (interruption, client gone). */
+/** How a call ended: `cancelled` when its caller stopped it before the end (interruption, client gone). */
 export type LlmOutcome = "ok" | LlmError["reason"] | "cancelled" | "defect"
 
-const outcomeOf = (exit: Exit.Exit<unknown, LlmError>, ended: boolean): LlmOutcome => {
-  if (Exit.isSuccess(exit)) return ended ? "ok" : "cancelled"
+const outcomeOf = (exit: Exit.Exit<unknown, LlmError>): LlmOutcome => {
+  if (Exit.isSuccess(exit)) return "ok"
   return Option.match(Cause.failureOption(exit.cause), {
     onSome: (error) => error.reason,
     onNone: () => (Option.isSome(Cause.dieOption(exit.cause)) ? "defect" : "cancelled")
@@ -23,46 +23,34 @@ const outcomeOf = (exit: Exit.Exit<unknown, LlmError>, ended: boolean): LlmOutco
 }
 
 export const instrumented = (provider: LlmProviderService): LlmProviderService => {
-  const stream = (request: CompletionRequest): Stream.Stream<string, LlmError> => {
+  const answer = (request: CompletionRequest, onDelta: OnDelta): Effect.Effect<void, LlmError> => {
     const labels = [MetricLabel.make("provider", provider.name), MetricLabel.make("model", request.model)]
     const timeToFirstToken = Metric.taggedWithLabels(llmTimeToFirstTokenSeconds, labels)
-    return Stream.unwrap(Effect.clockWith((clock) => {
+    return Effect.clockWith((clock) => {
       const startedAt = clock.unsafeCurrentTimeNanos()
       let waiting = true
-      let ended = false
-      return Effect.succeed(
-        provider.stream(request).pipe(
-          // Synchronous (the clock read and the histogram updated in place): an Effect per chunk,
-          // run inside the span's context, cost ~12 µs per token.
-          Stream.mapChunks((chunk) => {
-            if (waiting && !Chunk.isEmpty(chunk)) {
-              waiting = false
-              timeToFirstToken.unsafeUpdate(Number(clock.unsafeCurrentTimeNanos() - startedAt) / 1e9, [])
-            }
-            return chunk
-          }),
-          Stream.onEnd(Effect.sync(() => {
-            ended = true
-          })),
-          // A finalizer: it runs however the call ends, and leaves an interruption an interruption.
-          Stream.ensuringWith((exit) =>
-            Metric.increment(
-              Metric.taggedWithLabels(llmRequestsTotal, [
-                ...labels,
-                MetricLabel.make("outcome", outcomeOf(exit, ended))
-              ])
-            )
-          )
+      // Synchronous (the clock read and the histogram updated in place): the first delta pays no Effect.
+      return provider.answer(request, (delta) => {
+        if (waiting) {
+          waiting = false
+          timeToFirstToken.unsafeUpdate(Number(clock.unsafeCurrentTimeNanos() - startedAt) / 1e9, [])
+        }
+        onDelta(delta)
+      })
+    }).pipe(
+      // runs however the call ends, and leaves an interruption an interruption
+      Effect.onExit((exit) =>
+        Metric.increment(
+          Metric.taggedWithLabels(llmRequestsTotal, [...labels, MetricLabel.make("outcome", outcomeOf(exit))])
         )
-      )
-    })).pipe(
-      Stream.withSpan("llm.stream", {
+      ),
+      Effect.withSpan("llm.stream", {
         kind: "client",
         attributes: { "llm.provider": provider.name, "llm.model": request.model }
       })
     )
   }
-  return { name: provider.name, stream }
+  return { name: provider.name, answer }
 }
 
 /**

@@ -4,7 +4,14 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Chunk, Duration, Effect, identity, Layer, Option, Redacted, Stream } from "effect"
 
-import { type CompletionRequest, LlmError, LlmProvider, type LlmProviderService, type LlmUsage } from "./LlmProvider.js"
+import {
+  type CompletionRequest,
+  LlmError,
+  LlmProvider,
+  type LlmProviderService,
+  type LlmUsage,
+  type OnDelta
+} from "./LlmProvider.js"
 import { maskProviderBody } from "./Redaction.js"
 import { UpstreamHttpClient } from "./UpstreamHttpClient.js"
 
@@ -14,7 +21,7 @@ import { UpstreamHttpClient } from "./UpstreamHttpClient.js"
 /**
  * An OpenAI-compatible chat-completions client (OpenAI, vLLM, Ollama, LiteLLM, ...): one streamed
  * `POST {baseUrl}/chat/completions` per call, its server-sent events turned into text deltas.
- * It neither retries nor times out (`resilient` in ResilientLlm.ts does); interrupting the stream
+ * It neither retries nor times out (`resilient` in ResilientLlm.ts does); interrupting the call
  * aborts the HTTP request.
  */
 
@@ -252,21 +259,20 @@ export const makeOpenAiLlm = (
     }
 
     /**
-     * The answer's deltas. Each pull of the body's bytes gives the deltas it completes
-     * (`SseDataParser`, then `readChunk`), with no Effect per event; `[DONE]`, an unreadable event
-     * or an error event ends them there, and what ended them is told after the deltas before it.
-     * After `[DONE]` the rest of the body is read unparsed (DRAIN_AFTER_DONE at most), so that the
-     * connection can serve the next call; the body is pulled in the stream's scope, closed at its end.
+     * Reads the answer's body: each pull of its bytes is parsed (`SseDataParser`, then `readChunk`)
+     * and its deltas go to `onDelta` at once, with no Effect per event; `[DONE]`, an unreadable
+     * event or an error event ends the reading there, and what ended it is told after the deltas
+     * before it. After `[DONE]` the rest of the body is read unparsed (DRAIN_AFTER_DONE at most), so
+     * that the connection can serve the next call; the body is pulled in a scope closed at the end.
      */
-    const deltas = (response: HttpClientResponse.HttpClientResponse, request: CompletionRequest) =>
-      Stream.unwrapScoped(Effect.gen(function*() {
+    const read = (response: HttpClientResponse.HttpClientResponse, request: CompletionRequest, onDelta: OnDelta) =>
+      Effect.scoped(Effect.gen(function*() {
         const pull = yield* Stream.toPull(response.stream)
         const parser = new SseDataParser()
         const events: Array<string> = []
         let ending: Ending | undefined
         let usage: LlmUsage | undefined
-        const read = (): Chunk.Chunk<string> => {
-          const out: Array<string> = []
+        const dispatch = () => {
           for (const data of events) {
             const chunks = readChunk(data)
             if (chunks === undefined) ending = { _tag: "malformed", data }
@@ -275,43 +281,39 @@ export const makeOpenAiLlm = (
               if (ending !== undefined) break
               if (chunk._tag === "done") ending = { _tag: "done", data }
               else if (chunk._tag === "usage") usage = chunk.usage
-              else if (chunk._tag === "delta") out.push(chunk.content)
+              else if (chunk._tag === "delta") onDelta(chunk.content)
             }
             if (ending !== undefined) break
           }
           events.length = 0
-          return Chunk.unsafeFromArray(out)
         }
-        const bodyEnded = () => {
-          parser.end(events)
-          const last = read()
-          ending ??= CUT
-          return Effect.succeed(last)
-        }
-        // a chunk of deltas per pull; Option.none() once an ending is known
-        const next: Effect.Effect<Chunk.Chunk<string>, Option.Option<LlmError>> = Effect.suspend(() =>
-          ending !== undefined ? Effect.fail(Option.none()) : Effect.matchEffect(pull, {
+        const untilEnding: Effect.Effect<void, LlmError> = Effect.suspend(() =>
+          Effect.matchEffect(pull, {
             onFailure: Option.match({
-              onNone: bodyEnded,
-              onSome: (error) => Effect.mapError(onTransport(error), Option.some)
+              onNone: () =>
+                Effect.sync(() => {
+                  parser.end(events)
+                  dispatch()
+                  ending ??= CUT
+                }),
+              onSome: onTransport
             }),
             onSuccess: (bytes) => {
               for (const piece of bytes) parser.push(piece, events)
-              return Effect.succeed(read())
+              dispatch()
+              return ending === undefined ? untilEnding : Effect.void
             }
           })
         )
-        const drain = pull.pipe(Effect.forever, Effect.ignore, Effect.timeout(DRAIN_AFTER_DONE), Effect.ignore)
-        return Stream.repeatEffectChunkOption(next).pipe(
-          Stream.concat(Stream.execute(Effect.suspend(() =>
-            ending?._tag === "done"
-              ? Effect.zipRight(drain, finish(ending, usage, request))
-              : finish(ending ?? CUT, usage, request)
-          )))
-        )
+        yield* untilEnding
+        const ended = ending ?? CUT
+        if (ended._tag === "done") {
+          yield* pull.pipe(Effect.forever, Effect.ignore, Effect.timeout(DRAIN_AFTER_DONE), Effect.ignore)
+        }
+        return yield* finish(ended, usage, request)
       }))
 
-    const stream = (request: CompletionRequest): Stream.Stream<string, LlmError> =>
+    const answer = (request: CompletionRequest, onDelta: OnDelta): Effect.Effect<void, LlmError> =>
       HttpClientRequest.post(url).pipe(
         options.apiKey === undefined ? identity : HttpClientRequest.bearerToken(Redacted.value(options.apiKey)),
         HttpClientRequest.setHeader("accept", "text/event-stream"),
@@ -324,13 +326,11 @@ export const makeOpenAiLlm = (
         client.execute,
         Effect.catchAll(onTransport),
         Effect.flatMap((response) =>
-          response.status >= 200 && response.status < 300 ? Effect.succeed(response) : failedAnswer(response)
-        ),
-        Effect.map((response) => deltas(response, request)),
-        Stream.unwrap
+          response.status >= 200 && response.status < 300 ? read(response, request, onDelta) : failedAnswer(response)
+        )
       )
 
-    return { name, stream } satisfies LlmProviderService
+    return { name, answer } satisfies LlmProviderService
   })
 
 const optional = <K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } =>

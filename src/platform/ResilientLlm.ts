@@ -1,23 +1,10 @@
-import {
-  Cause,
-  Chunk,
-  Clock,
-  Duration,
-  Effect,
-  ExecutionStrategy,
-  Exit,
-  Mailbox,
-  Option,
-  Schedule,
-  Scope,
-  Stream
-} from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Schedule } from "effect"
 
-import { type CompletionRequest, LlmError, type LlmProviderService } from "./LlmProvider.js"
+import { type CompletionRequest, LlmError, type LlmProviderService, type OnDelta } from "./LlmProvider.js"
 
 /**
  * Retries, timeouts and the circuit breaker around a provider. A call is retried only while
- * nothing has reached the reader: once a delta is out, a failure ends the stream with its error
+ * nothing has reached the reader: once a delta is out, a failure ends the call with its error
  * (a retry would repeat or contradict what was shown).
  */
 
@@ -46,9 +33,6 @@ export interface ResilienceOptions {
   readonly maxRetryAfter?: Duration.DurationInput
   readonly breaker?: LlmCircuitBreaker
 }
-
-/** Chunks read ahead of the reader at most, after an attempt's first one. */
-const REST_BUFFER = 16
 
 export const resilienceDefaults = {
   firstTokenTimeout: Duration.seconds(30),
@@ -106,55 +90,41 @@ export const resilient = (provider: LlmProviderService, options: ResilienceOptio
         : error
     ))
 
-  const stream = (request: CompletionRequest): Stream.Stream<string, LlmError> =>
-    Stream.unwrapScoped(Effect.gen(function*() {
-      const outer = yield* Effect.scope
-      let attempt = 0
-
-      // One attempt up to its first delta, in its own scope: closed (aborting the call) if it fails,
-      // kept open with the stream's scope if it succeeds.
-      const start = Effect.gen(function*() {
-        attempt++
-        const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-        return yield* Effect.gen(function*() {
-          const deadline = (yield* Clock.currentTimeMillis) + totalMs
-          const pull = yield* Scope.extend(Stream.toPull(provider.stream(request)), scope)
-          const firstChunk: Effect.Effect<Chunk.Chunk<string>, LlmError> = pull.pipe(
-            Effect.matchEffect({
-              onFailure: Option.match({ onNone: () => Effect.succeed(Chunk.empty<string>()), onSome: Effect.fail }),
-              onSuccess: (chunk) => Chunk.isEmpty(chunk) ? firstChunk : Effect.succeed(chunk)
-            })
-          )
-          const first = yield* throughBreaker(
-            Effect.timeoutFail(firstChunk, { duration: Math.min(firstTokenMs, totalMs), onTimeout: timeout })
-          )
-          if (Chunk.isEmpty(first)) return Stream.empty
-          // The rest, under one deadline for the attempt: a fiber forwards the pulls into a mailbox,
-          // a timer fiber fails the mailbox at the deadline, and the reader takes from it. (A timeout
-          // around each pull raced two fibers per token: ~45 µs of CPU each, the mailbox ~10 µs.)
-          // Both fibers live in the attempt's scope, closed with the stream.
-          const rest = yield* Mailbox.make<string, LlmError>({ capacity: REST_BUFFER })
-          const forward: Effect.Effect<void> = Effect.matchCauseEffect(pull, {
-            onSuccess: (chunk) => Effect.flatMap(rest.offerAll(chunk), () => forward),
-            onFailure: (cause) =>
-              Option.match(Cause.flipCauseOption(cause), { onNone: () => rest.end, onSome: (c) => rest.failCause(c) })
-          })
-          yield* Effect.forkIn(forward, scope)
-          const left = deadline - (yield* Clock.currentTimeMillis)
-          yield* Effect.forkIn(Effect.flatMap(Effect.sleep(Math.max(0, left)), () => rest.fail(timeout())), scope)
-          return Stream.concat(Stream.fromChunk(first), Mailbox.toStream(rest))
-        }).pipe(
-          Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
-          Effect.tapError((error) =>
-            Effect.logInfo(`llm ${provider.name}: attempt ${attempt} of ${attempts} failed (${error.message})`).pipe(
-              log
-            )
-          )
+  /**
+   * One attempt: the call runs in a fiber of its own, under the total timeout; the attempt waits
+   * through the breaker, under the first-token timeout, for its first delta (or its end, for an
+   * empty answer), then for its end. Deltas go straight on to `onDelta`; `started` records that one
+   * went, after which a failure is not retried.
+   */
+  const attempt = (request: CompletionRequest, onDelta: OnDelta, progress: { started: boolean; attempt: number }) =>
+    Effect.gen(function*() {
+      progress.attempt++
+      const firstDelta = yield* Deferred.make<void>()
+      const call = yield* provider.answer(request, (delta) => {
+        if (!progress.started) {
+          progress.started = true
+          Deferred.unsafeDone(firstDelta, Exit.void)
+        }
+        onDelta(delta)
+      }).pipe(Effect.timeoutFail({ duration: totalMs, onTimeout: timeout }), Effect.fork)
+      yield* throughBreaker(
+        Effect.raceFirst(Deferred.await(firstDelta), Fiber.join(call)).pipe(
+          Effect.timeoutFail({ duration: Math.min(firstTokenMs, totalMs), onTimeout: timeout })
         )
-      })
+      ).pipe(Effect.onError(() => Fiber.interrupt(call)))
+      yield* Fiber.join(call)
+    }).pipe(
+      Effect.tapError((error) =>
+        Effect.logInfo(`llm ${provider.name}: attempt ${progress.attempt} of ${attempts} failed (${error.message})`)
+          .pipe(log)
+      )
+    )
 
-      return yield* Effect.retry(start, schedule)
-    }))
+  const answer = (request: CompletionRequest, onDelta: OnDelta): Effect.Effect<void, LlmError> =>
+    Effect.suspend(() => {
+      const progress = { started: false, attempt: 0 }
+      return Effect.retry(attempt(request, onDelta, progress), { schedule, while: () => !progress.started })
+    })
 
-  return { name: provider.name, stream }
+  return { name: provider.name, answer }
 }

@@ -1,5 +1,5 @@
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Chunk, Deferred, Duration, Effect, Fiber, Mailbox, Option, Stream } from "effect"
+import { Chunk, Context, Deferred, Duration, Effect, Exit, Fiber, Mailbox, Option, Stream } from "effect"
 
 import { Shutdown } from "./Server.js"
 
@@ -24,30 +24,55 @@ const encoder = new TextEncoder()
 
 const PING = ": ping\n\n"
 
-/** Events produced ahead of the socket at most (then the producer waits for the writes). */
-const SSE_BUFFER = 64
+/**
+ * Events waiting for the socket at most: a push cannot wait, so past it the response is ended
+ * there (what is stored stays whole; a client this far behind is not reading).
+ */
+export const SSE_MAX_PENDING = 4_096
+
+/**
+ * Sends an event at once, from a callback, in order with the events of the stream (those it
+ * emitted so far are sent before): the text deltas of an answer, one per token, which would
+ * otherwise cross a stream stage per layer. Provided to the events of `sseResponse`.
+ */
+export class SsePush extends Context.Tag("chatkit/SsePush")<SsePush, (event: unknown) => void>() {}
 
 /**
  * A `text/event-stream` response of `events`; `: ping` every `pingEvery` until they end. The
  * stream must not fail: errors are events of the protocol, turned into one before this point.
  *
- * The events run in a fiber of their own into a mailbox, which a ping fiber writes into too; the
- * response reads the mailbox, and writes what it holds at once as one chunk. This is what
- * `Stream.merge(data, pings)` did, for a fraction of its cost per event (merge runs a
- * channel-level race per element: ~60 µs per event; the mailbox ~10 µs). The stream's scope
- * closing (the client gone) interrupts both fibers, and so the events.
+ * The events run in a fiber of their own into a mailbox, which a ping fiber writes into too, and
+ * so does `SsePush`, which the events are given; the response reads the mailbox, and writes what
+ * it holds at once as one chunk. This is what `Stream.merge(data, pings)` did, for a fraction of
+ * its cost per event (merge runs a channel-level race per element: ~60 µs per event; the mailbox
+ * ~10 µs). The stream's scope closing (the client gone) interrupts both fibers, and so the events.
  *
  * When the server's shutdown grace period is nearly over (`Shutdown.ending`), a stream still open
  * is interrupted and ends with `onShutdown`, so the client knows to retry elsewhere.
  */
 export const sseResponse = (
-  events: Stream.Stream<unknown>,
+  events: Stream.Stream<unknown, never, SsePush>,
   options: { readonly pingEvery?: Duration.DurationInput; readonly onShutdown?: unknown } = {}
 ): HttpServerResponse.HttpServerResponse => {
   const pingEvery = options.pingEvery ?? SSE_PING_INTERVAL
   const body = Stream.unwrapScoped(Effect.gen(function*() {
-    const mailbox = yield* Mailbox.make<string>({ capacity: SSE_BUFFER })
-    const producer = yield* Stream.runForEachChunk(events, (chunk) => mailbox.offerAll(Chunk.map(chunk, sseData))).pipe(
+    // Unbounded, every event through `push` and its bound: this version's unbounded Mailbox sends
+    // twice what `unsafeOffer` put in before an `offerAll` (unsafeOfferAllArray keeps `messages`).
+    const mailbox = yield* Mailbox.make<string>()
+    let overrun = false
+    const push = (event: unknown) => {
+      if (Option.getOrElse(mailbox.unsafeSize(), () => 0) < SSE_MAX_PENDING) mailbox.unsafeOffer(sseData(event))
+      else if (mailbox.unsafeDone(Exit.void)) overrun = true
+    }
+    yield* Effect.addFinalizer(() =>
+      overrun
+        ? Effect.logWarning(`an SSE client fell ${SSE_MAX_PENDING} events behind: its response was ended`)
+        : Effect.void
+    )
+    const producer = yield* Stream.runForEachChunk(
+      Stream.provideService(events, SsePush, push),
+      (chunk) => Effect.sync(() => Chunk.forEach(chunk, push))
+    ).pipe(
       Effect.exit,
       Effect.flatMap((exit) => mailbox.done(exit)),
       Effect.forkScoped

@@ -7,6 +7,7 @@ import {
   type ChatMessage,
   type LlmError,
   type LlmProviderService,
+  type OnDelta,
   retrievalContext,
   type RetrievedSource
 } from "../../platform/LlmProvider.js"
@@ -24,8 +25,9 @@ import { type AgentRetrieval, agentRetrieval } from "../workflows/Graph.js"
 /**
  * One turn of a thread's workflow (API.md section 6): from where the thread stands (its start, or
  * the node after the `wait_for_user_input` it paused at) to an `end` or the next pause, one node at
- * a time. Assistant text comes out as events as it is produced; the new runtime state comes last,
- * so the caller stores it with the turn and a paused workflow resumes on any instance.
+ * a time. What happens comes out as events (a message starts, is done, the turn ends); the text of
+ * the message in between goes to `onDelta` as it is produced. The new runtime state comes last, so
+ * the caller stores it with the turn and a paused workflow resumes on any instance.
  */
 
 /** What a thread keeps between turns: where to resume and the workflow's `state.*`. */
@@ -44,7 +46,6 @@ export type TurnEvent =
   | { readonly _tag: "MessageStarted"; readonly node: string }
   /** the sources the message's model was given (an agent node that retrieves), right after its start */
   | { readonly _tag: "SourcesFound"; readonly sources: ReadonlyArray<RetrievedSource> }
-  | { readonly _tag: "TextDelta"; readonly text: string }
   | { readonly _tag: "MessageDone"; readonly text: string }
   /**
    * the turn is over (an `end`, or a pause): the state to store. It is the only way state leaves a
@@ -82,6 +83,11 @@ export interface TurnInput {
   readonly userMessage: string
   /** the conversation before this message, oldest first */
   readonly history: ReadonlyArray<ChatMessage>
+  /**
+   * The text of the message being written, as it comes, between its `MessageStarted` and its
+   * `MessageDone` (synchronously, from the model's read of its answer: no stream element per token).
+   */
+  readonly onDelta: OnDelta
   /** the provider and model of an agent node (its `model` parameter, if any) */
   readonly llmFor: (
     model: string | undefined
@@ -243,12 +249,12 @@ export const runTurn = (input: TurnInput): Stream.Stream<TurnEvent, TurnFailed> 
       ]
       const messages: ReadonlyArray<ChatMessage> = system.length === 0 ? conversation : [...system, ...conversation]
       let text = ""
-      const deltas = provider.stream({ model, messages, sources }).pipe(
-        Stream.mapError((llm) => new TurnFailed({ reason: "llm", message: "The model could not answer", llm })),
-        Stream.map((delta): TurnEvent => {
-          text += delta
-          return { _tag: "TextDelta", text: delta }
-        })
+      const deltas = provider.answer({ model, messages, sources }, (delta) => {
+        text += delta
+        input.onDelta(delta)
+      }).pipe(
+        Effect.mapError((llm) => new TurnFailed({ reason: "llm", message: "The model could not answer", llm })),
+        Stream.execute
       )
       const done = Stream.suspend(() => {
         conversation.push({ role: "assistant", content: text })
@@ -264,10 +270,9 @@ export const runTurn = (input: TurnInput): Stream.Stream<TurnEvent, TurnFailed> 
 
   const fixedMessage = (node: GraphNode, text: string): Stream.Stream<TurnEvent> => {
     conversation.push({ role: "assistant", content: text })
-    return Stream.make<Array<TurnEvent>>(
-      { _tag: "MessageStarted", node: node.slug },
-      { _tag: "TextDelta", text },
-      { _tag: "MessageDone", text }
+    return Stream.make<Array<TurnEvent>>({ _tag: "MessageStarted", node: node.slug }).pipe(
+      Stream.concat(Stream.execute(Effect.sync(() => input.onDelta(text)))),
+      Stream.concat(Stream.make<Array<TurnEvent>>({ _tag: "MessageDone", text }))
     )
   }
 
