@@ -1,7 +1,8 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 
-import { answerOf, chatkit, eventsOf, say, titledThread } from "./support/chatkit.js"
+import { TURN_SETUPS_AT_ONCE } from "../src/features/threads/TurnSetups.js"
+import { answerOf, chatkit, eventsOf, openStream, say, serverPort, titledThread } from "./support/chatkit.js"
 import { Fake, FAKE_OPENAI_KEY, TestAppOnFakeOpenAi } from "./support/fakeOpenAi.js"
 import { session } from "./support/session.js"
 
@@ -23,6 +24,28 @@ layer(App)("conversations on an OpenAI-compatible server", (it) => {
         stream: true,
         messages: [{ role: "system", content: "You are a helpful assistant." }, { role: "user", content: "Salut" }]
       })
+    }))
+
+  it.scoped("a turn's set-up permit is given back before its model answers: more turns than TURN_SETUPS_AT_ONCE wait on it at once", () =>
+    Effect.gen(function*() {
+      const fake = yield* Fake
+      // a model that takes 4 s to its first token: a permit held until the answer would stop the third turn
+      fake.script({ type: "stream", tokens: ["late"], firstTokenDelayMs: 4_000 })
+      const { token } = yield* session("openai-setups")
+      const port = yield* serverPort
+      const before = fake.requests.length
+      const turns = TURN_SETUPS_AT_ONCE + 3
+      const streams = Array.from(
+        { length: turns },
+        (_, i) => openStream(port, token, { type: "threads.create", params: { input: say(`turn ${i}`) } })
+      )
+      yield* Effect.addFinalizer(() => Effect.sync(() => streams.forEach((stream) => stream.destroy())))
+      const asked = () => fake.requests.length - before
+      yield* Effect.suspend(() => asked() >= turns ? Effect.void : Effect.fail("not yet")).pipe(
+        Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("3 seconds"))),
+        Effect.ignore
+      )
+      expect(asked()).toBe(turns)
     }))
 
   it.effect("titles a new thread in the background with thread_title_model, thread_title_prompt and the first message", () =>

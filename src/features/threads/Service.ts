@@ -1,5 +1,5 @@
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Cache, Duration, Effect, Either, Option, Stream } from "effect"
+import { Cache, Duration, Effect, Either, Option, type Scope, Stream } from "effect"
 
 import {
   type ChatkitRequest,
@@ -35,6 +35,7 @@ import {
 } from "./Runtime.js"
 import { ThreadTitles } from "./Titles.js"
 import { createWithTurn, takeTurn, type Turn } from "./TurnLease.js"
+import { TurnSetups } from "./TurnSetups.js"
 
 /**
  * `POST /api/v1/chatkit` (API.md section 7): the JSON requests answer a document, the streaming
@@ -132,6 +133,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     const router = yield* LlmRouter
     const titles = yield* ThreadTitles
     const vectors = yield* VectorStoresService
+    const setups = yield* TurnSetups
 
     /**
      * An agent node's search: the store's hybrid search (cached per store version), as any
@@ -230,7 +232,13 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
      * leaves the runtime state as it was before the turn, so the next message runs from the same
      * place, with the cut answer in the conversation.
      */
-    const turnEvents = (row: ThreadRow, turn: Turn, text: string, history: ReadonlyArray<ChatMessage>) =>
+    const turnEvents = (
+      row: ThreadRow,
+      turn: Turn,
+      text: string,
+      history: ReadonlyArray<ChatMessage>,
+      setupDone: Effect.Effect<void>
+    ) =>
       Stream.unwrapScoped(
         Effect.gen(function*() {
           const version = yield* versionOf(row)
@@ -239,6 +247,8 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           }
           const graph = yield* graphs.get(version.value.id)
           const answer = yield* makeAnswerWriter(repo, row.id)
+          // set up: the next turn may start its own (TurnSetups)
+          yield* setupDone
           const push = yield* SsePush
           // a delta is the hot path (one per token): stored in memory and sent, no Effect
           const onDelta = (delta: string) => {
@@ -311,7 +321,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
       turn: Turn,
       input: UserMessageInput,
       opening: ReadonlyArray<unknown>,
-      options: { readonly created: boolean }
+      options: { readonly created: boolean; readonly setupDone: Effect.Effect<void> }
     ) =>
       Effect.gen(function*() {
         const history = options.created ? [] : yield* historyOf(row)
@@ -320,7 +330,10 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           ...opening,
           ...(stored === undefined ? [] : [{ type: "thread.item.done", item: toThreadItem(stored) }])
         ]
-        return Stream.concat(Stream.fromIterable(start), turnEvents(row, turn, userText(input), history))
+        return Stream.concat(
+          Stream.fromIterable(start),
+          turnEvents(row, turn, userText(input), history, options.setupDone)
+        )
       })
 
     const STREAM_OPTIONS = { type: "stream_options", stream_options: { allow_cancel: true } }
@@ -336,6 +349,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     const answerStream = (request: StreamingRequest) =>
       Effect.gen(function*() {
         const user = yield* CurrentUser
+        const setupDone = yield* setups.admit
         switch (request.type) {
           case "threads.create": {
             const workflow = yield* workflowFor(request.metadata)
@@ -350,7 +364,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             const events = yield* turn.run(userTurn(row, turn, request.params.input, [
               STREAM_OPTIONS,
               { type: "thread.created", thread: { ...toThreadMetadata(row), items: emptyItems } }
-            ], { created: true }))
+            ], { created: true, setupDone }))
             // queued once the turn's events end, however they end (a client gone mid-answer keeps it): its
             // model call and writes would otherwise compete with the answer's tokens
             return Stream.ensuring(events, titles.request(row.id, userText(request.params.input)))
@@ -360,7 +374,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
             const turn = yield* takeTurn(repo, writable.right.id)
             return yield* turn.run(
-              userTurn(writable.right, turn, request.params.input, [STREAM_OPTIONS], { created: false })
+              userTurn(writable.right, turn, request.params.input, [STREAM_OPTIONS], { created: false, setupDone })
             )
           }
           case "threads.resume":
@@ -383,7 +397,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
               yield* repo.deleteItemsAfter(row.id, target.value.id)
               const history = (yield* historyOf(row)).slice(0, -1)
               const text = asChatMessage(toThreadItem(target.value))[0]?.content ?? ""
-              return Stream.concat(Stream.make(STREAM_OPTIONS), turnEvents(row, turn, text, history))
+              return Stream.concat(Stream.make(STREAM_OPTIONS), turnEvents(row, turn, text, history, setupDone))
             }))
           }
         }
@@ -392,7 +406,11 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     /** The answer to one ChatKit request body (already checked by the platform for size, depth and text). */
     const handle = (
       body: unknown
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse, ValidationError | NotFound | Conflict, CurrentUser> =>
+    ): Effect.Effect<
+      HttpServerResponse.HttpServerResponse,
+      ValidationError | NotFound | Conflict,
+      CurrentUser | Scope.Scope
+    > =>
       Effect.gen(function*() {
         const request: ChatkitRequest = yield* Either.match(decodeChatkitRequest(body), {
           onLeft: Effect.fail,
@@ -448,6 +466,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     WorkflowsPolicy.Default,
     LlmRouter.Default,
     ThreadTitles.Default,
+    TurnSetups.Default,
     VectorStoresService.Default
   ]
 }) {}
