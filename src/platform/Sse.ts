@@ -1,5 +1,7 @@
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Chunk, Context, Deferred, Duration, Effect, Exit, Fiber, Mailbox, Option, Stream } from "effect"
+import { Readable } from "node:stream"
+
+import { Chunk, Context, Deferred, Duration, Effect, Fiber, Option, type Scope, Stream } from "effect"
 
 import { Shutdown } from "./Server.js"
 
@@ -20,15 +22,14 @@ export const protocolJson = (value: unknown): string => JSON.stringify(value, wi
 /** `data: {...}\n\n` for one event. */
 export const sseData = (event: unknown): string => `data: ${protocolJson(event)}\n\n`
 
-const encoder = new TextEncoder()
-
 const PING = ": ping\n\n"
 
 /**
- * Events waiting for the socket at most: a push cannot wait, so past it the response is ended
- * there (what is stored stays whole; a client this far behind is not reading).
+ * Text waiting in the body at most (~1 MB, beyond what the response and the socket buffer): a push
+ * cannot wait, so past it the response is ended there (what is stored stays whole; a client this
+ * far behind is not reading).
  */
-export const SSE_MAX_PENDING = 4_096
+export const SSE_MAX_PENDING = 1_000_000
 
 /**
  * Sends an event at once, from a callback, in order with the events of the stream (those it
@@ -41,11 +42,11 @@ export class SsePush extends Context.Tag("chatkit/SsePush")<SsePush, (event: unk
  * A `text/event-stream` response of `events`; `: ping` every `pingEvery` until they end. The
  * stream must not fail: errors are events of the protocol, turned into one before this point.
  *
- * The events run in a fiber of their own into a mailbox, which a ping fiber writes into too, and
- * so does `SsePush`, which the events are given; the response reads the mailbox, and writes what
- * it holds at once as one chunk. This is what `Stream.merge(data, pings)` did, for a fraction of
- * its cost per event (merge runs a channel-level race per element: ~60 µs per event; the mailbox
- * ~10 µs). The stream's scope closing (the client gone) interrupts both fibers, and so the events.
+ * The body is a Node stream the platform pipes to the socket, and every event is written into it
+ * as it comes, by the stream's own fiber or through `SsePush`: a token is a `push` and a socket
+ * write, with no Effect between (a stream body cost a mailbox hand-over, a stream pull and the
+ * platform's write loop per token). The events and the pings run in fibers of the request's scope,
+ * which closes when the response ends or the client goes away, and so interrupts them.
  *
  * When the server's shutdown grace period is nearly over (`Shutdown.ending`), a stream still open
  * is interrupted and ends with `onShutdown`, so the client knows to retry elsewhere.
@@ -53,48 +54,57 @@ export class SsePush extends Context.Tag("chatkit/SsePush")<SsePush, (event: unk
 export const sseResponse = (
   events: Stream.Stream<unknown, never, SsePush>,
   options: { readonly pingEvery?: Duration.DurationInput; readonly onShutdown?: unknown } = {}
-): HttpServerResponse.HttpServerResponse => {
-  const pingEvery = options.pingEvery ?? SSE_PING_INTERVAL
-  const body = Stream.unwrapScoped(Effect.gen(function*() {
-    // Unbounded, every event through `push` and its bound: this version's unbounded Mailbox sends
-    // twice what `unsafeOffer` put in before an `offerAll` (unsafeOfferAllArray keeps `messages`).
-    const mailbox = yield* Mailbox.make<string>()
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pingEvery = options.pingEvery ?? SSE_PING_INTERVAL
+    const body = new Readable({ read: () => undefined })
+    let open = true
     let overrun = false
-    const push = (event: unknown) => {
-      if (Option.getOrElse(mailbox.unsafeSize(), () => 0) < SSE_MAX_PENDING) mailbox.unsafeOffer(sseData(event))
-      else if (mailbox.unsafeDone(Exit.void)) overrun = true
+    const end = () => {
+      if (!open) return
+      open = false
+      body.push(null)
     }
+    const send = (text: string) => {
+      if (!open) return
+      if (body.readableLength + text.length <= SSE_MAX_PENDING) body.push(text)
+      else {
+        overrun = true
+        end()
+      }
+    }
+    const push = (event: unknown) => open && send(sseData(event))
     yield* Effect.addFinalizer(() =>
       overrun
-        ? Effect.logWarning(`an SSE client fell ${SSE_MAX_PENDING} events behind: its response was ended`)
+        ? Effect.logWarning(`an SSE client fell ${SSE_MAX_PENDING} characters behind: its response was ended`)
         : Effect.void
     )
+    let shuttingDown = false
     const producer = yield* Stream.runForEachChunk(
       Stream.provideService(events, SsePush, push),
       (chunk) => Effect.sync(() => Chunk.forEach(chunk, push))
     ).pipe(
-      Effect.exit,
-      Effect.flatMap((exit) => mailbox.done(exit)),
+      // however the events end, the response ends, unless the shutdown below has a last word
+      Effect.ensuring(Effect.sync(() => shuttingDown || end())),
       Effect.forkScoped
     )
-    yield* mailbox.offer(PING).pipe(Effect.delay(pingEvery), Effect.forever, Effect.forkScoped)
+    yield* Effect.sync(() => send(PING)).pipe(Effect.delay(pingEvery), Effect.forever, Effect.forkScoped)
     const shutdown = yield* Effect.serviceOption(Shutdown)
     if (Option.isSome(shutdown) && options.onShutdown !== undefined) {
-      const last = sseData(options.onShutdown)
+      const last = options.onShutdown
       yield* Deferred.await(shutdown.value.ending).pipe(
         // interrupted first (its finalizers settle what it stored), so the final event is the last one
+        Effect.zipRight(Effect.sync(() => (shuttingDown = true))),
         Effect.zipRight(Fiber.interrupt(producer)),
-        Effect.zipRight(mailbox.offer(last)),
-        Effect.zipRight(mailbox.end),
+        Effect.zipRight(Effect.sync(() => {
+          push(last)
+          end()
+        })),
         Effect.forkScoped
       )
     }
-    return Mailbox.toStream(mailbox).pipe(
-      Stream.mapChunks((texts) => Chunk.of(encoder.encode(Chunk.join(texts, ""))))
-    )
-  }))
-  return HttpServerResponse.stream(body, {
-    contentType: "text/event-stream",
-    headers: { "cache-control": "no-store", "x-accel-buffering": "no" }
+    return HttpServerResponse.raw(body, {
+      contentType: "text/event-stream",
+      headers: { "cache-control": "no-store", "x-accel-buffering": "no" }
+    })
   })
-}

@@ -417,7 +417,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           onRight: Effect.succeed
         })
         if (!isStreamingRequest(request)) return yield* answerJson(request)
-        return sseResponse(yield* answerStream(request), { onShutdown: SHUTDOWN_EVENT })
+        return yield* sseResponse(yield* answerStream(request), { onShutdown: SHUTDOWN_EVENT })
       }).pipe(
         // reads never meet these: a visible workflow is readable, a readable thread needs no write access
         Effect.catchTags({
