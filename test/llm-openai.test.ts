@@ -361,8 +361,11 @@ describe("resilient (TestClock)", () => {
       const open: LlmCircuitBreaker = {
         run: () => Effect.fail({ _tag: "CircuitOpen" as const, retryAfterMs: 12_000 })
       }
+      let asked = 0
       const idle = scripted(() => answer)
-      const error = yield* Effect.flip(deltasOf(resilient(idle.llm, { breaker: open })))
+      const counted: LlmProviderService = { ...idle.llm, answer: (...args) => (asked++, idle.llm.answer(...args)) }
+      const error = yield* Effect.flip(deltasOf(resilient(counted, { breaker: open })))
+      expect(asked).toBe(0)
       expect(error).toMatchObject({
         _tag: "LlmError",
         provider: "scripted",

@@ -91,27 +91,30 @@ export const resilient = (provider: LlmProviderService, options: ResilienceOptio
     ))
 
   /**
-   * One attempt: the call runs in a fiber of its own, under the total timeout; the attempt waits
-   * through the breaker, under the first-token timeout, for its first delta (or its end, for an
-   * empty answer), then for its end. Deltas go straight on to `onDelta`; `started` records that one
-   * went, after which a failure is not retried.
+   * One attempt: once the breaker lets it through (never before: an open breaker calls nobody),
+   * the call runs in a fiber of its own, under the total timeout; the attempt waits through the
+   * breaker, under the first-token timeout, for its first delta (or its end, for an empty answer),
+   * then for its end. Deltas go straight on to `onDelta`; `started` records that one went, after
+   * which a failure is not retried.
    */
   const attempt = (request: CompletionRequest, onDelta: OnDelta, progress: { started: boolean; attempt: number }) =>
     Effect.gen(function*() {
       progress.attempt++
       const firstDelta = yield* Deferred.make<void>()
-      const call = yield* provider.answer(request, (delta) => {
-        if (!progress.started) {
-          progress.started = true
-          Deferred.unsafeDone(firstDelta, Exit.void)
-        }
-        onDelta(delta)
-      }).pipe(Effect.timeoutFail({ duration: totalMs, onTimeout: timeout }), Effect.fork)
-      yield* throughBreaker(
-        Effect.raceFirst(Deferred.await(firstDelta), Fiber.join(call)).pipe(
-          Effect.timeoutFail({ duration: Math.min(firstTokenMs, totalMs), onTimeout: timeout })
+      const call = yield* throughBreaker(Effect.gen(function*() {
+        const call = yield* provider.answer(request, (delta) => {
+          if (!progress.started) {
+            progress.started = true
+            Deferred.unsafeDone(firstDelta, Exit.void)
+          }
+          onDelta(delta)
+        }).pipe(Effect.timeoutFail({ duration: totalMs, onTimeout: timeout }), Effect.fork)
+        yield* Effect.raceFirst(Deferred.await(firstDelta), Fiber.join(call)).pipe(
+          Effect.timeoutFail({ duration: Math.min(firstTokenMs, totalMs), onTimeout: timeout }),
+          Effect.onError(() => Fiber.interrupt(call))
         )
-      ).pipe(Effect.onError(() => Fiber.interrupt(call)))
+        return call
+      }))
       yield* Fiber.join(call)
     }).pipe(
       Effect.tapError((error) =>
