@@ -12,6 +12,7 @@ import { EmbeddingsLive } from "./platform/EmbeddingsLive.js"
 import { JobQueueLive } from "./platform/JobQueue.js"
 import { LlmProviderLive } from "./platform/LlmProviderLive.js"
 import { Redis } from "./platform/Redis.js"
+import { inBackground } from "./platform/Scheduling.js"
 import { makeServer } from "./platform/Server.js"
 import { LoggerLive, TracingLive } from "./platform/Telemetry.js"
 
@@ -72,4 +73,6 @@ const program = Layer.launch(Application).pipe(
 // throughput (bench/http.ts, issue 11's note).
 setFlagsFromString("--heap-growing-percent=30")
 
-NodeRuntime.runMain(program, { disablePrettyLogger: true })
+// Every fiber runs in the background but the token relay (inForeground), so that a token waits
+// behind a slice of other work at most.
+NodeRuntime.runMain(inBackground(program), { disablePrettyLogger: true })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope } from "effect"
 
-import { behindAnswers, makeTurnSetups } from "../src/features/threads/TurnSetups.js"
+import { makeTurnSetups } from "../src/features/threads/TurnSetups.js"
 
 /** Admits in a scope of its own, which the test closes when it likes (a request ending). */
 const admitIn = (setups: Effect.Effect.Success<ReturnType<typeof makeTurnSetups>>) =>
@@ -64,25 +64,5 @@ describe("turn set-ups", () => {
       yield* admitIn(setups)
       const next = yield* Effect.fork(admitIn(setups))
       expect(yield* waiting(next)).toBe(true)
-    }))
-})
-
-describe("set-up work behind the answers", () => {
-  /** Runs 20,000 operations and tells whether a callback queued on the event loop at their start ran before they ended. */
-  const letsTheLoopIn = (wrap: (effect: Effect.Effect<void>) => Effect.Effect<void>) =>
-    Effect.gen(function*() {
-      let looped = false
-      setImmediate(() => (looped = true))
-      let seen = false
-      yield* wrap(Effect.forEach(Array.from({ length: 20_000 }), () => Effect.sync(() => (seen ||= looped)), {
-        discard: true
-      }))
-      return seen
-    })
-
-  it.live("yields to the event loop while it runs, where Effect's default scheduler does not", () =>
-    Effect.gen(function*() {
-      expect(yield* letsTheLoopIn((effect) => effect)).toBe(false)
-      expect(yield* letsTheLoopIn(behindAnswers)).toBe(true)
     }))
 })

@@ -13,6 +13,7 @@ import {
   type OnDelta
 } from "./LlmProvider.js"
 import { maskProviderBody } from "./Redaction.js"
+import { inForeground } from "./Scheduling.js"
 import { UpstreamHttpClient } from "./UpstreamHttpClient.js"
 
 // LlmUsage lives in LlmProvider.ts (the local provider reports usage too); test/llm-openai.test.ts
@@ -305,7 +306,8 @@ export const makeOpenAiLlm = (
             }
           })
         )
-        yield* untilEnding
+        // the relay: each read goes on right after its socket callback, ahead of background work
+        yield* inForeground(untilEnding)
         const ended = ending ?? CUT
         if (ended._tag === "done") {
           yield* pull.pipe(Effect.forever, Effect.ignore, Effect.timeout(DRAIN_AFTER_DONE), Effect.ignore)

@@ -1,5 +1,8 @@
 import { NodeHttpClient } from "@effect/platform-node"
-import { Layer } from "effect"
+import * as HttpClient from "@effect/platform/HttpClient"
+import { Effect, Layer } from "effect"
+
+import { inForeground } from "./Scheduling.js"
 
 /**
  * How long a kept connection may sit unused before this side closes it: under the 5 s after which
@@ -14,7 +17,16 @@ export const UPSTREAM_IDLE_MS = 4_000
  * provider, a TLS handshake per turn); a kept connection the provider closed meanwhile fails as a
  * connection error, which the callers retry. The idle limit is the agent's socket timeout, which
  * closes only idle (free) connections: a call waiting on a slow model is not affected.
+ *
+ * A call is sent and its answer awaited in the foreground (Scheduling.ts): the platform's client
+ * sends the request and listens for the answer in two fibers of their own; in the background the
+ * listening one can start a turn of the event loop after the answer came, and the call then waits
+ * for an answer already gone, until its timeout.
  */
-export const UpstreamHttpClient = NodeHttpClient.layerWithoutAgent.pipe(
+export const UpstreamHttpClient = Layer.effect(
+  HttpClient.HttpClient,
+  Effect.map(HttpClient.HttpClient, HttpClient.transform((execute) => inForeground(execute)))
+).pipe(
+  Layer.provide(NodeHttpClient.layerWithoutAgent),
   Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: true, timeout: UPSTREAM_IDLE_MS }))
 )

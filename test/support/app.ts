@@ -12,6 +12,7 @@ import { InProcessJobQueueLive } from "../../src/platform/JobQueue.js"
 import type { LlmProvider } from "../../src/platform/LlmProvider.js"
 import { LlmProviderLive } from "../../src/platform/LlmProviderLive.js"
 import { OptionalRedis, Redis } from "../../src/platform/Redis.js"
+import { BackgroundScheduling } from "../../src/platform/Scheduling.js"
 import { LiveClock, testDatabaseLayer, uniqueSchema } from "./database.js"
 import { testRedisUrl } from "./redis.js"
 
@@ -64,7 +65,9 @@ export const TestApp = (
     Layer.provideMerge(Redis.layerOptional),
     Layer.provideMerge(testDatabaseLayer(name)),
     Layer.provideMerge(config),
-    Layer.provide(LiveClock)
+    Layer.provide(LiveClock),
+    // as main.ts runs it: every fiber in the background but the token relay
+    Layer.provide(BackgroundScheduling)
   )
 }
 

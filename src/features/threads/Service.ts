@@ -35,7 +35,7 @@ import {
 } from "./Runtime.js"
 import { ThreadTitles } from "./Titles.js"
 import { createWithTurn, takeTurn, type Turn } from "./TurnLease.js"
-import { behindAnswers, TurnSetups } from "./TurnSetups.js"
+import { TurnSetups } from "./TurnSetups.js"
 
 /**
  * `POST /api/v1/chatkit` (API.md section 7): the JSON requests answer a document, the streaming
@@ -241,11 +241,11 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     ) =>
       Stream.unwrapScoped(
         Effect.gen(function*() {
-          const version = yield* behindAnswers(versionOf(row))
+          const version = yield* versionOf(row)
           if (Option.isNone(version)) {
             return Stream.make(errorEvent("This conversation's workflow has no active version any more", false))
           }
-          const graph = yield* behindAnswers(graphs.get(version.value.id))
+          const graph = yield* graphs.get(version.value.id)
           const answer = yield* makeAnswerWriter(repo, row.id)
           // set up: the next turn may start its own (TurnSetups)
           yield* setupDone
@@ -417,7 +417,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           onRight: Effect.succeed
         })
         if (!isStreamingRequest(request)) return yield* answerJson(request)
-        return yield* sseResponse(yield* behindAnswers(answerStream(request)), { onShutdown: SHUTDOWN_EVENT })
+        return yield* sseResponse(yield* answerStream(request), { onShutdown: SHUTDOWN_EVENT })
       }).pipe(
         // reads never meet these: a visible workflow is readable, a readable thread needs no write access
         Effect.catchTags({

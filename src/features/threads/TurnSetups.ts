@@ -1,4 +1,4 @@
-import { Effect, Scheduler, type Scope } from "effect"
+import { Effect, type Scope } from "effect"
 
 /**
  * Turns set up at once at most, per instance; the others wait their turn. A set-up (the thread
@@ -39,15 +39,3 @@ export const makeTurnSetups = (permits: number): Effect.Effect<TurnSetupsService
 export class TurnSetups extends Effect.Service<TurnSetups>()("chatkit/TurnSetups", {
   effect: makeTurnSetups(TURN_SETUPS_AT_ONCE)
 }) {}
-
-/**
- * Runs set-up work behind the answers that stream: its fiber goes on from the event loop's check
- * phase (setImmediate), after the sockets that are ready, and yields every 256 operations instead of
- * 2,048, so a token that arrives meanwhile waits behind a slice of a set-up, not a whole one. (Effect's
- * default scheduler goes on in a microtask: no socket callback runs until the fiber waits for I/O.)
- * On PostgreSQL, 50 streams at once: first delta p95 57.7/38.3 -> 33.5/22.2 ms.
- */
-export const behindAnswers = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  effect.pipe(Effect.withScheduler(afterSockets), Effect.withMaxOpsBeforeYield(256))
-
-const afterSockets = Scheduler.makeBatched((run) => setImmediate(run))
