@@ -12,7 +12,7 @@ import { EmbeddingsLive } from "./platform/EmbeddingsLive.js"
 import { JobQueueLive } from "./platform/JobQueue.js"
 import { LlmProviderLive } from "./platform/LlmProviderLive.js"
 import { Redis } from "./platform/Redis.js"
-import { inBackground } from "./platform/Scheduling.js"
+import { BackgroundScheduling } from "./platform/Scheduling.js"
 import { makeServer } from "./platform/Server.js"
 import { LoggerLive, TracingLive } from "./platform/Telemetry.js"
 
@@ -55,7 +55,10 @@ const Application = Layer.unwrapEffect(
   Layer.provide(Infrastructure),
   Layer.provide(TracingLive),
   Layer.provide(LoggerLive),
-  Layer.provide(AppConfigLive)
+  Layer.provide(AppConfigLive),
+  // built first: every fiber of the server runs in the background but the token relay (inForeground),
+  // so that a token waits behind a slice of other work at most
+  Layer.provide(BackgroundScheduling)
 )
 
 /** Start-up failures (bad configuration, unreachable database) print one clear message and exit 1. */
@@ -73,6 +76,4 @@ const program = Layer.launch(Application).pipe(
 // throughput (bench/http.ts, issue 11's note).
 setFlagsFromString("--heap-growing-percent=30")
 
-// Every fiber runs in the background but the token relay (inForeground), so that a token waits
-// behind a slice of other work at most.
-NodeRuntime.runMain(inBackground(program), { disablePrettyLogger: true })
+NodeRuntime.runMain(program, { disablePrettyLogger: true })

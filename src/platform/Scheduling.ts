@@ -50,13 +50,15 @@ const background = new BackgroundScheduler()
 
 /**
  * Runs `effect`, and the fibers it forks, in the background: in slices of the event loop's turns
- * (BACKGROUND_SLICE_MS), after the sockets that are ready. The server runs in it as a whole
- * (main.ts), so that no request's work holds up a token more than a slice.
+ * (BACKGROUND_SLICE_MS), after the sockets that are ready.
  */
 export const inBackground = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.withScheduler(effect, background)
 
-/** The same for the layers built after it, and the server fibers they start (the tests' TestApp). */
+/**
+ * The same for the layers built after it and the fibers they start: the server runs in it as a
+ * whole (main.ts, and the tests' TestApp), so that no request's work holds up a token more than a slice.
+ */
 export const BackgroundScheduling: Layer.Layer<never> = Layer.setScheduler(background)
 
 /**
