@@ -146,6 +146,9 @@ const afterNextPoll = Effect.async<void>((resume) => {
   setImmediate(() => setImmediate(() => resume(Effect.void)))
 })
 
+/** How long a flood of new connections can hold the listener open; a loaded loop takes ~20 ms a poll, and the kernel queue holds hundreds. */
+const ACCEPT_BACKLOG_MAX_MS = 2_000
+
 /**
  * Lets the server accept the connections the kernel has completed (libuv takes one or two per
  * poll phase): until a poll phase accepts none, for at most `maxMs`. Closing the listener before
@@ -184,7 +187,7 @@ const drain = (
       Effect.annotateLogs({ in_flight: connections.inFlight(), delay_ms: options.delayMs, grace_ms: options.graceMs })
     )
     yield* Effect.sleep(options.delayMs)
-    yield* acceptBacklog(connections, 250)
+    yield* acceptBacklog(connections, ACCEPT_BACKLOG_MAX_MS)
     yield* Effect.logInfo("shutting down: no longer accepting connections").pipe(
       Effect.annotateLogs({ in_flight: connections.inFlight() })
     )
