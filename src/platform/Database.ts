@@ -1,13 +1,11 @@
 import { mkdirSync } from "node:fs"
 import { resolve } from "node:path"
+import { Worker } from "node:worker_threads"
 
 import { SqlClient, SqlSchema, type Statement } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqlError } from "@effect/sql/SqlError"
-import { PGlite } from "@electric-sql/pglite"
-import { vector } from "@electric-sql/pglite-pgvector"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
-import { type Duration, Effect, Layer, Option, ParseResult, Redacted, Schedule, Schema } from "effect"
+import { type Duration, Effect, Layer, Option, ParseResult, Redacted, Runtime, Schedule, Schema } from "effect"
 import pg from "pg"
 
 import { AppConfig } from "./Config.js"
@@ -139,9 +137,51 @@ export const layerPostgres = (url: Redacted.Redacted, options: DatabaseOptions =
       ))
   )
 
+/** The embedded database's thread did not start (its reason, which names no secret), or died. */
+const embeddedFailed = (message: string) => new SqlError({ message: `The embedded database did not start: ${message}` })
+
+/** How long the embedded database's thread may take to stop (write its data out) before it is ended. */
+const EMBEDDED_STOP_TIMEOUT = "10 seconds"
+
+/** Its loopback address once the thread is ready, or why it could not start. */
+const embeddedReady = (worker: Worker) =>
+  Effect.async<{ readonly host: string; readonly port: number }, SqlError>((resume) => {
+    const settle = (result: Effect.Effect<{ readonly host: string; readonly port: number }, SqlError>) => {
+      worker.off("message", onMessage).off("error", onError).off("exit", onExit)
+      resume(result)
+    }
+    const onMessage = (message: { type: string; host?: string; port?: number; message?: string }) =>
+      settle(
+        message.type === "ready"
+          ? Effect.succeed({ host: message.host ?? "127.0.0.1", port: message.port ?? 0 })
+          : Effect.fail(embeddedFailed(message.message ?? "unknown reason"))
+      )
+    const onError = (error: Error) => settle(Effect.fail(embeddedFailed(error.message)))
+    const onExit = (code: number) => settle(Effect.fail(embeddedFailed(`its thread exited (${code})`)))
+    worker.on("message", onMessage).on("error", onError).on("exit", onExit)
+    return Effect.sync(() => {
+      worker.off("message", onMessage).off("error", onError).off("exit", onExit)
+    })
+  })
+
+/** Asks the thread to stop and waits for it to end, or ends it after EMBEDDED_STOP_TIMEOUT. */
+const stopEmbedded = (worker: Worker) =>
+  Effect.async<void>((resume) => {
+    worker.once("exit", () => resume(Effect.void))
+    worker.postMessage("stop")
+  }).pipe(
+    Effect.timeout(EMBEDDED_STOP_TIMEOUT),
+    Effect.catchAll(() =>
+      Effect.logWarning("the embedded database did not stop in time: its thread was ended").pipe(
+        Effect.zipRight(Effect.promise(() => worker.terminate()))
+      )
+    )
+  )
+
 /**
- * Embedded PostgreSQL: PGlite (with pgvector) behind a loopback socket, so the same pg driver is
- * used in every mode. PGlite has one connection, hence pool and server both limited to 1.
+ * Embedded PostgreSQL: PGlite (with pgvector) in a thread of its own (EmbeddedDatabaseWorker.mjs,
+ * as its statements run synchronously) behind a loopback socket, so the same pg driver is used in
+ * every mode. PGlite has one connection, hence pool and server both limited to 1.
  * `dataDir` "memory://" keeps everything in memory (tests).
  */
 export const layerEmbedded = (dataDir: string, options: DatabaseOptions = {}) =>
@@ -152,32 +192,29 @@ export const layerEmbedded = (dataDir: string, options: DatabaseOptions = {}) =>
       const path = inMemory ? dataDir : resolve(dataDir, "pglite")
       if (!inMemory) mkdirSync(path, { recursive: true })
       const started = Date.now()
-      const db = yield* Effect.acquireRelease(
-        Effect.promise(() => PGlite.create(path, { extensions: { vector } })),
-        (db) => Effect.promise(() => db.close())
-      )
       // PGlite is one session that ignores startup options: settings are applied to it directly.
       const schema = options.schema === undefined ? undefined : safeIdentifier(options.schema)
-      yield* Effect.promise(() =>
-        db.exec(
-          `CREATE EXTENSION IF NOT EXISTS vector; SET statement_timeout = ${config.databaseStatementTimeoutMs};` +
-            // its pages are in memory: a random read costs what a sequential one does, so index
-            // lookups (nested loops) are not priced as if from disk against hashing whole tables
-            "SET random_page_cost = 1.1;" +
-            (schema === undefined ? "" : `CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}, public;`)
-        )
+      const setup =
+        `CREATE EXTENSION IF NOT EXISTS vector; SET statement_timeout = ${config.databaseStatementTimeoutMs};` +
+        // its pages are in memory: a random read costs what a sequential one does, so index
+        // lookups (nested loops) are not priced as if from disk against hashing whole tables
+        "SET random_page_cost = 1.1;" +
+        (schema === undefined ? "" : `CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}, public;`)
+      const worker = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          new Worker(new URL("./EmbeddedDatabaseWorker.mjs", import.meta.url), { workerData: { path, setup } })
+        ),
+        stopEmbedded
       )
-      const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 })
-      yield* Effect.acquireRelease(
-        Effect.promise(() => server.start()),
-        () => Effect.promise(() => server.stop())
-      )
-      const [host, port] = server.getServerConn().split(":")
+      const { host, port } = yield* embeddedReady(worker)
+      // a thread that fails later (its queries then fail, and /health/ready with them) is logged, not thrown
+      const runtime = yield* Effect.runtime<never>()
+      worker.on("error", (error) => Runtime.runFork(runtime)(Effect.logError("the embedded database failed", error)))
       yield* Effect.logInfo("embedded database ready").pipe(
         Effect.annotateLogs({ data_dir: inMemory ? "memory" : path, startup_ms: Date.now() - started })
       )
       return pgClientLayer(
-        { host: host ?? "127.0.0.1", port: Number(port), user: "postgres", database: "postgres", max: 1 },
+        { host, port, user: "postgres", database: "postgres", max: 1 },
         {
           target: "embedded",
           statementTimeoutMs: config.databaseStatementTimeoutMs,
