@@ -2,9 +2,16 @@ import { Worker } from "node:worker_threads"
 
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Scheduler } from "effect"
+import { Effect, Fiber, Scheduler, Stream } from "effect"
 
-import { BACKGROUND_SLICE_MS, inBackground, inForeground } from "../src/platform/Scheduling.js"
+import {
+  BACKGROUND_SLICE_MS,
+  inBackground,
+  inForeground,
+  streaming,
+  STREAMING_SLICE_MS
+} from "../src/platform/Scheduling.js"
+import { sseResponse } from "../src/platform/Sse.js"
 import { UpstreamHttpClient } from "../src/platform/UpstreamHttpClient.js"
 
 /** One operation of work: holds the CPU for OP_MS (at least), and counts itself. */
@@ -59,6 +66,21 @@ describe("background work", () => {
       expect(yield* mostOpsInATurn(busyFibers(10, 100))).toBe(1000)
       const batched = Scheduler.makeBatched((run) => setImmediate(run))
       expect(yield* mostOpsInATurn(busyFibers(10, 100).pipe(Effect.withScheduler(batched)))).toBe(1000)
+    }))
+
+  it.live("gives shorter slices while an answer streams, and the usual ones again once none does", () =>
+    Effect.gen(function*() {
+      const streamingBound = STREAMING_SLICE_MS / OP_MS + 16
+      const whileStreaming = yield* Effect.scoped(
+        Effect.zipRight(streaming, mostOpsInATurn(inBackground(busyFibers(10, 100))))
+      )
+      expect(whileStreaming).toBeLessThanOrEqual(streamingBound)
+      expect(yield* mostOpsInATurn(inBackground(busyFibers(10, 100)))).toBeGreaterThan(streamingBound)
+      // an SSE response streams until its scope (the request's) closes
+      const whileResponding = yield* Effect.scoped(
+        Effect.zipRight(sseResponse(Stream.never), mostOpsInATurn(inBackground(busyFibers(10, 100))))
+      )
+      expect(whileResponding).toBeLessThanOrEqual(streamingBound)
     }))
 
   it.live("lets foreground work resumed by a callback go on at once, ahead of the background's", () =>

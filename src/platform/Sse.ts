@@ -3,6 +3,7 @@ import { Readable } from "node:stream"
 
 import { Chunk, Context, Deferred, Duration, Effect, Fiber, Option, type Scope, Stream } from "effect"
 
+import { streaming } from "./Scheduling.js"
 import { Shutdown } from "./Server.js"
 
 /**
@@ -57,6 +58,8 @@ export const sseResponse = (
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
   Effect.gen(function*() {
     const pingEvery = options.pingEvery ?? SSE_PING_INTERVAL
+    // background work gives way more often until the response ends, so its events go out sooner
+    yield* streaming
     const body = new Readable({ read: () => undefined })
     let open = true
     let overrun = false
