@@ -622,8 +622,8 @@ const main = async () => {
     }
     // percentiles of every measured stream and token at once: 50 streams a round make a round's
     // p95 its 3rd-worst stream; over the rounds it rests on ROUNDS times as many
-    const pooled = (streams: ReadonlyArray<Stream>, medianRound: Stats): Stats => ({
-      ...statsOf(streams, fake, medianRound),
+    const pooled = (streams: ReadonlyArray<Stream>, { backendCpuMs, sqlPerStream, wallMs }: Stats): Stats => ({
+      ...statsOf(streams, fake, { wallMs, backendCpuMs, sqlPerStream }),
       streams: STREAMS // a round's, as the figures of wall time and CPU are
     })
     const direct = pooled(measured.direct, medians.direct)
