@@ -51,7 +51,11 @@ import { median, stop } from "./support.js"
 const STREAMS = Number(process.env.BENCH_CHAT_STREAMS ?? 50)
 const TOKENS = Number(process.env.BENCH_CHAT_TOKENS ?? 20)
 const ROUNDS = Number(process.env.BENCH_CHAT_ROUNDS ?? 3)
-const WARMUP_STREAMS = 5
+/**
+ * A round at the measured concurrency first, not measured: V8 compiles the concurrent paths in it
+ * (after a warm-up of 5 streams, the first measured round cost ~2x the CPU of the next ones).
+ */
+const WARMUP_STREAMS = STREAMS
 /** BENCH_CHAT_RAMP_MS: starts spread over this many ms (clients arriving over time), 0: all at once (the worst case) */
 const RAMP_MS = Number(process.env.BENCH_CHAT_RAMP_MS ?? 0)
 const TOKEN_INTERVAL_MS = 20
