@@ -164,12 +164,18 @@ const embeddedReady = (worker: Worker) =>
     })
   })
 
+/** The embedded database's thread, and when it ends (known from its start, so a thread already gone is not waited for). */
+const startEmbedded = (workerData: { readonly path: string; readonly setup: string }) =>
+  Effect.sync(() => {
+    const worker = new Worker(new URL("./EmbeddedDatabaseWorker.mjs", import.meta.url), { workerData })
+    const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()))
+    return { worker, exited }
+  })
+
 /** Asks the thread to stop and waits for it to end, or ends it after EMBEDDED_STOP_TIMEOUT. */
-const stopEmbedded = (worker: Worker) =>
-  Effect.async<void>((resume) => {
-    worker.once("exit", () => resume(Effect.void))
-    worker.postMessage("stop")
-  }).pipe(
+const stopEmbedded = ({ exited, worker }: Effect.Effect.Success<ReturnType<typeof startEmbedded>>) =>
+  Effect.sync(() => worker.postMessage("stop")).pipe(
+    Effect.zipRight(Effect.promise(() => exited)),
     Effect.timeout(EMBEDDED_STOP_TIMEOUT),
     Effect.catchAll(() =>
       Effect.logWarning("the embedded database did not stop in time: its thread was ended").pipe(
@@ -200,12 +206,7 @@ export const layerEmbedded = (dataDir: string, options: DatabaseOptions = {}) =>
         // lookups (nested loops) are not priced as if from disk against hashing whole tables
         "SET random_page_cost = 1.1;" +
         (schema === undefined ? "" : `CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}, public;`)
-      const worker = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          new Worker(new URL("./EmbeddedDatabaseWorker.mjs", import.meta.url), { workerData: { path, setup } })
-        ),
-        stopEmbedded
-      )
+      const { worker } = yield* Effect.acquireRelease(startEmbedded({ path, setup }), stopEmbedded)
       const { host, port } = yield* embeddedReady(worker)
       // a thread that fails later (its queries then fail, and /health/ready with them) is logged, not thrown
       const runtime = yield* Effect.runtime<never>()
