@@ -62,9 +62,9 @@ const TOKEN_INTERVAL_MS = 20
 const TARGET_P95_MS = 5
 const CPU_PROF_DIR = process.env.BENCH_CHAT_CPU_PROF
 /** BENCH_CHAT_NODE_FLAGS: more node flags for the backend, space-separated (to compare V8 settings) */
+const NODE_FLAGS = (process.env.BENCH_CHAT_NODE_FLAGS ?? "").split(" ").filter((flag) => flag !== "")
 /** BENCH_CHAT_STDOUT=<file>: the backend's output after it listens (its logs, --trace-gc's lines) goes there */
 const STDOUT_FILE = process.env.BENCH_CHAT_STDOUT
-const NODE_FLAGS = (process.env.BENCH_CHAT_NODE_FLAGS ?? "").split(" ").filter((flag) => flag !== "")
 /** BENCH_CHAT_BY_TOKEN=1: also the median latency of each token index, per round */
 const BY_TOKEN = process.env.BENCH_CHAT_BY_TOKEN === "1"
 const POSTGRES = process.argv.includes("--postgres") || (process.env.BENCH_DATABASE_URL ?? "") !== ""

@@ -143,25 +143,29 @@ const embeddedFailed = (message: string) => new SqlError({ message: `The embedde
 /** How long the embedded database's thread may take to stop (write its data out) before it is ended. */
 const EMBEDDED_STOP_TIMEOUT = "10 seconds"
 
+/** What the embedded database's thread tells once it started (EmbeddedDatabaseWorker.mjs). */
+type EmbeddedStarted =
+  | { readonly type: "ready"; readonly host: string; readonly port: number }
+  | { readonly type: "failed"; readonly message: string }
+
 /** Its loopback address once the thread is ready, or why it could not start. */
 const embeddedReady = (worker: Worker) =>
   Effect.async<{ readonly host: string; readonly port: number }, SqlError>((resume) => {
+    const detach = () => worker.off("message", onMessage).off("error", onError).off("exit", onExit)
     const settle = (result: Effect.Effect<{ readonly host: string; readonly port: number }, SqlError>) => {
-      worker.off("message", onMessage).off("error", onError).off("exit", onExit)
+      detach()
       resume(result)
     }
-    const onMessage = (message: { type: string; host?: string; port?: number; message?: string }) =>
+    const onMessage = (message: EmbeddedStarted) =>
       settle(
         message.type === "ready"
-          ? Effect.succeed({ host: message.host ?? "127.0.0.1", port: message.port ?? 0 })
-          : Effect.fail(embeddedFailed(message.message ?? "unknown reason"))
+          ? Effect.succeed({ host: message.host, port: message.port })
+          : Effect.fail(embeddedFailed(message.message))
       )
     const onError = (error: Error) => settle(Effect.fail(embeddedFailed(error.message)))
     const onExit = (code: number) => settle(Effect.fail(embeddedFailed(`its thread exited (${code})`)))
     worker.on("message", onMessage).on("error", onError).on("exit", onExit)
-    return Effect.sync(() => {
-      worker.off("message", onMessage).off("error", onError).off("exit", onExit)
-    })
+    return Effect.sync(detach)
   })
 
 /** The embedded database's thread, and when it ends (known from its start, so a thread already gone is not waited for). */

@@ -2,8 +2,9 @@
 // The embedded database's thread (see layerEmbedded in Database.ts): PGlite runs each statement
 // synchronously in WebAssembly, 1-12 ms at a time, which on the server's thread would hold up
 // every socket. Here it serves one loopback connection, the pg driver's, with the settings of
-// `setup` applied first; it tells its parent `{ready, host, port}` or `{failed, message}`, and
-// stops (socket server, then the database, which writes a data directory out) when told "stop".
+// `setup` applied first; it tells its parent `{type: "ready", host, port}` or `{type: "failed",
+// message}` (EmbeddedStarted in Database.ts), and stops (socket server, then the database, which
+// writes a data directory out) when told "stop".
 // Plain JavaScript: Node loads a worker from a file, and this one runs as is from src/ under the
 // tests and from dist/ in production.
 import { parentPort, workerData } from "node:worker_threads"
@@ -27,15 +28,9 @@ const stop = async () => {
   await db?.close()
 }
 
+// a failure to stop is left unhandled: it ends the thread with an error, which the server logs
 port.on("message", (message) => {
-  if (message !== "stop") return
-  stop().then(
-    () => port.close(),
-    (error) => {
-      port.postMessage({ type: "failed", message: `stopping: ${String(error)}` })
-      port.close()
-    }
-  )
+  if (message === "stop") stop().then(() => port.close())
 })
 
 try {
