@@ -157,4 +157,29 @@ layer(App)("LLM routing", (it) => {
       expect(answerOf(events)).toBe("from settings")
       expect(requestsSince(settings, before)[0]?.headers.authorization).toBeUndefined()
     }))
+
+  it.effect("catalog edits reach the next call, though each call's catalog lookup is cached", () =>
+    Effect.gen(function*() {
+      const admin = yield* session("edits-admin", { isAdmin: true })
+      const providerId = yield* useSettingsProvider(admin.client, { isDefault: false, defaultModel: "late-model" })
+      const user = yield* session("edits-user")
+      const answer = Effect.map(
+        chatkit(user.token, { type: "threads.create", params: { input: say("Again") } }),
+        (response) => answerOf(eventsOf(response))
+      )
+
+      // not in the catalog yet (and remembered so), then added with the settings provider
+      expect(yield* answer).toBe("from env")
+      const model = yield* admin.client.models.create({
+        payload: { name: "late-model", display_name: "Late", provider_id: providerId }
+      })
+      expect(yield* answer).toBe("from settings")
+      // its provider taken away: no default provider in the settings, so the environment's
+      yield* admin.client.models.update({ path: { id: model.id }, payload: { provider_id: null } })
+      expect(yield* answer).toBe("from env")
+      yield* admin.client.models.update({ path: { id: model.id }, payload: { provider_id: providerId } })
+      expect(yield* answer).toBe("from settings")
+      yield* admin.client.models.delete({ path: { id: model.id } })
+      expect(yield* answer).toBe("from env")
+    }))
 })

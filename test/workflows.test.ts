@@ -10,6 +10,7 @@ import { DEFAULT_WORKFLOW_SLUG, ensureDefaultWorkflow } from "../src/features/wo
 import { WorkflowsRepo } from "../src/features/workflows/Repo.js"
 import { Cache } from "../src/platform/Cache.js"
 import { TestApp } from "./support/app.js"
+import { answerOf, chatkit, eventsOf, say } from "./support/chatkit.js"
 import { countQueries } from "./support/queries.js"
 import { type Client, emailOf, raw, runId, session } from "./support/session.js"
 
@@ -455,6 +456,41 @@ layer(TestApp("workflows", { TRUST_PROXY: "1" }), { timeout: 180_000 })("workflo
         expect(Option.isNone(yield* cache.get(activeKey(wf.id), Schema_Version))).toBe(true)
 
         expect(yield* auditActions(wf.id)).toContain("workflow.default.set")
+      }))
+
+    it.effect("a new thread runs the default workflow, whose choice is read through the cache", () =>
+      Effect.gen(function*() {
+        const admin = yield* session("default-thread-admin", { isAdmin: true })
+        const fixed = (text: string) => ({
+          nodes: [
+            { slug: "start", kind: "start" },
+            { slug: "say", kind: "assistant_message", parameters: { text } },
+            { slug: "end", kind: "end" }
+          ],
+          edges: [{ source: "start", target: "say" }, { source: "say", target: "end" }]
+        })
+        const wf = yield* admin.client.workflows.create({
+          payload: { slug: newSlug("greeter"), display_name: "Greeter", graph: fixed("Hello from the greeter") },
+          headers: {}
+        })
+        const previous = yield* admin.client.workflows.current()
+        const answer = Effect.map(
+          chatkit(admin.token, { type: "threads.create", params: { input: say("Hi") } }),
+          (response) => answerOf(eventsOf(response))
+        )
+        const before = yield* answer
+        expect(before).not.toBe("Hello from the greeter")
+
+        yield* admin.client.workflows.setDefault({ payload: { workflow_id: wf.id } })
+        expect(yield* answer).toBe("Hello from the greeter")
+        yield* admin.client.workflows.createVersion({
+          path: { id: wf.id },
+          payload: { graph: fixed("Hello from version 2"), mark_as_active: true },
+          headers: {}
+        })
+        expect(yield* answer).toBe("Hello from version 2")
+        yield* admin.client.workflows.setDefault({ payload: { workflow_id: previous.workflow_id } })
+        expect(yield* answer).not.toMatch(/^Hello from/)
       }))
 
     it.effect("each workflow's active version is cached and invalidated on activation", () =>

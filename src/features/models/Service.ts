@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Effect, Option, Schema } from "effect"
 
 import { Page } from "../../api/schemas.js"
 import { type Conflict, NotFound } from "../../domain/errors.js"
@@ -11,9 +11,13 @@ import { withHotSpan } from "../../platform/Spans.js"
 import { AuditLog, changedFields, diffChanges } from "../audit/AuditLog.js"
 import { ModelsRepo, type NewModel } from "./Repo.js"
 
-/** Every cached page of the catalog lives under this prefix; any write invalidates all of them. */
+/** Every cached page and entry of the catalog lives under this prefix; any write invalidates all of them. */
 export const MODELS_CACHE_PREFIX = "models"
 const pageKey = (page: PageRequest) => `${MODELS_CACHE_PREFIX}:page:${page.page}:${page.pageSize}`
+const providerKey = (name: string) => `${MODELS_CACHE_PREFIX}:provider:${name}`
+
+/** A name's place in the catalog: none when no model has it, else the model's provider_id (null: none assigned). */
+const CatalogProvider = Schema.Option(Schema.NullOr(Schema.String))
 
 const ModelPage = Page(Model)
 export type ModelPage = typeof ModelPage.Type
@@ -44,7 +48,8 @@ const editable = (model: Model): NewModel => ({
 
 /**
  * The model catalog (API.md section 5). Pages are read through the cache (one entry per page and
- * page size); every write commits with its audit row, then invalidates every cached page.
+ * page size), and so is each model's provider; every write commits with its audit row, then
+ * invalidates every cached page and provider.
  */
 export class ModelsService extends Effect.Service<ModelsService>()("chatkit/ModelsService", {
   effect: Effect.gen(function*() {
@@ -65,7 +70,18 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
         withHotSpan("ModelsService.list", { attributes: { page: page.page, page_size: page.pageSize } })
       )
 
-    /** Runs a write in a transaction and, once it has committed, drops every cached page. */
+    /**
+     * Whether the catalog has a model named `name`, and its provider: the router asks on every
+     * model call (two a turn, with the title's), so the answer comes from the cache.
+     */
+    const providerOf = (name: string): Effect.Effect<Option.Option<string | null>> =>
+      cache.getOrLoad(
+        providerKey(name),
+        CatalogProvider,
+        Effect.map(repo.findByName(name), Option.map((row) => row.provider_id))
+      ).pipe(orDieOnSqlError)
+
+    /** Runs a write in a transaction and, once it has committed, drops every cached page and entry. */
     const mutate = commitThen(sql, () => cache.invalidatePrefix(MODELS_CACHE_PREFIX))
 
     const create = (input: CreateModelInput): Effect.Effect<Model, Conflict> =>
@@ -124,7 +140,7 @@ export class ModelsService extends Effect.Service<ModelsService>()("chatkit/Mode
         })
       ).pipe(orDieOnSqlError, Effect.withSpan("ModelsService.delete", { attributes: { "model.id": id } }))
 
-    return { listJson, create, update, delete: remove } as const
+    return { listJson, providerOf, create, update, delete: remove } as const
   }),
   dependencies: [ModelsRepo.Default]
 }) {}

@@ -4,11 +4,10 @@ import { Effect, Option, Scope, SynchronizedRef } from "effect"
 import type { ModelProvider } from "../../domain/Settings.js"
 import type { CircuitBreaker } from "../../platform/CircuitBreaker.js"
 import { AppConfig } from "../../platform/Config.js"
-import { orDieOnSqlError } from "../../platform/Database.js"
 import { LlmProvider, type LlmProviderService } from "../../platform/LlmProvider.js"
 import { makeProviderBreaker, makeResilientOpenAi, OPENAI_API_BASE } from "../../platform/LlmProviderLive.js"
 import { UpstreamHttpClient } from "../../platform/UpstreamHttpClient.js"
-import { ModelsRepo } from "../models/Repo.js"
+import { ModelsService } from "../models/Service.js"
 import { SettingsService } from "../settings/Service.js"
 
 /** The provider that answers a call, and the model name to send it. */
@@ -33,7 +32,7 @@ export class LlmRouter extends Effect.Service<LlmRouter>()("chatkit/LlmRouter", 
   scoped: Effect.gen(function*() {
     const config = yield* AppConfig
     const settings = yield* SettingsService
-    const models = yield* ModelsRepo
+    const models = yield* ModelsService
     const fromEnvironment = yield* LlmProvider
     const client = yield* HttpClient.HttpClient
     const scope = yield* Effect.scope
@@ -65,9 +64,9 @@ export class LlmRouter extends Effect.Service<LlmRouter>()("chatkit/LlmRouter", 
         const app = yield* settings.getAppSettings
         const model = named(requested) ?? named(app.default_model)
         if (model === undefined) return { provider: fromEnvironment, model: "default" }
-        const entry = yield* models.findByName(model)
+        const entry = yield* models.providerOf(model)
         if (Option.isNone(entry)) return { provider: fromEnvironment, model }
-        const providerId = entry.value.provider_id
+        const providerId = entry.value
         const assigned = providerId === null ? undefined : app.model_providers.find((p) => p.id === providerId)
         if (providerId !== null && assigned === undefined) {
           yield* Effect.logWarning("a catalog model names a provider the app settings do not have").pipe(
@@ -77,9 +76,9 @@ export class LlmRouter extends Effect.Service<LlmRouter>()("chatkit/LlmRouter", 
         const chosen = assigned ?? app.model_providers.find((p) => p.is_default)
         if (chosen === undefined) return { provider: fromEnvironment, model }
         return { provider: yield* fromSettings(chosen), model }
-      }).pipe(orDieOnSqlError, Effect.withSpan("LlmRouter.route"))
+      }).pipe(Effect.withSpan("LlmRouter.route"))
 
     return { route } as const
   }),
-  dependencies: [SettingsService.Default, ModelsRepo.Default, UpstreamHttpClient]
+  dependencies: [SettingsService.Default, ModelsService.Default, UpstreamHttpClient]
 }) {}

@@ -20,6 +20,7 @@ import { protocolJson, SsePush, sseResponse } from "../../platform/Sse.js"
 import { VectorStoresService } from "../vectors/Service.js"
 import { WorkflowsPolicy } from "../workflows/Policy.js"
 import { WorkflowsRepo } from "../workflows/Repo.js"
+import { WorkflowsService } from "../workflows/Service.js"
 import { annotationsOf, makeAnswerWriter, type Settled } from "./AnswerWriter.js"
 import { LlmRouter } from "./LlmRouter.js"
 import { threadNotFound, ThreadsPolicy } from "./Policy.js"
@@ -130,6 +131,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
       lookup: (versionId: number) => orDieOnSqlError(workflows.loadGraph(versionId))
     })
     const workflowsPolicy = yield* WorkflowsPolicy
+    const workflowsService = yield* WorkflowsService
     const router = yield* LlmRouter
     const titles = yield* ThreadTitles
     const vectors = yield* VectorStoresService
@@ -205,7 +207,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
       Effect.gen(function*() {
         const requested = metadata["workflow_id"]
         if (typeof requested === "number") return yield* workflowsPolicy.require(requested, "read")
-        const found = yield* workflows.findDefault
+        const found = yield* workflowsService.defaultTarget
         if (Option.isNone(found)) return yield* new NotFound({ detail: "There is no default workflow" })
         return found.value
       })
@@ -464,6 +466,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
     ThreadsPolicy.Default,
     WorkflowsRepo.Default,
     WorkflowsPolicy.Default,
+    WorkflowsService.Default,
     LlmRouter.Default,
     ThreadTitles.Default,
     TurnSetups.Default,

@@ -19,7 +19,7 @@ import {
 import { Cache } from "../../platform/Cache.js"
 import { orDieOnSqlError } from "../../platform/Database.js"
 import { AuditLog, changedFields, diffChanges } from "../audit/AuditLog.js"
-import { activeKey, CURRENT_KEY } from "./CacheKeys.js"
+import { activeKey, CURRENT_KEY, DEFAULT_TARGET_KEY } from "./CacheKeys.js"
 import { DEFAULT_GRAPH } from "./DefaultWorkflow.js"
 import { validateGraph } from "./Graph.js"
 import { workflowNotFound, WorkflowsPolicy } from "./Policy.js"
@@ -27,6 +27,11 @@ import { type SummaryRow, type VersionRow, type WorkflowRow, WorkflowsRepo } fro
 
 const CachedCurrent = Schema.Option(CurrentWorkflow)
 const CachedVersion = Schema.Option(WorkflowVersion)
+
+/** Which workflow and version a new thread runs by default (no version: the default has none active). */
+export const WorkflowTarget = Schema.Struct({ id: Schema.Number, active_version_id: Schema.NullOr(Schema.Number) })
+export type WorkflowTarget = typeof WorkflowTarget.Type
+const CachedTarget = Schema.Option(WorkflowTarget)
 
 export interface CreateWorkflowInput {
   readonly slug: string
@@ -523,6 +528,16 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       Effect.withSpan("WorkflowsService.current")
     )
 
+    /**
+     * The default workflow and its active version, none without a default: what each new thread
+     * runs, read through the cache (a small entry; `current` holds the graph too).
+     */
+    const defaultTarget: Effect.Effect<Option.Option<WorkflowTarget>> = cache.getOrLoad(
+      DEFAULT_TARGET_KEY,
+      CachedTarget,
+      Effect.map(repo.findDefault, Option.map((row) => ({ id: row.id, active_version_id: row.active_version_id })))
+    ).pipe(orDieOnSqlError)
+
     /** Makes `workflowId` the default workflow (admin only: the endpoint carries AdminAuthentication). */
     const setDefault = (workflowId: number): Effect.Effect<WorkflowSummary, NotFound> =>
       Effect.gen(function*() {
@@ -566,6 +581,7 @@ export class WorkflowsService extends Effect.Service<WorkflowsService>()("chatki
       exportVersion,
       import: importWorkflow,
       current,
+      defaultTarget,
       setDefault
     } as const
   }),
