@@ -17,6 +17,9 @@
  * "added" = backend − direct, percentile by percentile. Each round prints its own percentiles, then
  * come their medians and ("all") the percentiles of every measured stream pooled, on which the
  * target is checked: backend first-delta p95 < 5 ms.
+ * Each round also reads the backend's /metrics before and after it: SQL statements per stream
+ * (db_queries_total) and garbage-collection pauses (nodejs_gc_duration_seconds), which every token
+ * arriving during one waits out.
  * The thread.title job each new thread queues calls the provider too: the fake answers those
  * requests at once (two tokens), counts them apart, and they run during the rounds, as they would.
  * JSON goes to bench/results/chat.json (bench/results/chat-postgres.json with --postgres).
@@ -346,15 +349,34 @@ interface Stats {
   readonly backendCpuMs: number
   /** SQL statements the backend ran over the round (db_queries_total on /metrics), per stream */
   readonly sqlPerStream: number
+  /** the backend's garbage collection pauses over the round (nodejs_gc_duration_seconds on /metrics): how many */
+  readonly gcPauses: number
+  /** ... and how long in all, in ms: every request and token waits out a pause that falls on it */
+  readonly gcMs: number
 }
 
-/** db_queries_total of the backend, NaN when /metrics does not show it. */
-const dbQueries = async (url: string) => {
+/** What a round measures besides the streams. */
+type Measured = Pick<Stats, "wallMs" | "backendCpuMs" | "sqlPerStream" | "gcPauses" | "gcMs">
+
+/** The sum of a metric's samples over its labels on the backend's /metrics, NaN when it does not show it. */
+const metricSum = (text: string, name: string) => {
+  const values = [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([0-9.e+-]+)$`, "gm"))].map((m) =>
+    Number(m[1])
+  )
+  return values.length === 0 ? Number.NaN : values.reduce((a, b) => a + b, 0)
+}
+
+/** The backend's counters a round reads before and after: SQL statements, GC pauses and their seconds. */
+const backendCounters = async (url: string) => {
   try {
     const text = await (await fetch(`${url}/metrics`)).text()
-    return Number(/^db_queries_total(?:\{[^}]*\})?\s+([0-9.e+]+)/m.exec(text)?.[1] ?? Number.NaN)
+    return {
+      queries: metricSum(text, "db_queries_total"),
+      gcPauses: metricSum(text, "nodejs_gc_duration_seconds_count"),
+      gcSeconds: metricSum(text, "nodejs_gc_duration_seconds_sum")
+    }
   } catch {
-    return Number.NaN
+    return { queries: Number.NaN, gcPauses: Number.NaN, gcSeconds: Number.NaN }
   }
 }
 
@@ -382,7 +404,7 @@ const summary = (values: Array<number>) => {
 const statsOf = (
   streams: ReadonlyArray<Stream>,
   fake: Fake,
-  measured: { readonly wallMs: number; readonly backendCpuMs: number; readonly sqlPerStream: number }
+  measured: Measured
 ): Stats => {
   const first: Array<number> = []
   const perToken: Array<number> = []
@@ -423,7 +445,7 @@ const statsOf = (
 let round = 0
 const runRound = async (target: Target, count: number, fake: Fake, backend: Backend, token: string) => {
   round++
-  const queriesBefore = target === "backend" ? await dbQueries(backend.url) : Number.NaN
+  const before = target === "backend" ? await backendCounters(backend.url) : undefined
   const cpuBefore = await cpuMsOf(backend.child.pid)
   const started = performance.now()
   const streams = await Promise.all(
@@ -437,10 +459,19 @@ const runRound = async (target: Target, count: number, fake: Fake, backend: Back
   const backendCpuMs = (await cpuMsOf(backend.child.pid)) - cpuBefore
   // the jobs a turn leaves behind (titles) run after it: let them finish before counting
   if (target === "backend") await sleep(300)
-  const sqlPerStream = target === "backend" ? ((await dbQueries(backend.url)) - queriesBefore) / count : 0
+  const after = before === undefined ? undefined : await backendCounters(backend.url)
+  const measured: Measured = before === undefined || after === undefined
+    ? { wallMs, backendCpuMs, sqlPerStream: 0, gcPauses: 0, gcMs: 0 }
+    : {
+      wallMs,
+      backendCpuMs,
+      sqlPerStream: (after.queries - before.queries) / count,
+      gcPauses: after.gcPauses - before.gcPauses,
+      gcMs: 1000 * (after.gcSeconds - before.gcSeconds)
+    }
   const failed = streams.find((s) => s.error !== undefined)
   if (failed !== undefined) console.error(`${target}: ${failed.marker}: ${failed.error}`)
-  return { streams, stats: statsOf(streams, fake, { wallMs, backendCpuMs, sqlPerStream }) }
+  return { streams, stats: statsOf(streams, fake, measured) }
 }
 
 const differenceOf = (a: Stats, b: Stats): Stats => {
@@ -458,7 +489,9 @@ const differenceOf = (a: Stats, b: Stats): Stats => {
     errors: a.errors + b.errors,
     wallMs: a.wallMs - b.wallMs,
     backendCpuMs: a.backendCpuMs - b.backendCpuMs,
-    sqlPerStream: a.sqlPerStream - b.sqlPerStream
+    sqlPerStream: a.sqlPerStream - b.sqlPerStream,
+    gcPauses: a.gcPauses - b.gcPauses,
+    gcMs: a.gcMs - b.gcMs
   }
 }
 
@@ -479,7 +512,9 @@ const medianOf = (all: ReadonlyArray<Stats>): Stats => {
     errors: all.reduce((n, s) => n + s.errors, 0),
     wallMs: pick((s) => s.wallMs),
     backendCpuMs: pick((s) => s.backendCpuMs),
-    sqlPerStream: pick((s) => s.sqlPerStream)
+    sqlPerStream: pick((s) => s.sqlPerStream),
+    gcPauses: pick((s) => s.gcPauses),
+    gcMs: pick((s) => s.gcMs)
   }
 }
 
@@ -489,7 +524,7 @@ const HEADER = `${"round".padEnd(7)} ${"path".padEnd(9)} ${"streams".padStart(7)
   `per token (ms): ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)}   ` +
   `request to first delta (ms): ${"p50".padStart(7)} ${"p95".padStart(7)}   errors  ${"wall ms".padStart(7)}  ${
     "backend CPU ms".padStart(14)
-  }  SQL/stream  CPU µs/token`
+  }  SQL/stream  CPU µs/token   GC pauses   GC ms`
 const row = (name: string, path: string, s: Stats) =>
   `${name.padEnd(7)} ${path.padEnd(9)} ${String(s.streams).padStart(7)} ${String(s.tokens).padStart(6)}   ` +
   `${"".padEnd(18)} ${ms(s.first.p50)} ${ms(s.first.p95)} ${ms(s.first.p99)} ${ms(s.first.max)}   ` +
@@ -498,7 +533,7 @@ const row = (name: string, path: string, s: Stats) =>
     s.wallMs.toFixed(0).padStart(7)
   }  ${s.backendCpuMs.toFixed(0).padStart(14)}  ${s.sqlPerStream.toFixed(1).padStart(10)}  ${
     (1000 * s.backendCpuMs / (s.streams * s.tokens)).toFixed(0).padStart(12)
-  }`
+  }  ${s.gcPauses.toFixed(0).padStart(10)}  ${s.gcMs.toFixed(0).padStart(6)}`
 
 // --- the store: embedded, or PostgreSQL + Redis ----------------------------------------------
 
@@ -626,8 +661,11 @@ const main = async () => {
     }
     // percentiles of every measured stream and token at once: 50 streams a round make a round's
     // p95 its 3rd-worst stream; over the rounds it rests on ROUNDS times as many
-    const pooled = (streams: ReadonlyArray<Stream>, { backendCpuMs, sqlPerStream, wallMs }: Stats): Stats => ({
-      ...statsOf(streams, fake, { wallMs, backendCpuMs, sqlPerStream }),
+    const pooled = (
+      streams: ReadonlyArray<Stream>,
+      { backendCpuMs, gcMs, gcPauses, sqlPerStream, wallMs }: Stats
+    ): Stats => ({
+      ...statsOf(streams, fake, { wallMs, backendCpuMs, sqlPerStream, gcPauses, gcMs }),
       streams: STREAMS // a round's, as the figures of wall time and CPU are
     })
     const direct = pooled(measured.direct, medians.direct)

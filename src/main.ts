@@ -9,6 +9,7 @@ import { Cache } from "./platform/Cache.js"
 import { AppConfig, AppConfigLive } from "./platform/Config.js"
 import { DatabaseLive } from "./platform/Database.js"
 import { EmbeddingsLive } from "./platform/EmbeddingsLive.js"
+import { GcMetricsLive } from "./platform/GcMetrics.js"
 import { JobQueueLive } from "./platform/JobQueue.js"
 import { LlmProviderLive } from "./platform/LlmProviderLive.js"
 import { Redis } from "./platform/Redis.js"
@@ -28,10 +29,12 @@ const WarnOnGeneratedSecret = Layer.effectDiscard(
 /**
  * Infrastructure every feature may use: one database pool, one Redis client, the cache, argon2id
  * at API.md's cost, the language model and the embeddings of the environment, the background jobs
- * (BullMQ on Redis or in-process; this process consumes them unless WORKER_MODE=off).
+ * (BullMQ on Redis or in-process; this process consumes them unless WORKER_MODE=off), and the
+ * garbage collector's pauses on /metrics.
  */
 const Infrastructure = Layer.mergeAll(
   Cache.layer,
+  GcMetricsLive,
   Passwords.layer(),
   LlmProviderLive,
   EmbeddingsLive,

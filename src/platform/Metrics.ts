@@ -77,6 +77,12 @@ export const llmTimeToFirstTokenSeconds = Metric.histogram(
   "Seconds from the start of an LLM call (retries included) to its first text delta, by provider and model"
 )
 
+export const gcDurationSecondsKey = MetricKey.histogram(
+  "nodejs_gc_duration_seconds",
+  MetricBoundaries.fromIterable([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1]),
+  "Garbage collection pauses of the main thread in seconds, by kind (minor, major, incremental, weakcb)"
+)
+
 export const llmTokensTotal = Metric.counter("llm_tokens_total", {
   description: "Tokens the LLM providers reported, by provider, model and kind (prompt|completion)",
   incremental: true
