@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { type SqlError } from "@effect/sql/SqlError"
-import { DateTime, Effect, Option, Schema } from "effect"
+import { DateTime, Effect, Option, Schema, Struct } from "effect"
 
 import { Conflict, type Forbidden, NotFound, ValidationError } from "../../domain/errors.js"
 import { type PageRequest, toPage } from "../../domain/Page.js"
@@ -12,7 +12,7 @@ import {
   normalizeGraph,
   type Workflow,
   type WorkflowExport,
-  type WorkflowSummary,
+  WorkflowSummary,
   WorkflowVersion,
   type WorkflowVersionSummary
 } from "../../domain/Workflow.js"
@@ -29,7 +29,7 @@ const CachedCurrent = Schema.Option(CurrentWorkflow)
 const CachedVersion = Schema.Option(WorkflowVersion)
 
 /** Which workflow and version a new thread runs by default (no version: the default has none active). */
-export const WorkflowTarget = Schema.Struct({ id: Schema.Number, active_version_id: Schema.NullOr(Schema.Number) })
+const WorkflowTarget = Schema.Struct(Struct.pick(WorkflowSummary.fields, "id", "active_version_id"))
 export type WorkflowTarget = typeof WorkflowTarget.Type
 const CachedTarget = Schema.Option(WorkflowTarget)
 
