@@ -3,7 +3,7 @@ import { createServer, request } from "node:http"
 import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { expect, layer } from "@effect/vitest"
-import { Effect, Layer, Schedule, Stream } from "effect"
+import { Effect, Layer } from "effect"
 
 import { AppConfig, testConfig } from "../src/platform/Config.js"
 import { requestPipeline } from "../src/platform/Http.js"
@@ -11,18 +11,27 @@ import { SSE_MAX_PENDING, sseData, SsePush, sseResponse } from "../src/platform/
 import { LiveClock } from "./support/database.js"
 
 /** Three events 150 ms apart, pings every 200 ms, through the platform's request pipeline on a real port. */
-const events = Stream.fromSchedule(Schedule.spaced("150 millis")).pipe(
-  Stream.take(3),
-  Stream.map((n) => ({ type: "tick", n, title: null, nested: { keep: [1, null], drop: null } }))
-)
-/** `push` called `times` times in one go, between two events of the stream. */
+const events = Effect.flatMap(SsePush, (push) =>
+  Effect.forEach(
+    [0, 1, 2],
+    (n) =>
+      Effect.sync(() => push({ type: "tick", n, title: null, nested: { keep: [1, null], drop: null } })).pipe(
+        Effect.delay("150 millis")
+      ),
+    { discard: true }
+  ))
+/** `push` called `times` times in one go from a callback (as a provider's read sends its tokens), between two events. */
 const pushing = (times: number) =>
-  Stream.make({ type: "before" }).pipe(
-    Stream.concat(Stream.execute(Effect.map(SsePush, (push) => {
-      for (let n = 0; n < times; n++) push({ type: "pushed", n })
-    }))),
-    Stream.concat(Stream.make({ type: "after" }))
-  )
+  Effect.flatMap(SsePush, (push) =>
+    Effect.sync(() => push({ type: "before" })).pipe(
+      Effect.zipRight(Effect.async<void>((resume) => {
+        setImmediate(() => {
+          for (let n = 0; n < times; n++) push({ type: "pushed", n })
+          resume(Effect.void)
+        })
+      })),
+      Effect.zipRight(Effect.sync(() => push({ type: "after" })))
+    ))
 const Router = HttpRouter.empty.pipe(
   HttpRouter.get("/events", sseResponse(events, { pingEvery: "200 millis" })),
   HttpRouter.get("/pushed", sseResponse(pushing(3))),
@@ -81,7 +90,7 @@ layer(Served)("server-sent events", (it) => {
       return chunks.map((c) => c.text).join("").split("\n\n").filter((block) => block.startsWith("data: "))
     })
 
-  it.effect("events pushed from a callback go out in order with the stream's own", () =>
+  it.effect("events sent from a callback go out in order with those sent before and after it", () =>
     Effect.gen(function*() {
       expect(yield* dataOf("/pushed")).toEqual([
         `data: {"type":"before"}`,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 
 import { type Graph, type GraphNode } from "../src/domain/Workflow.js"
 import { INITIAL_RUNTIME_STATE, type RuntimeState, runTurn, type TurnEvent } from "../src/features/threads/Runtime.js"
@@ -35,12 +35,10 @@ const turn = (graph: Graph, userMessage: string, runtime: RuntimeState = INITIAL
       userMessage,
       history: [],
       onDelta: (text) => seen.push({ _tag: "TextDelta", text }),
+      onEvent: (event) => Effect.sync(() => seen.push(event)),
       llmFor: (model) => Effect.succeed({ provider: llm, model: model ?? "local" }),
       ...(stepLimit === undefined ? {} : { stepLimit })
-    }).pipe(
-      Stream.runForEach((event) => Effect.sync(() => seen.push(event))),
-      Effect.as(seen as ReadonlyArray<Seen>)
-    )
+    }).pipe(Effect.as(seen as ReadonlyArray<Seen>))
   })
 
 const messages = (events: ReadonlyArray<Seen>) => events.flatMap((e) => (e._tag === "MessageDone" ? [e.text] : []))

@@ -1,7 +1,7 @@
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Readable } from "node:stream"
 
-import { Chunk, Context, Deferred, Duration, Effect, Fiber, Option, type Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Fiber, Option, type Scope } from "effect"
 
 import { streaming } from "./Scheduling.js"
 import { Shutdown } from "./Server.js"
@@ -33,27 +33,28 @@ const PING = ": ping\n\n"
 export const SSE_MAX_PENDING = 1_000_000
 
 /**
- * Sends an event at once, from a callback, in order with the events of the stream (those it
- * emitted so far are sent before): the text deltas of an answer, one per token, which would
- * otherwise cross a stream stage per layer. Provided to the events of `sseResponse`.
+ * Sends an event at once, in order with those sent before it (the function an `sseResponse`'s
+ * events are sent with). It is a plain call, usable from a callback: a token read from the
+ * provider is sent with no Effect between.
  */
 export class SsePush extends Context.Tag("chatkit/SsePush")<SsePush, (event: unknown) => void>() {}
 
 /**
- * A `text/event-stream` response of `events`; `: ping` every `pingEvery` until they end. The
- * stream must not fail: errors are events of the protocol, turned into one before this point.
+ * A `text/event-stream` response of the events `events` sends (through `SsePush`) while it runs;
+ * `: ping` every `pingEvery` until it ends. It must not fail: errors are events of the protocol,
+ * turned into one before this point.
  *
  * The body is a Node stream the platform pipes to the socket, and every event is written into it
- * as it comes, by the stream's own fiber or through `SsePush`: a token is a `push` and a socket
- * write, with no Effect between (a stream body cost a mailbox hand-over, a stream pull and the
- * platform's write loop per token). The events and the pings run in fibers of the request's scope,
+ * as it is sent: a token is a `push` and a socket write (a stream of events cost a stream stage
+ * per element and per layer of the stream, and a body stream a mailbox hand-over, a pull and the
+ * platform's write loop per token). `events` and the pings run in fibers of the request's scope,
  * which closes when the response ends or the client goes away, and so interrupts them.
  *
- * When the server's shutdown grace period is nearly over (`Shutdown.ending`), a stream still open
- * is interrupted and ends with `onShutdown`, so the client knows to retry elsewhere.
+ * When the server's shutdown grace period is nearly over (`Shutdown.ending`), `events` still
+ * running is interrupted and the response ends with `onShutdown`, so the client knows to retry elsewhere.
  */
 export const sseResponse = (
-  events: Stream.Stream<unknown, never, SsePush>,
+  events: Effect.Effect<void, never, SsePush>,
   options: { readonly pingEvery?: Duration.DurationInput; readonly onShutdown?: unknown } = {}
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -83,10 +84,7 @@ export const sseResponse = (
         : Effect.void
     )
     let shuttingDown = false
-    const producer = yield* Stream.runForEachChunk(
-      Stream.provideService(events, SsePush, push),
-      (chunk) => Effect.sync(() => Chunk.forEach(chunk, push))
-    ).pipe(
+    const producer = yield* Effect.provideService(events, SsePush, push).pipe(
       // however the events end, the response ends, unless the shutdown below has a last word
       Effect.ensuring(Effect.sync(() => shuttingDown || end())),
       Effect.forkScoped

@@ -1,5 +1,5 @@
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Cache, Duration, Effect, Either, Option, type Scope, Stream } from "effect"
+import { Cache, Duration, Effect, Either, Option, type Scope } from "effect"
 
 import {
   type ChatkitRequest,
@@ -229,53 +229,58 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
       })
 
     /**
-     * A turn as protocol events. Its answers are stored as they stream (`answerWriter`); its
-     * runtime state is stored when it ends. A turn cut short (the client went away, or a failure)
-     * leaves the runtime state as it was before the turn, so the next message runs from the same
-     * place, with the cut answer in the conversation.
+     * A turn, its protocol events sent as they happen. Its answers are stored as they stream
+     * (`answerWriter`, settled when the turn's scope closes); its runtime state is stored when it
+     * ends. A turn cut short (the client went away, or a failure) leaves the runtime state as it
+     * was before the turn, so the next message runs from the same place, with the cut answer in
+     * the conversation.
      */
-    const turnEvents = (
+    const streamTurn = (
       row: ThreadRow,
       turn: Turn,
       text: string,
       history: ReadonlyArray<ChatMessage>,
       setupDone: Effect.Effect<void>
-    ) =>
-      Stream.unwrapScoped(
-        Effect.gen(function*() {
-          const version = yield* versionOf(row)
-          if (Option.isNone(version)) {
-            return Stream.make(errorEvent("This conversation's workflow has no active version any more", false))
-          }
-          const graph = yield* graphs.get(version.value.id)
-          const answer = yield* makeAnswerWriter(repo, row.id)
-          // set up: the next turn may start its own (TurnSetups)
-          yield* setupDone
-          const push = yield* SsePush
-          // a delta is the hot path (one per token): stored in memory and sent, no Effect
-          const onDelta = (delta: string) => {
-            answer.append(delta)
-            push({
-              type: "thread.item.updated",
-              item_id: answer.currentId(),
-              update: { type: "assistant_message.content_part.text_delta", content_index: 0, delta }
-            })
-          }
-          const settledEvent = (settled: Settled) =>
-            settled._tag === "Stored"
-              ? { type: "thread.item.done", item: settled.item }
-              : { type: "thread.item.removed", item_id: settled.id }
-          const toEvents = (event: TurnEvent): Effect.Effect<ReadonlyArray<unknown>> =>
-            Effect.gen(function*() {
-              switch (event._tag) {
-                case "MessageStarted":
-                  return [{ type: "thread.item.added", item: yield* answer.start }]
-                case "SourcesFound": {
-                  // stored with the answer; told to the client now, so it can show them while the text streams
-                  const annotations = annotationsOf(event.sources)
-                  answer.annotate(annotations)
-                  const itemId = answer.currentId()
-                  return annotations.map((annotation, index) => ({
+    ): Effect.Effect<void, never, SsePush> =>
+      Effect.gen(function*() {
+        const push = yield* SsePush
+        const version = yield* versionOf(row)
+        if (Option.isNone(version)) {
+          return push(errorEvent("This conversation's workflow has no active version any more", false))
+        }
+        const graph = yield* graphs.get(version.value.id)
+        const answer = yield* makeAnswerWriter(repo, row.id)
+        // set up: the next turn may start its own (TurnSetups)
+        yield* setupDone
+        // a delta is the hot path (one per token): stored in memory and sent, no Effect
+        const onDelta = (delta: string) => {
+          answer.append(delta)
+          push({
+            type: "thread.item.updated",
+            item_id: answer.currentId(),
+            update: { type: "assistant_message.content_part.text_delta", content_index: 0, delta }
+          })
+        }
+        const pushSettled = (settled: Option.Option<Settled>) => {
+          if (Option.isNone(settled)) return
+          push(
+            settled.value._tag === "Stored"
+              ? { type: "thread.item.done", item: settled.value.item }
+              : { type: "thread.item.removed", item_id: settled.value.id }
+          )
+        }
+        const onEvent = (event: TurnEvent): Effect.Effect<void> =>
+          Effect.gen(function*() {
+            switch (event._tag) {
+              case "MessageStarted":
+                return push({ type: "thread.item.added", item: yield* answer.start })
+              case "SourcesFound": {
+                // stored with the answer; told to the client now, so it can show them while the text streams
+                const annotations = annotationsOf(event.sources)
+                answer.annotate(annotations)
+                const itemId = answer.currentId()
+                return annotations.forEach((annotation, index) =>
+                  push({
                     type: "thread.item.updated",
                     item_id: itemId,
                     update: {
@@ -284,35 +289,34 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
                       annotation_index: index,
                       annotation
                     }
-                  }))
-                }
-                case "MessageDone":
-                  return Option.toArray(Option.map(yield* answer.complete(event.text), settledEvent))
-                case "TurnEnded":
-                  yield* turn.end({ ...event.runtime, resume_at: event.runtime.resume_at ?? null })
-                  return []
+                  })
+                )
               }
-            }).pipe(orDieOnSqlError)
-          const failed = (error: TurnFailed) =>
-            Effect.map(answer.fail, (settled) => [
-              ...Option.toArray(Option.map(settled, settledEvent)),
-              errorEvent(error.message, error.reason === "llm" || error.reason === "retrieval_unavailable")
-            ])
-          return runTurn({
-            graph,
-            runtime: version.value.runtime,
-            userMessage: text,
-            history,
-            onDelta,
-            llmFor: router.route,
-            retrieve
-          }).pipe(
-            // mapConcatEffect, not mapEffect + flatMap(fromIterable): a stream per element cost ~70 µs each
-            Stream.mapConcatEffect(toEvents),
-            Stream.catchAll((error) => Stream.fromIterableEffect(failed(error)))
-          )
-        }).pipe(orDieOnSqlError)
-      )
+              case "MessageDone":
+                return pushSettled(yield* answer.complete(event.text))
+              case "TurnEnded":
+                return yield* turn.end({ ...event.runtime, resume_at: event.runtime.resume_at ?? null })
+            }
+          }).pipe(orDieOnSqlError)
+        const failed = (error: TurnFailed) =>
+          Effect.map(answer.fail, (settled) => {
+            pushSettled(settled)
+            push(errorEvent(error.message, error.reason === "llm" || error.reason === "retrieval_unavailable"))
+          })
+        yield* runTurn({
+          graph,
+          runtime: version.value.runtime,
+          userMessage: text,
+          history,
+          onDelta,
+          onEvent,
+          llmFor: router.route,
+          retrieve
+        }).pipe(Effect.catchAll(failed))
+      }).pipe(orDieOnSqlError, Effect.scoped)
+
+    /** Sends `events` (the opening of a stream, or all of a short one). */
+    const send = (...events: ReadonlyArray<unknown>) => Effect.map(SsePush, (push) => events.forEach(push))
 
     const historyOf = (row: ThreadRow) =>
       Effect.map(repo.latestItems(row.id), (page) => page.data.map(toThreadItem).flatMap(asChatMessage))
@@ -328,14 +332,11 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
       Effect.gen(function*() {
         const history = options.created ? [] : yield* historyOf(row)
         const [stored] = yield* repo.appendItems(row.id, [{ type: "user_message", payload: userMessagePayload(input) }])
-        const start = [
+        return send(
           ...opening,
           ...(stored === undefined ? [] : [{ type: "thread.item.done", item: toThreadItem(stored) }])
-        ]
-        return Stream.concat(
-          Stream.fromIterable(start),
-          turnEvents(row, turn, userText(input), history, options.setupDone)
         )
+          .pipe(Effect.zipRight(streamTurn(row, turn, userText(input), history, options.setupDone)))
       })
 
     const STREAM_OPTIONS = { type: "stream_options", stream_options: { allow_cancel: true } }
@@ -369,11 +370,11 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
             ], { created: true, setupDone }))
             // queued once the turn's events end, however they end (a client gone mid-answer keeps it): its
             // model call and writes would otherwise compete with the answer's tokens
-            return Stream.ensuring(events, titles.request(row.id, userText(request.params.input)))
+            return Effect.ensuring(events, titles.request(row.id, userText(request.params.input)))
           }
           case "threads.add_user_message": {
             const writable = yield* requireWritable(request.params.thread_id)
-            if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
+            if (Either.isLeft(writable)) return send(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
             const turn = yield* takeTurn(repo, writable.right.id)
             return yield* turn.run(
               userTurn(writable.right, turn, request.params.input, [STREAM_OPTIONS], { created: false, setupDone })
@@ -382,10 +383,10 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
           case "threads.resume":
             yield* policy.require(request.params.thread_id, "read")
             // answers are stored as they stream and no turn outlives its request: nothing to re-attach to
-            return Stream.make(STREAM_OPTIONS)
+            return send(STREAM_OPTIONS)
           case "threads.retry_after_item": {
             const writable = yield* requireWritable(request.params.thread_id)
-            if (Either.isLeft(writable)) return Stream.make(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
+            if (Either.isLeft(writable)) return send(STREAM_OPTIONS, errorEvent(writable.left.detail, false))
             const row = writable.right
             const target = yield* repo.findItem(row.id, request.params.item_id)
             if (Option.isNone(target) || target.value.type !== "user_message") {
@@ -399,7 +400,7 @@ export class ThreadsService extends Effect.Service<ThreadsService>()("chatkit/Th
               yield* repo.deleteItemsAfter(row.id, target.value.id)
               const history = (yield* historyOf(row)).slice(0, -1)
               const text = asChatMessage(toThreadItem(target.value))[0]?.content ?? ""
-              return Stream.concat(Stream.make(STREAM_OPTIONS), turnEvents(row, turn, text, history, setupDone))
+              return Effect.zipRight(send(STREAM_OPTIONS), streamTurn(row, turn, text, history, setupDone))
             }))
           }
         }

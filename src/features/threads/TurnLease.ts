@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 
 import type { SqlError } from "@effect/sql/SqlError"
-import { Duration, Effect, Schedule, Stream } from "effect"
+import { Duration, Effect, Schedule } from "effect"
 
 import { Conflict } from "../../domain/errors.js"
 import type { JsonObject, ThreadId } from "../../domain/Thread.js"
@@ -24,12 +24,13 @@ const busy = () =>
 /** The turn of a thread, while it holds the thread's lease. */
 export interface Turn {
   /**
-   * Wraps the turn's set-up and its events: the lease is renewed while the events stream and
-   * given back when they end, however they end (a set-up that fails gives it back at once).
+   * Wraps the turn's set-up and the effect it gives, which runs the turn: the lease is renewed
+   * while that runs and given back when it ends, however it ends (a set-up that fails gives it
+   * back at once).
    */
-  readonly run: <A, E1, E2, R1, R2>(
-    setup: Effect.Effect<Stream.Stream<A, E2, R2>, E1, R1>
-  ) => Effect.Effect<Stream.Stream<A, E2, R2>, E1, R1>
+  readonly run: <E1, E2, R1, R2>(
+    setup: Effect.Effect<Effect.Effect<void, E2, R2>, E1, R1>
+  ) => Effect.Effect<Effect.Effect<void, E2, R2>, E1, R1>
   /** The turn's last write: the thread's runtime state, stored as the lease is given back (one statement). */
   readonly end: (runtimeState: JsonObject) => Effect.Effect<void, SqlError>
 }
@@ -37,17 +38,13 @@ export interface Turn {
 const held = (repo: ThreadsRepo, threadId: ThreadId, turnId: string): Turn => {
   let released = false
   const release = Effect.suspend(() => released ? Effect.void : Effect.ignore(repo.releaseTurn(threadId, turnId)))
-  const leased = <A, E, R>(events: Stream.Stream<A, E, R>) =>
-    Stream.unwrapScoped(Effect.gen(function*() {
-      yield* Effect.addFinalizer(() => release)
-      yield* repo.renewTurn(threadId, turnId, LEASE_SECONDS).pipe(
-        Effect.ignore,
-        Effect.repeat(Schedule.spaced(RENEW_EVERY)),
-        Effect.delay(RENEW_EVERY),
-        Effect.forkScoped
-      )
-      return events
-    }))
+  const renewing = repo.renewTurn(threadId, turnId, LEASE_SECONDS).pipe(
+    Effect.ignore,
+    Effect.repeat(Schedule.spaced(RENEW_EVERY)),
+    Effect.delay(RENEW_EVERY)
+  )
+  const leased = <E, R>(turn: Effect.Effect<void, E, R>): Effect.Effect<void, E, R> =>
+    Effect.scoped(Effect.zipRight(Effect.forkScoped(renewing), turn)).pipe(Effect.ensuring(release))
   return {
     run: (setup) => setup.pipe(Effect.onError(() => release), Effect.map(leased)),
     end: (runtimeState) =>
