@@ -1,9 +1,11 @@
+import * as diagnostics from "node:diagnostics_channel"
 import { Worker } from "node:worker_threads"
 
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Scheduler, Stream } from "effect"
+import { Effect, Fiber, Scheduler } from "effect"
 
+import { makeOpenAiLlm } from "../src/platform/OpenAiLlm.js"
 import {
   BACKGROUND_SLICE_MS,
   inBackground,
@@ -78,7 +80,7 @@ describe("background work", () => {
       expect(yield* mostOpsInATurn(inBackground(busyFibers(10, 100)))).toBeGreaterThan(streamingBound)
       // an SSE response streams until its scope (the request's) closes
       const whileResponding = yield* Effect.scoped(
-        Effect.zipRight(sseResponse(Stream.never), mostOpsInATurn(inBackground(busyFibers(10, 100))))
+        Effect.zipRight(sseResponse(Effect.never), mostOpsInATurn(inBackground(busyFibers(10, 100))))
       )
       expect(whileResponding).toBeLessThanOrEqual(streamingBound)
     }))
@@ -103,24 +105,29 @@ describe("background work", () => {
     }))
 })
 
-/** An HTTP server in a thread of its own (as a provider is in a process of its own): it answers while this thread's event loop is busy. */
-const otherThreadServer = Effect.acquireRelease(
-  Effect.async<{ readonly url: string; readonly worker: Worker }>((resume) => {
-    const worker = new Worker(
-      `const { createServer } = require("node:http"); const { parentPort } = require("node:worker_threads");
-       const server = createServer((_, res) => res.end("ok"));
+/**
+ * An HTTP server in a thread of its own (as a provider is in a process of its own): it answers
+ * while this thread's event loop is busy, with `answer` (the body of a handler of `(req, res)`,
+ * which may post messages to this thread).
+ */
+const otherThreadServer = (answer = `res.end("ok")`) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly url: string; readonly worker: Worker }>((resume) => {
+      const worker = new Worker(
+        `const { createServer } = require("node:http"); const { parentPort } = require("node:worker_threads");
+       const server = createServer((req, res) => { ${answer} });
        server.listen(0, "127.0.0.1", () => parentPort.postMessage(server.address().port));`,
-      { eval: true }
-    )
-    worker.once("message", (port: number) => resume(Effect.succeed({ url: `http://127.0.0.1:${port}/`, worker })))
-  }),
-  ({ worker }) => Effect.promise(() => worker.terminate())
-)
+        { eval: true }
+      )
+      worker.once("message", (port: number) => resume(Effect.succeed({ url: `http://127.0.0.1:${port}/`, worker })))
+    }),
+    ({ worker }) => Effect.promise(() => worker.terminate())
+  )
 
 describe("calls to providers", () => {
   it.live("get their answers when made from background work, however busy", () =>
     Effect.gen(function*() {
-      const { url } = yield* otherThreadServer
+      const { url } = yield* otherThreadServer()
       const client = yield* HttpClient.HttpClient
       const ask = client.get(url).pipe(
         Effect.flatMap((response) => response.text),
@@ -141,4 +148,40 @@ describe("calls to providers", () => {
       }))
       expect(answered).toBe(50)
     }).pipe(Effect.scoped, Effect.provide(UpstreamHttpClient)), 120_000)
+})
+
+describe("a streamed answer", () => {
+  it.live(
+    "is read in the foreground from its headers on: its first token is relayed before background work goes on",
+    () =>
+      Effect.gen(function*() {
+        // the headers and the first token in one write, as a fast model sends them
+        const { url } = yield* otherThreadServer(
+          `req.resume(); req.on("end", () => {
+           res.writeHead(200, { "content-type": "text/event-stream" });
+           res.end('data: {"choices":[{"delta":{"content":"Hi"}}]}\\n\\ndata: [DONE]\\n\\n');
+         })`
+        )
+        const provider = yield* makeOpenAiLlm({ baseUrl: url })
+        // Node tells when it has read an answer's headers, in the socket's callback (the token came with them)
+        let atHeaders: number | undefined
+        const onHeaders = () => (atHeaders = opsDone)
+        yield* Effect.acquireRelease(
+          Effect.sync(() => diagnostics.subscribe("http.client.response.finish", onHeaders)),
+          () => Effect.sync(() => diagnostics.unsubscribe("http.client.response.finish", onHeaders))
+        )
+        const opsBeforeDelta = yield* inBackground(Effect.gen(function*() {
+          const busy = yield* Effect.fork(busyFibers(10, 1_000_000, { yielding: true }))
+          yield* Effect.sleep("50 millis") // the background busy when the answer comes
+          let ops: number | undefined
+          yield* provider.answer({ model: "m", messages: [{ role: "user", content: "hello" }] }, () => {
+            if (ops === undefined && atHeaders !== undefined) ops = opsDone - atHeaders
+          })
+          yield* Fiber.interrupt(busy)
+          return ops
+        }))
+        expect(opsBeforeDelta).toBe(0)
+      }).pipe(Effect.scoped, Effect.provide(UpstreamHttpClient)),
+    60_000
+  )
 })
