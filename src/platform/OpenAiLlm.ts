@@ -319,7 +319,8 @@ export const makeOpenAiLlm = (
      * goes on right after the socket callback that resumes it, ahead of background work. A read of
      * the body alone was not enough: from the answer's headers to its first read the call went on
      * in background slices, and behind 50 turns' set-ups a first token that came meanwhile waited
-     * in the socket's buffer (first delta p99 93 ms, p95 4 ms of the backend's 9).
+     * in the socket's buffer (chat bench, from the token's arrival to its event's write: p95
+     * 0.9-4.1 ms and p99 9-93 ms before, 0.4-0.6 ms and 2-3 ms after).
      */
     const answer = (request: CompletionRequest, onDelta: OnDelta): Effect.Effect<void, LlmError> =>
       HttpClientRequest.post(url).pipe(

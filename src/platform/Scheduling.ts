@@ -87,8 +87,8 @@ export const streaming: Effect.Effect<void, never, Scope.Scope> = Effect.acquire
 
 /**
  * Runs `effect` ahead of the background: on Effect's default scheduler, where a fiber resumed by
- * a socket callback goes on in the microtasks right after it. For the token relay only (a token
- * read from the provider is sent to the client at once), whose work per callback is small.
+ * a socket callback goes on in the microtasks right after it. For calls to providers only (a
+ * model's answer, whose tokens are sent to the client as they are read), whose work per callback is small.
  */
 export const inForeground = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.withScheduler(effect, Scheduler.defaultScheduler)
