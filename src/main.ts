@@ -16,6 +16,7 @@ import { Redis } from "./platform/Redis.js"
 import { BackgroundScheduling } from "./platform/Scheduling.js"
 import { makeServer } from "./platform/Server.js"
 import { LoggerLive, TracingLive } from "./platform/Telemetry.js"
+import { HelperThreadsLowered } from "./platform/ThreadPriority.js"
 
 const WarnOnGeneratedSecret = Layer.effectDiscard(
   Effect.flatMap(AppConfig, (config) =>
@@ -46,8 +47,9 @@ const Infrastructure = Layer.mergeAll(
 const Application = Layer.unwrapEffect(
   Effect.map(makeServer, ({ GracefulShutdown, LogAddress, ServerLive, ShutdownLive }) =>
     // Built outermost first: migrations and bootstrap, then the port opens, then the Api serves;
-    // GracefulShutdown is built last so that, at shutdown, it drains requests first.
-    Layer.mergeAll(GracefulShutdown, LogAddress).pipe(
+    // GracefulShutdown is built last so that, at shutdown, it drains requests first; the helper
+    // threads are lowered once they all exist.
+    Layer.mergeAll(GracefulShutdown, LogAddress, HelperThreadsLowered).pipe(
       Layer.provide(ServedApi),
       Layer.provide(ServerLive),
       Layer.provide(PrepareToServe),

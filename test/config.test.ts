@@ -80,6 +80,15 @@ describe("configuration", () => {
       ])
     }))
 
+  it.effect("runs the helper threads at nice 19 unless HELPER_THREADS_NICE says otherwise (0 leaves them be), within 0-19", () =>
+    Effect.gen(function*() {
+      expect((yield* loadConfigFromEnv({})).helperThreadsNice).toBe(19)
+      expect((yield* loadConfigFromEnv({ HELPER_THREADS_NICE: "0" })).helperThreadsNice).toBe(0)
+      expect(yield* problemsOf({ HELPER_THREADS_NICE: "20" })).toEqual([
+        "HELPER_THREADS_NICE: must be an integer between 0 and 19"
+      ])
+    }))
+
   it.effect("reports every problem at once, naming each variable and what is expected", () =>
     Effect.gen(function*() {
       const problems = yield* problemsOf({

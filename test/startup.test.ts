@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from "node:fs"
+
 import { describe, expect, it } from "vitest"
 
 import { freePort } from "./support/network.js"
@@ -48,4 +50,26 @@ describe("server start-up", () => {
     expect(output.stdout).toContain("shutting down")
     for (const line of output.stdout.trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow()
   })
+
+  it.runIf(process.platform === "linux")(
+    "runs every thread but the event loop's at the lowest priority, so the loop wins the cores (HELPER_THREADS_NICE)",
+    async () => {
+      const port = await freePort()
+      const child = startServer({ PORT: String(port) })
+      const { exited, output } = collect(child)
+      await waitFor(() => output.stdout.includes("listening on"), 60_000)
+      const nice = (tid: string) => {
+        // the nice value is the 19th field of stat; the command name before it may hold spaces
+        const stat = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, "utf8")
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])
+      }
+      const others = readdirSync(`/proc/${child.pid}/task`).filter((tid) => tid !== String(child.pid))
+      expect(nice(String(child.pid))).toBe(0)
+      // V8's 4 helpers, libuv's pool and the embedded database's thread at least
+      expect(others.length).toBeGreaterThan(5)
+      expect(others.map(nice)).toEqual(others.map(() => 19))
+      child.kill("SIGTERM")
+      expect(await exited).toBe(0)
+    }
+  )
 })

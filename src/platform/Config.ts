@@ -40,6 +40,8 @@ export interface AppConfigShape {
   readonly llmCircuitCooldownSeconds: number
   /** pause between the local model's words (0: as fast as it can), to watch a stream on a laptop */
   readonly localLlmDelayMs: number
+  /** the nice value of the process's threads but the event loop's (ThreadPriority.ts); 0 leaves them be */
+  readonly helperThreadsNice: number
   readonly embeddingsProvider: "local" | "openai"
   readonly logLevel: "trace" | "debug" | "info" | "warning" | "error" | "fatal" | "none"
   readonly logFormat: LogFormat
@@ -166,6 +168,8 @@ const rawConfig = (nodeEnv: NodeEnv) => {
     llmCircuitFailures: positiveInt("LLM_CIRCUIT_FAILURES", 5, 1000),
     llmCircuitCooldownSeconds: positiveInt("LLM_CIRCUIT_COOLDOWN_SECONDS", 30, 3600),
     localLlmDelayMs: boundedInt("LOCAL_LLM_DELAY_MS", 0, 0, 10_000),
+    // 19, the lowest priority: the event loop's thread wins the cores (ThreadPriority.ts)
+    helperThreadsNice: boundedInt("HELPER_THREADS_NICE", 19, 0, 19),
     embeddingsProvider: oneOf("EMBEDDINGS_PROVIDER", ["local", "openai"], "local"),
     logLevel: oneOf("LOG_LEVEL", ["trace", "debug", "info", "warning", "error", "fatal", "none"], "info"),
     logFormat: oneOf("LOG_FORMAT", ["json", "pretty"], "json"),
@@ -324,6 +328,7 @@ export const CONFIG_VARIABLES = [
   "LLM_CIRCUIT_FAILURES",
   "LLM_CIRCUIT_COOLDOWN_SECONDS",
   "LOCAL_LLM_DELAY_MS",
+  "HELPER_THREADS_NICE",
   "EMBEDDINGS_PROVIDER",
   "LOG_LEVEL",
   "LOG_FORMAT",
