@@ -1,9 +1,7 @@
-import { readdirSync, readFileSync } from "node:fs"
-
 import { describe, expect, it } from "vitest"
 
 import { freePort } from "./support/network.js"
-import { collect, startServer, waitFor } from "./support/process.js"
+import { collect, startServer, threadNices, waitFor } from "./support/process.js"
 
 describe("server start-up", () => {
   it("refuses a bad configuration before listening: every problem in one message on stderr, exit 1", async () => {
@@ -58,16 +56,11 @@ describe("server start-up", () => {
       const child = startServer({ PORT: String(port) })
       const { exited, output } = collect(child)
       await waitFor(() => output.stdout.includes("listening on"), 60_000)
-      const nice = (tid: string) => {
-        // the nice value is the 19th field of stat; the command name before it may hold spaces
-        const stat = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, "utf8")
-        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])
-      }
-      const others = readdirSync(`/proc/${child.pid}/task`).filter((tid) => tid !== String(child.pid))
-      expect(nice(String(child.pid))).toBe(0)
+      const { loop, others } = threadNices(child.pid!)
+      expect(loop).toBe(0)
       // V8's 4 helpers, libuv's pool and the embedded database's thread at least
       expect(others.length).toBeGreaterThan(5)
-      expect(others.map(nice)).toEqual(others.map(() => 19))
+      expect(others).toEqual(others.map(() => 19))
       child.kill("SIGTERM")
       expect(await exited).toBe(0)
     }

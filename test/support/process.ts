@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
 
 /** A child's stdout and stderr as they accumulate, and its exit code once it exits. */
 export const collect = (child: ChildProcess) => {
@@ -42,4 +43,15 @@ export const waitFor = async (predicate: () => boolean, timeoutMs: number, what 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 50))
   }
+}
+
+/** The nice value of each thread of a process (Linux, /proc), the event loop's (its id is the pid) apart. */
+export const threadNices = (pid: number) => {
+  const nice = (tid: string) => {
+    // the 19th field of stat; the command name before it, in parentheses, may hold spaces
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])
+  }
+  const others = readdirSync(`/proc/${pid}/task`).filter((tid) => tid !== String(pid))
+  return { loop: nice(String(pid)), others: others.map(nice) }
 }
